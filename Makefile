@@ -1,0 +1,58 @@
+# embednv: `make embed-corpus` and `make test` each work as the first command on a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+
+INPUT ?= data/sample_corpus.parquet
+SAMPLE_N ?= 2000
+OUT ?= out/embeddings
+MODEL ?= auto
+MAP_OUT ?= out/map
+ARGS ?=
+
+.PHONY: setup test embed-corpus map-corpus bench clean browser
+
+setup: $(STAMP)
+
+# Re-runs only when pyproject.toml changes: quick when already done.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+ifeq ($(HAS_GPU),)
+	# No NVIDIA GPU: the CPU wheel, not the multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+endif
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+# Chromium (Debian) for the map.html browser test; skipped quietly where apt is unavailable.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	  echo "chromium not installed: the browser test will be skipped"; }
+
+test: setup browser
+	$(PY) -m pytest -q $(ARGS)
+
+data/sample_corpus.parquet: | setup
+	$(VENV)/bin/embednv sample-corpus $@ --n $(SAMPLE_N) --seed 0
+
+embed-corpus: setup $(if $(filter data/sample_corpus.parquet,$(INPUT)),data/sample_corpus.parquet)
+	$(VENV)/bin/embednv embed $(INPUT) --out $(OUT) --model $(MODEL) $(ARGS)
+
+map-corpus: setup
+	@test -f $(OUT)/_SUCCESS || $(MAKE) embed-corpus
+	$(VENV)/bin/embednv map $(OUT) --out $(MAP_OUT) --texts $(INPUT) $(ARGS)
+
+bench: setup
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf out data .pytest_cache build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

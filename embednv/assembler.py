@@ -1,0 +1,75 @@
+"""Collect embedded rows as they stream in and write each shard once all its rows are back.
+
+Rows of one shard can arrive in several blocks and interleaved with other shards (actors run
+concurrently). A shard is written, atomically, only when every one of its planned rows has
+arrived, rows in input order, so its content never depends on timing. Error rows of the shard
+are written first, to `_errors/`, so a finished data shard always implies its errors are safe.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from embednv.embedding import EMBEDDING, N_CHUNKS, N_TOKENS_OUT, PADDED, WINDOW_TOKENS
+from embednv.output import ERROR_PARTS, OutputDir, shard_name
+from embednv.readers import ERROR, ROW, SHARD
+from embednv.sources import InputPlan
+
+
+class ShardAssembler:
+    def __init__(self, plan: InputPlan, out: OutputDir, id_column: str, dim: int):
+        self.plan, self.out, self.id_column = plan, out, id_column
+        self.schema = pa.schema(
+            [pa.field(id_column, plan.id_type), pa.field(EMBEDDING, pa.list_(pa.float32(), dim)),
+             pa.field(N_TOKENS_OUT, pa.int64()), pa.field(N_CHUNKS, pa.int32())]
+        )
+        self.error_schema = pa.schema(
+            [pa.field(id_column, plan.id_type), pa.field("file", pa.string()), pa.field("row", pa.int64()), pa.field("reason", pa.string())]
+        )
+        self._parts: dict[int, list[pa.Table]] = defaultdict(list)
+        self._arrived: dict[int, int] = defaultdict(int)
+        self.written: list[dict] = []  # stats of shards written by this run
+
+    def add(self, block: pa.Table) -> list[int]:
+        """Take a block of embedded rows; returns the shards it completed (and wrote)."""
+        done = []
+        shard_ids = block.column(SHARD).to_numpy()
+        for shard_index in np.unique(shard_ids):
+            part = block.filter(pa.array(shard_ids == shard_index))
+            self._parts[int(shard_index)].append(part)
+            self._arrived[int(shard_index)] += len(part)
+            if self._arrived[int(shard_index)] == self.plan.shards[int(shard_index)].n_rows:
+                self._write(int(shard_index))
+                done.append(int(shard_index))
+        return done
+
+    def incomplete(self) -> dict[int, tuple[int, int]]:
+        """Shards still waiting for rows: {shard: (arrived, expected)}. Must be empty at the end."""
+        return {s: (n, self.plan.shards[s].n_rows) for s, n in self._arrived.items() if s in self._parts}
+
+    def _write(self, shard_index: int) -> None:
+        table = pa.concat_tables(self._parts.pop(shard_index)).sort_by(ROW)
+        ok = table.column(ERROR).is_null()
+        embedded = table.filter(ok)
+        failed = table.filter(pc.invert(ok))
+        if len(failed):
+            uri = self.plan.files[self.plan.shards[shard_index].file].uri
+            errors = pa.table(
+                [failed.column(self.id_column).cast(self.plan.id_type), pa.array([uri] * len(failed), pa.string()),
+                 failed.column(ROW), failed.column(ERROR)],
+                schema=self.error_schema,
+            )
+            self.out.write_table(f"{ERROR_PARTS}/{shard_name(shard_index)}", errors)
+        stats = {
+            "rows": len(table), "embedded": len(embedded), "errored": len(failed),
+            "tokens": int(pc.sum(embedded.column(N_TOKENS_OUT)).as_py() or 0),
+            "window_tokens": int(pc.sum(table.column(WINDOW_TOKENS)).as_py() or 0),
+            "padded_tokens": int(pc.sum(table.column(PADDED)).as_py() or 0),
+        }
+        data = pa.table([embedded.column(f.name).cast(f.type) for f in self.schema], schema=self.schema)
+        self.out.write_table(shard_name(shard_index), data, metadata=stats)
+        self.written.append(stats)

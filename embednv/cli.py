@@ -1,0 +1,117 @@
+"""The `embednv` command line: embed notes, make a sample corpus, map the corpus.
+
+Everything heavy (torch, transformers, ray) is imported inside the commands, so
+`embednv --help` answers at once. Environment defaults that keep PHI on the machine are set
+here, at the edge, before any library reads them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Clinical notes to embeddings (NV-Embed-v2 on Ray) and a map of their cohorts.")
+log = logging.getLogger("embednv")
+
+# No telemetry, no hub calls unless asked: set before ray or transformers are imported.
+for _name, _value in {"RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                      "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "true"}.items():
+    os.environ.setdefault(_name, _value)
+
+
+def _setup_logging(debug: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="embednv: %(message)s", stream=sys.stderr, force=True)
+    for noisy in ("ray", "urllib3", "filelock", "transformers", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.INFO if debug else logging.WARNING)
+
+
+def fail(error: BaseException, debug: bool) -> None:
+    """One clear line and exit code 2; the traceback only with --debug."""
+    cause = getattr(error, "cause", None) or error  # Ray wraps worker errors; show the worker's own
+    if debug:
+        raise error
+    known = type(cause).__name__ in ("InputError", "ModelError", "OutputConflict", "MapError") or isinstance(cause, (ValueError, FileNotFoundError))
+    message = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    typer.echo(f"error: {message}" if known else f"error: {type(cause).__name__}: {message} (rerun with --debug for details)", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def embed(
+    inputs: List[str] = typer.Argument(..., help="Parquet, CSV or JSONL files, directories or globs; local paths or URIs (s3://, gs://, file://)."),
+    out: str = typer.Option(..., "--out", "-o", help="Output directory or URI for part-*.parquet shards."),
+    model: str = typer.Option("auto", help="auto (NV-Embed-v2 with a GPU, else minilm), minilm, nvembed, a checkpoint directory or a hub id."),
+    id_column: str = typer.Option("note_id", help="Column with each note's unique id; kept with its name and type."),
+    text_column: str = typer.Option("text", help="Column with the note text."),
+    instruction: str = typer.Option("", help="Raw prefix before every note, e.g. 'Instruct: ...\\nQuery: '. Documents take none."),
+    task: Optional[str] = typer.Option(None, help="Query task (a preset name or free text); builds 'Instruct: {task}\\nQuery: '."),
+    max_tokens: Optional[int] = typer.Option(None, help="Tokens per model input; longer notes are split into overlapping windows. Default: the model's window."),
+    batch_tokens: Optional[int] = typer.Option(None, help="Padded tokens per micro-batch. Default: 16384 on CPU, 65536 on GPU."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    dtype: str = typer.Option("auto", help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16 or float16."),
+    num_gpus: Optional[int] = typer.Option(None, help="Embedding actors, one per GPU. Default: every GPU in the Ray cluster."),
+    rows_per_shard: int = typer.Option(5000, help="Input rows per output shard: the unit of resume."),
+    window_rows: int = typer.Option(1024, help="Rows length-sorted together into micro-batches."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output instead of resuming or refusing."),
+    skip_bad_files: bool = typer.Option(False, help="List unreadable input files in the manifest and embed the rest."),
+    allow_download: bool = typer.Option(False, help="Let a hub id download into the Hugging Face cache."),
+    debug: bool = typer.Option(False, help="Tracebacks and Ray's own logs."),
+) -> None:
+    """Embed notes into sharded Parquet: every input row ends up embedded or in _errors.parquet."""
+    _setup_logging(debug)
+    try:
+        from embednv.config import EmbedConfig
+
+        if device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"Invalid --device {device!r}. Valid: auto, cpu, cuda")
+        if dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError(f"Invalid --dtype {dtype!r}. Valid: auto, float32, bfloat16, float16")
+        if task and instruction:
+            raise ValueError("Give --task or --instruction, not both")
+        if task:
+            from embednv.models.nvembed import build_instruction
+
+            instruction = build_instruction(task)
+        if allow_download:
+            os.environ["HF_HUB_OFFLINE"] = "0"
+        config = EmbedConfig(
+            inputs=tuple(inputs), out=out, model=model, id_column=id_column, text_column=text_column,
+            instruction=instruction, max_tokens=max_tokens, batch_tokens=batch_tokens, device=device, dtype=dtype,
+            num_gpus=num_gpus, rows_per_shard=rows_per_shard, window_rows=window_rows, overwrite=overwrite,
+            skip_bad_files=skip_bad_files, allow_download=allow_download, debug=debug,
+        )
+        from embednv.pipeline import run_embed
+
+        summary = run_embed(config)
+    except (KeyboardInterrupt, typer.Exit):
+        raise
+    except Exception as error:  # noqa: BLE001 - the edge: one line for the user
+        fail(error, debug)
+    typer.echo(summary.line())
+
+
+@app.command("sample-corpus")
+def sample_corpus(
+    out: Path = typer.Argument(..., help="Parquet file to write."),
+    n: int = typer.Option(10_000, "--n", help="Number of notes."),
+    seed: int = typer.Option(0, help="Same seed, same notes."),
+) -> None:
+    """Write a synthetic clinical-note corpus (note_id, text, specialty): no real patient in it."""
+    from embednv.sample_corpus import write_sample_corpus
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_sample_corpus(str(out), n, seed)
+    typer.echo(f"wrote {n:,} synthetic notes to {out}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

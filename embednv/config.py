@@ -1,0 +1,35 @@
+"""What a run is asked to do: frozen settings built once at the edge (CLI or job) and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Device = Literal["auto", "cpu", "cuda"]
+DType = Literal["auto", "float32", "bfloat16", "float16"]
+
+# Token budget per micro-batch (longest window x batch size). CPU throughput is flat past a
+# few thousand tokens; on a GPU a larger budget keeps the tensor cores fed (see docs/benchmarks.md).
+DEFAULT_BATCH_TOKENS = {"cpu": 16_384, "cuda": 65_536}
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    inputs: tuple[str, ...]
+    out: str
+    model: str = "auto"  # "auto", "minilm", "nvembed", a checkpoint directory or a hub id
+    id_column: str = "note_id"
+    text_column: str = "text"
+    instruction: str = ""  # raw prefix; documents are embedded without one (see models/nvembed.py)
+    max_tokens: int | None = None  # window per model input; None = the model's own
+    batch_tokens: int | None = None  # None = DEFAULT_BATCH_TOKENS for the device
+    device: Device = "auto"
+    dtype: DType = "auto"  # auto = bfloat16 on GPU, float32 on CPU
+    num_gpus: int | None = None  # embedding actors on GPUs; None = every GPU in the cluster
+    rows_per_shard: int = 5_000  # one output file per this many input rows: the unit of resume
+    window_rows: int = 1_024  # rows sorted together into micro-batches: bounded, never the corpus
+    cpu_threads: int | None = None  # torch threads for a CPU actor; None = all cores of its node
+    overwrite: bool = False
+    skip_bad_files: bool = False
+    allow_download: bool = False  # let a hub id download into the HF cache (driver only)
+    debug: bool = False

@@ -1,0 +1,133 @@
+"""The model stage: a window of tokenized notes in, one unit vector per note out.
+
+`EmbedWorker` is what Ray runs in each actor (one per GPU). It is a plain callable on a
+pyarrow table, so tests drive it without Ray. Within its window it length-sorts every token
+window of every note into token-budgeted micro-batches (`batching`), embeds them, splits a
+batch in two on out-of-memory until single windows, and combines each note's windows into one
+vector (`chunking.combine_chunks`). A note that cannot be embedded becomes an error row.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from embednv.batching import plan_batches
+from embednv.chunking import combine_chunks
+from embednv.models.base import ModelRef
+from embednv.readers import ERROR
+from embednv.tokenization import N_TOKENS, WINDOWS
+
+log = logging.getLogger(__name__)
+
+EMBEDDING, N_TOKENS_OUT, N_CHUNKS = "embedding", "n_tokens", "n_chunks"
+PADDED, WINDOW_TOKENS = "__padded_tokens", "__window_tokens"  # for padding efficiency
+
+
+class EmbedWorker:
+    """Loads the encoder once (actor start-up) and embeds every window of rows it is given."""
+
+    def __init__(self, ref: ModelRef, device: str, dtype: str, instruction: str, batch_tokens: int, threads: int | None = None):
+        from embednv.models import registry
+
+        if device == "cpu" and threads:
+            import torch
+
+            torch.set_num_threads(threads)  # Ray pins OMP threads to the actor's CPU count
+        self.encoder = registry.load_encoder(ref, device, dtype, instruction)
+        self.dim = ref.dim
+        self.batch_tokens = batch_tokens
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        valid = np.asarray(table.column(ERROR).is_null().to_pylist(), dtype=bool)
+        windows = table.column(WINDOWS).combine_chunks()
+        counts = np.diff(windows.offsets.to_numpy())  # windows per note
+        flat = windows.flatten()  # one entry per window
+        offsets, values = flat.offsets.to_numpy(), flat.flatten().to_numpy()
+        sequences = [values[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+        lengths = [len(s) for s in sequences]
+
+        vectors = np.zeros((len(sequences), self.dim), np.float32)
+        padded = np.zeros(len(sequences), np.int64)
+        failed: dict[int, str] = {}
+        for batch in plan_batches(lengths, self.batch_tokens):
+            padded[batch.indices] = batch.width
+            embed_splitting(self.encoder.embed, sequences, batch.indices, vectors, failed)
+
+        errors = table.column(ERROR).to_pylist()
+        out = np.zeros((len(table), self.dim), np.float32)
+        note_padded = np.zeros(len(table), np.int64)
+        note_real = np.zeros(len(table), np.int64)
+        start = 0
+        for row, count in enumerate(counts):
+            span = range(start, start + count)
+            start += count
+            if not valid[row]:
+                continue
+            note_padded[row] = padded[span.start : span.stop].sum()
+            note_real[row] = sum(lengths[span.start : span.stop])
+            problems = [failed[i] for i in span if i in failed]
+            if problems:
+                errors[row] = problems[0]
+                valid[row] = False
+                continue
+            out[row] = vectors[span.start] if count == 1 else combine_chunks(vectors[span.start : span.stop], lengths[span.start : span.stop])
+
+        embeddings = pa.FixedSizeListArray.from_arrays(pa.array(out.reshape(-1)), self.dim, mask=pa.array(~valid))
+        return (
+            table.drop_columns([WINDOWS, ERROR, N_TOKENS])
+            .append_column(ERROR, pa.array(errors, pa.string()))
+            .append_column(EMBEDDING, embeddings)
+            .append_column(N_TOKENS_OUT, table.column(N_TOKENS))
+            .append_column(N_CHUNKS, pa.array(counts.astype(np.int32)))
+            .append_column(PADDED, pa.array(note_padded))
+            .append_column(WINDOW_TOKENS, pa.array(note_real))
+        )
+
+
+def embed_splitting(
+    embed: Callable[[Sequence], np.ndarray], sequences: Sequence, indices: list[int], out: np.ndarray, failed: dict[int, str]
+) -> None:
+    """Embed `sequences[indices]` into `out`; on out-of-memory, halve the batch and retry.
+
+    Down to a single window: one that still does not fit is recorded in `failed` with the
+    reason, so the note becomes an error row and the job goes on.
+    """
+    try:
+        out[indices] = embed([sequences[i] for i in indices])
+        return
+    except Exception as error:  # noqa: BLE001 - only out-of-memory is handled, the rest re-raised
+        if not is_out_of_memory(error):
+            raise
+    _release_cached_memory()
+    if len(indices) == 1:
+        failed[indices[0]] = f"does not fit in accelerator memory ({len(sequences[indices[0]])} tokens in one window)"
+        return
+    log.warning("out of memory on a batch of %d windows; splitting it in two", len(indices))
+    half = len(indices) // 2
+    embed_splitting(embed, sequences, indices[:half], out, failed)
+    embed_splitting(embed, sequences, indices[half:], out, failed)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    try:
+        import torch
+
+        if isinstance(error, torch.OutOfMemoryError):
+            return True
+    except ImportError:
+        pass
+    return isinstance(error, (MemoryError, RuntimeError)) and "out of memory" in str(error).lower()
+
+
+def _release_cached_memory() -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass

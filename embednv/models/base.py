@@ -1,0 +1,44 @@
+"""The two halves every embedding model provides: a tokenizer (CPU stage) and an encoder (model stage).
+
+The pipeline never looks inside a model. The CPU stage turns note text into token ids with
+`NoteTokenizer`-like objects, the model stage turns padded-free lists of token ids into
+L2-normalised float32 vectors with an `Encoder`. Keeping the two apart lets tokenization run
+on CPU workers while the accelerator only runs the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved model: what to load, from where, and what it produces.
+
+    Built by `embednv.models.registry.resolve_model` on the driver, sent to workers, which
+    load from `path` with local files only (never a download mid-job).
+    """
+
+    kind: str  # "hf-encoder" or "nvembed": which loader builds it
+    name: str  # what the user asked for, resolved ("minilm", "nvidia/NV-Embed-v2", a path)
+    path: str  # local directory holding config.json, tokenizer files and weights
+    revision: str  # hub commit or a sha256 of the weight files: what exactly produced the output
+    dim: int  # embedding width
+    max_tokens: int  # the model's window, special and instruction tokens included
+
+
+class Encoder(Protocol):
+    """Runs the model on one micro-batch of token id sequences."""
+
+    dim: int
+
+    def embed(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        """Embed `sequences` (each a full model input, special tokens included, unpadded).
+
+        Pads on the right itself. Returns float32 `(len(sequences), dim)`, each row L2-normalised.
+        Raises the framework's out-of-memory error unchanged so callers can split the batch.
+        """
+        ...

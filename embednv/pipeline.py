@@ -1,0 +1,252 @@
+"""The embedding job on Ray Data: read -> check -> tokenize (CPU) -> embed (actor per GPU) -> shards.
+
+This is the only module that imports `ray`. The stages themselves (`readers`, `tokenization`,
+`embedding`, `assembler`) are plain functions and classes on pyarrow tables.
+
+Flow: `plan_inputs` checks every file and cuts the corpus into shards on the driver (fail fast,
+before any GPU work); a Ray `Datasource` reads the pending shards; tokenization is fused into
+the read tasks; an actor pool embeds windows of `window_rows` rows; the driver streams results
+back and writes each shard when complete. A rerun skips finished shards.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+import ray
+import ray.data
+from ray.data import Datasource, ReadTask
+from ray.data.block import BlockMetadata
+
+from embednv.config import DEFAULT_BATCH_TOKENS, EmbedConfig
+from embednv.manifest import build_manifest, changed_fields, fingerprint, fingerprint_fields, now
+from embednv.models.registry import resolve_model
+from embednv.output import ERROR_PARTS, ERRORS, MANIFEST, SUCCESS, OutputDir
+from embednv.sources import InputPlan, Shard, plan_inputs
+
+log = logging.getLogger(__name__)
+
+
+class OutputConflict(ValueError):
+    """The output directory holds another run's results."""
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    out: str
+    already_complete: bool
+    rows_in: int
+    embedded: int
+    errored: int
+    tokens: int
+    padding_efficiency: float
+    seconds: float
+    processed: int  # notes that went through the model in this run (0 when already complete)
+    processed_tokens: int
+
+    def line(self) -> str:
+        if self.already_complete:
+            return f"{self.out} is already complete ({self.embedded:,} notes embedded, {self.errored:,} errors): nothing to do"
+        rate = self.processed / self.seconds if self.seconds else 0.0
+        token_rate = self.processed_tokens / self.seconds if self.seconds else 0.0
+        return (
+            f"embedded {self.embedded:,} of {self.rows_in:,} notes ({self.errored:,} errors) | "
+            f"{self.tokens:,} tokens | {rate:,.1f} notes/s | {token_rate:,.0f} tokens/s | "
+            f"padding efficiency {self.padding_efficiency:.3f} | output {self.out}"
+        )
+
+
+def init_ray(debug: bool = False) -> None:
+    """Join the cluster in RAY_ADDRESS (as `ray job submit` sets it), else start a private local one."""
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry leaves the machine
+    address = os.environ.get("RAY_ADDRESS")
+    kwargs = dict(log_to_driver=debug, logging_level=logging.INFO if debug else logging.WARNING)
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(include_dashboard=False, **kwargs)
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    context.enable_progress_bars = debug
+    context.print_on_execution_start = debug
+    logging.getLogger("ray.data").setLevel(logging.INFO if debug else logging.WARNING)
+
+
+def run_embed(config: EmbedConfig) -> RunSummary:
+    started = time.time()
+    # Check every input before starting Ray or loading a model: a bad file fails in seconds.
+    plan = plan_inputs(list(config.inputs), config.id_column, config.text_column, config.rows_per_shard, config.skip_bad_files)
+    init_ray(config.debug)
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    device = config.device if config.device != "auto" else ("cuda" if gpus else "cpu")
+    if device == "cuda" and not gpus:
+        raise ValueError("--device cuda, but the Ray cluster has no GPU")
+    ref = resolve_model(config.model, has_gpu=device == "cuda", max_tokens=config.max_tokens, allow_download=config.allow_download)
+    if config.model == "auto":
+        log.info("model: %s (--model auto, device %s)", ref.name, device)
+    dtype = config.dtype if config.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
+    batch_tokens = config.batch_tokens or DEFAULT_BATCH_TOKENS[device]
+
+    out = OutputDir(config.out)
+    fields = fingerprint_fields(config, ref, plan, dtype)
+    if _prepare_output(out, fields, config.overwrite):
+        return _summarise(out, plan, started, processed=0, processed_tokens=0, already_complete=True)
+    finished = out.finished_shards()
+    pending = [s for s in plan.shards if s.index not in finished]
+    if finished:
+        log.info("resuming: %d of %d shards already written", len(plan.shards) - len(pending), len(plan.shards))
+    manifest = build_manifest(config, ref, plan, device, dtype, batch_tokens, fields)
+    out.write_text(MANIFEST, _json(manifest))
+
+    from embednv.assembler import ShardAssembler
+
+    assembler = ShardAssembler(plan, out, config.id_column, ref.dim)
+    if pending:
+        dataset = _build_dataset(config, ref, plan, pending, device, dtype, batch_tokens, gpus)
+        _stream(dataset, assembler, sum(s.n_rows for s in pending))
+    lost = assembler.incomplete()
+    if lost:  # a bug, never a silent loss: say exactly which shards are short
+        raise RuntimeError(f"rows missing from shards (arrived, expected): {lost}")
+
+    processed = sum(s["rows"] for s in assembler.written)
+    summary = _summarise(out, plan, started, processed, sum(s["window_tokens"] for s in assembler.written))
+    _combine_errors(out, assembler)
+    manifest.update(
+        status="complete", rows_embedded=summary.embedded, rows_errored=summary.errored, tokens=summary.tokens,
+        padding_efficiency=round(summary.padding_efficiency, 4), finished_at=now(), seconds_this_run=round(summary.seconds, 2),
+        notes_per_second=round(processed / summary.seconds, 2) if summary.seconds else None,
+    )
+    out.write_text(MANIFEST, _json(manifest))
+    out.write_text(SUCCESS, "")
+    return summary
+
+
+def _prepare_output(out: OutputDir, fields: dict, overwrite: bool) -> bool:
+    """True when the output is already complete for this exact run; refuses another run's output."""
+    previous = out.read_json(MANIFEST)
+    if overwrite:
+        out.clear()
+        return False
+    if previous is None:
+        if out.finished_shards():
+            raise OutputConflict(f"{out.uri} holds part-*.parquet files but no {MANIFEST}; use --overwrite or another --out")
+        return False
+    if previous.get("fingerprint") != fingerprint(fields):
+        differing = changed_fields(previous.get("fingerprint_fields", {}), fields)
+        raise OutputConflict(
+            f"{out.uri} holds the output of a different run ({', '.join(differing) or 'settings'} changed); "
+            "use --overwrite to replace it or choose another --out"
+        )
+    return out.exists(SUCCESS)
+
+
+def _build_dataset(config, ref, plan, pending, device, dtype, batch_tokens, gpus):
+    from embednv.embedding import EmbedWorker
+    from embednv.tokenization import tokenize_table
+
+    dataset = ray.data.read_datasource(NotesDatasource(plan, pending, config.id_column, config.text_column))
+    # Tokenize on CPU workers (Ray fuses this into the CPU actor when there is no GPU).
+    dataset = dataset.map_batches(
+        tokenize_table, fn_kwargs={"ref": ref, "instruction": config.instruction}, batch_format="pyarrow", batch_size=None
+    )
+    if device == "cuda":
+        actors, resources = config.num_gpus or gpus, {"num_gpus": 1}  # one actor pinned per GPU
+    else:
+        actors, resources = 1, {"num_cpus": 1}  # one CPU actor; its torch threads use the whole node
+    return dataset.map_batches(
+        EmbedWorker,
+        fn_constructor_kwargs=dict(ref=ref, device=device, dtype=dtype, instruction=config.instruction,
+                                   batch_tokens=batch_tokens, threads=config.cpu_threads or os.cpu_count()),
+        batch_size=config.window_rows,  # the bounded sort window: length-bucketed within it
+        batch_format="pyarrow",
+        concurrency=actors,
+        **resources,
+    )
+
+
+def _stream(dataset, assembler, total_rows: int) -> None:
+    """Pull embedded blocks to the driver and write shards as they complete, with progress."""
+    from tqdm import tqdm
+
+    interactive = sys.stderr.isatty()
+    progress = tqdm(total=total_rows, unit="note", disable=not interactive, mininterval=1.0, file=sys.stderr)
+    written = 0
+    for block in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+        done = assembler.add(block)
+        progress.update(len(block))
+        written += len(done)
+        if done and not interactive:
+            log.info("%d/%d rows embedded, %d shards written", progress.n, total_rows, written)
+    progress.close()
+
+
+def _summarise(out, plan, started, processed, processed_tokens, already_complete=False) -> RunSummary:
+    totals = defaultdict(int)
+    for name in sorted(out.names()):
+        if name.startswith("part-") and name.endswith(".parquet"):
+            _, stats = out.shard_stats(name)
+            for key, value in stats.items():
+                totals[key] += value
+    return RunSummary(
+        out.uri, already_complete, plan.n_rows, totals["embedded"], totals["errored"], totals["tokens"],
+        totals["window_tokens"] / totals["padded_tokens"] if totals["padded_tokens"] else 1.0,
+        time.time() - started, processed, processed_tokens,
+    )
+
+
+def _combine_errors(out: OutputDir, assembler) -> None:
+    import pyarrow as pa
+
+    parts = [out.read_table(f"{ERROR_PARTS}/{name}") for name in out.names(ERROR_PARTS) if name.endswith(".parquet")]
+    errors = pa.concat_tables(parts).sort_by([("file", "ascending"), ("row", "ascending")]) if parts else assembler.error_schema.empty_table()
+    out.write_table(ERRORS, errors)
+    out.delete(ERROR_PARTS)
+
+
+def _json(payload: dict) -> str:
+    import json
+
+    return json.dumps(payload, indent=2, default=str) + "\n"
+
+
+def _read_file_shards(file, shards, id_column, text_column, duplicates):
+    from embednv.readers import read_shards
+
+    yield from read_shards(file, shards, id_column, text_column, duplicates)
+
+
+class NotesDatasource(Datasource):
+    """One read task per Parquet shard (row-group ranges) or per CSV/JSONL file (streamed once)."""
+
+    def __init__(self, plan: InputPlan, pending: list[Shard], id_column: str, text_column: str):
+        self.plan, self.pending, self.id_column, self.text_column = plan, pending, id_column, text_column
+
+    def estimate_inmemory_data_size(self):
+        return None
+
+    def get_read_tasks(self, parallelism, per_task_row_limit=None, data_context=None):
+        by_file: dict[int, list[Shard]] = defaultdict(list)
+        for shard in self.pending:
+            by_file[shard.file].append(shard)
+        tasks = []
+        for file_index, shards in sorted(by_file.items()):
+            file = self.plan.files[file_index]
+            groups = [[s] for s in shards] if file.format == "parquet" else [shards]
+            for group in groups:
+                # Only this task's duplicate rows travel with it, not the whole corpus's.
+                repeated = frozenset(
+                    r for r in self.plan.duplicates.get(file_index, ()) if any(s.start <= r < s.stop for s in group)
+                )
+                read = functools.partial(_read_file_shards, file, group, self.id_column, self.text_column, repeated)
+                meta = BlockMetadata(num_rows=sum(s.n_rows for s in group), size_bytes=None, exec_stats=None, input_files=(file.uri,))
+                tasks.append(ReadTask(read, meta))
+        return tasks

@@ -1,0 +1,183 @@
+"""Find the input files, check them before any model work, and plan the output shards.
+
+Planning reads only what it must (Parquet footers and id columns; CSV and JSONL are parsed
+for their ids) so that a bad file fails in seconds, not after an hour on the GPUs. It also
+finds duplicate ids (the first occurrence in file order is kept) and cuts every file into
+fixed row ranges: each range becomes exactly one output shard, which makes shard names and
+contents deterministic and lets an interrupted run resume shard by shard.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import logging
+import os
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+
+
+class InputError(ValueError):
+    """An input file cannot be used; the message names the file and the problem in one line."""
+
+
+@dataclass(frozen=True)
+class InputFile:
+    uri: str  # as the user wrote it or as it was expanded from a directory or glob
+    format: str  # "parquet", "csv" or "jsonl"
+    size: int
+    mtime_ns: int
+    n_rows: int = 0
+    id_type: str = ""  # str() of the pyarrow type, kept for the output schema
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int  # global shard number: output file part-{index:05d}.parquet
+    file: int  # position in InputPlan.files
+    start: int  # first row (0-based, in file order)
+    stop: int  # one past the last row
+
+    @property
+    def n_rows(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    files: tuple[InputFile, ...]
+    shards: tuple[Shard, ...]
+    id_type: pa.DataType
+    duplicates: dict[int, frozenset[int]] = field(default_factory=dict)  # file -> rows repeating an earlier id
+    skipped_files: tuple[tuple[str, str], ...] = ()  # (uri, reason) with --skip-bad-files
+
+    @property
+    def n_rows(self) -> int:
+        return sum(f.n_rows for f in self.files)
+
+
+def filesystem_and_path(uri: str):
+    """A pyarrow filesystem and the path inside it for a local path or any pyarrow URI (s3://, gs://, file://)."""
+    from pyarrow import fs
+
+    if "://" in uri:
+        return fs.FileSystem.from_uri(uri)
+    return fs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
+
+
+def expand_inputs(inputs: list[str]) -> list[InputFile]:
+    """Files, directories (recursively) and globs to a sorted, de-duplicated list of input files."""
+    from pyarrow import fs as pafs
+
+    found: dict[str, InputFile] = {}
+    for given in inputs:
+        filesystem, path = filesystem_and_path(given)
+        scheme = given.split("://", 1)[0] + "://" if "://" in given else ""
+        if any(ch in path for ch in "*?["):
+            infos = _glob(filesystem, path)
+            if not infos:
+                raise InputError(f"{given}: the pattern matches no file")
+        else:
+            info = filesystem.get_file_info(path)
+            if info.type == pafs.FileType.NotFound:
+                raise InputError(f"{given}: no such file or directory")
+            if info.type == pafs.FileType.Directory:
+                infos = [
+                    i for i in filesystem.get_file_info(pafs.FileSelector(path, recursive=True))
+                    if i.type == pafs.FileType.File and _format_of(i.path) and not _hidden(i.path, path)
+                ]
+                if not infos:
+                    raise InputError(f"{given}: the directory holds no .parquet, .csv or .jsonl file")
+            else:
+                infos = [info]
+        for info in sorted(infos, key=lambda i: i.path):
+            fmt = _format_of(info.path)
+            if fmt is None:
+                suffix = os.path.splitext(info.path)[1] or "(none)"
+                raise InputError(f"{given}: unsupported file type {suffix}; use .parquet, .csv or .jsonl")
+            uri = scheme + info.path  # s3://bucket/key, file:///abs/path, or a plain local path
+            found[uri] = InputFile(uri, fmt, info.size or 0, info.mtime_ns or 0)
+    return list(found.values())
+
+
+def plan_inputs(
+    inputs: list[str], id_column: str, text_column: str, rows_per_shard: int, skip_bad_files: bool = False
+) -> InputPlan:
+    """Check every input file and cut the corpus into shards; raises InputError on the first bad file."""
+    from embednv.readers import read_ids
+
+    files, id_arrays, skipped = [], [], []
+    for candidate in expand_inputs(inputs):
+        try:
+            ids = read_ids(candidate, id_column, text_column)
+        except InputError as error:
+            if not skip_bad_files:
+                raise
+            log.warning("skipping %s", error)
+            skipped.append((candidate.uri, str(error)))
+            continue
+        files.append(InputFile(candidate.uri, candidate.format, candidate.size, candidate.mtime_ns, len(ids), str(ids.type)))
+        id_arrays.append(ids)
+    if not files:
+        raise InputError("no readable input file" + (f" ({len(skipped)} skipped as bad)" if skipped else ""))
+    id_type = _common_id_type(files, id_arrays, id_column)
+    if sum(f.n_rows for f in files) == 0:
+        raise InputError(f"{files[0].uri if len(files) == 1 else 'the inputs'}: no rows to embed (empty input)")
+    shards, index = [], 0
+    for file_index, file in enumerate(files):
+        for start in range(0, file.n_rows, rows_per_shard):
+            shards.append(Shard(index, file_index, start, min(start + rows_per_shard, file.n_rows)))
+            index += 1
+    return InputPlan(tuple(files), tuple(shards), id_type, _duplicate_rows(id_arrays), tuple(skipped))
+
+
+def _common_id_type(files: list[InputFile], id_arrays: list[pa.Array], id_column: str) -> pa.DataType:
+    """All files must agree on the id type, or the output column could not keep it."""
+    types = {str(a.type): (f.uri, a.type) for f, a in zip(files, id_arrays) if a.type != pa.null()}
+    if len(types) > 1:
+        described = "; ".join(f"{uri}: {t}" for uri, t in types.values())
+        raise InputError(f"the id column {id_column!r} has different types across files ({described})")
+    return next(iter(types.values()))[1] if types else pa.null()
+
+
+def _duplicate_rows(id_arrays: list[pa.Array]) -> dict[int, frozenset[int]]:
+    """For each file, the rows whose id already appeared earlier (in file order, then row order)."""
+    import numpy as np
+    import pandas as pd
+
+    if not id_arrays:
+        return {}
+    lengths = [len(a) for a in id_arrays]
+    ids = pd.Series(pa.chunked_array(id_arrays, type=id_arrays[0].type if len({a.type for a in id_arrays}) == 1 else None).to_pandas())
+    repeated = ids.duplicated(keep="first").to_numpy() & ids.notna().to_numpy()
+    positions = np.flatnonzero(repeated)
+    bounds = np.cumsum([0] + lengths)
+    result: dict[int, set[int]] = {}
+    for position in positions:
+        file_index = int(np.searchsorted(bounds, position, side="right") - 1)
+        result.setdefault(file_index, set()).add(int(position - bounds[file_index]))
+    return {k: frozenset(v) for k, v in result.items()}
+
+
+def _format_of(path: str) -> str | None:
+    return FORMATS.get(os.path.splitext(path)[1].lower())
+
+
+def _hidden(path: str, root: str) -> bool:
+    """Skip `_SUCCESS`, `.crc` files and the like, as Spark, Ray and pyarrow do."""
+    return any(part.startswith((".", "_")) for part in os.path.relpath(path, root).split(os.sep))
+
+
+def _glob(filesystem, pattern: str):
+    from pyarrow import fs as pafs
+
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        return [filesystem.get_file_info(p) for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)]
+    root = pattern[: min(pattern.index(ch) for ch in "*?[" if ch in pattern)].rsplit("/", 1)[0]
+    listing = filesystem.get_file_info(pafs.FileSelector(root, recursive=True))
+    return [i for i in listing if i.type == pafs.FileType.File and fnmatch.fnmatch(i.path, pattern)]

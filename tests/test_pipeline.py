@@ -1,0 +1,137 @@
+"""The embedding job end to end on a real local Ray instance with the real bundled model."""
+
+import json
+import os
+from dataclasses import replace
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import direct_minilm
+from embednv.config import EmbedConfig
+from embednv.pipeline import OutputConflict, run_embed
+from embednv.sample_corpus import write_sample_corpus
+
+BAD_ROWS = [(9001, None), (9002, "   "), (None, "orphan note"), (3, "a duplicate of note 3")]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """120 synthetic notes plus four bad rows, as one Parquet file."""
+    folder = tmp_path_factory.mktemp("corpus")
+    write_sample_corpus(str(folder / "sample.parquet"), 120, seed=1)
+    good = pq.read_table(folder / "sample.parquet").select(["note_id", "text"])
+    bad = pa.table({"note_id": pa.array([r[0] for r in BAD_ROWS], pa.int64()), "text": pa.array([r[1] for r in BAD_ROWS], pa.large_string())})
+    path = folder / "notes.parquet"
+    pq.write_table(pa.concat_tables([good, bad]), path, row_group_size=50)
+    return path
+
+
+def config_for(inputs, out, **overrides):
+    settings = dict(inputs=tuple(str(i) for i in inputs), out=str(out), model="minilm", max_tokens=128, rows_per_shard=40, window_rows=64)
+    settings.update(overrides)
+    return EmbedConfig(**settings)
+
+
+def read_output(out):
+    shards = pads.dataset(str(out), format="parquet").to_table()  # ignores _-prefixed files
+    errors = pq.read_table(os.path.join(out, "_errors.parquet"))
+    return shards, errors, json.loads(open(os.path.join(out, "_manifest.json")).read())
+
+
+@pytest.fixture(scope="module")
+def finished(ray_local, corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "emb"
+    summary = run_embed(config_for([corpus], out))
+    return out, summary
+
+
+def test_every_id_exactly_once_in_shards_or_errors(finished, corpus):
+    out, summary = finished
+    shards, errors, manifest = read_output(out)
+    embedded = shards.column("note_id").to_pylist()
+    assert sorted(embedded) == list(range(1, 121))  # each good note once, duplicate 3 only once
+    assert sorted(os.listdir(out)) == ["_SUCCESS", "_errors.parquet", "_manifest.json"] + [f"part-{i:05d}.parquet" for i in range(4)]
+    assert errors.column_names == ["note_id", "file", "row", "reason"]
+    assert errors.to_pylist() == [
+        {"note_id": 9001, "file": str(corpus), "row": 120, "reason": "text is null"},
+        {"note_id": 9002, "file": str(corpus), "row": 121, "reason": "text is empty or whitespace only"},
+        {"note_id": None, "file": str(corpus), "row": 122, "reason": "id is null"},
+        {"note_id": 3, "file": str(corpus), "row": 123, "reason": "duplicate id (its first occurrence is kept)"},
+    ]
+    assert manifest["rows_in"] == 124 == manifest["rows_embedded"] + manifest["rows_errored"]
+    assert (manifest["rows_embedded"], manifest["rows_errored"]) == (120, 4)
+    assert manifest["status"] == "complete" and manifest["dim"] == 384 and manifest["model"]["name"] == "minilm"
+    assert manifest["padding_efficiency"] >= 0.9
+    assert summary.embedded == 120 and "padding efficiency" in summary.line()
+
+
+def test_schema_and_embeddings_match_a_direct_model_call(finished, corpus):
+    out, _ = finished
+    shards, _, _ = read_output(out)
+    assert shards.schema.field("note_id").type == pa.int64()
+    assert shards.schema.field("embedding").type == pa.list_(pa.float32(), 384)
+    texts = dict(zip(*pq.read_table(corpus).to_pydict().values()))
+    rows = [r for r in shards.to_pylist() if r["n_chunks"] == 1][:8]
+    assert len(rows) == 8
+    for row, expected in zip(rows, direct_minilm([texts[r["note_id"]] for r in rows])):
+        vector = np.asarray(row["embedding"], np.float32)
+        assert np.isfinite(vector).all() and np.isclose(np.linalg.norm(vector), 1, atol=1e-5)
+        assert float(np.dot(vector, expected)) >= 0.9999
+    long_rows = [r for r in shards.to_pylist() if r["n_tokens"] > 128]
+    assert long_rows and all(r["n_chunks"] > 1 for r in long_rows)
+
+
+def test_rerun_of_a_finished_output_does_nothing(finished, corpus):
+    out, _ = finished
+    before = {n: os.stat(os.path.join(out, n)).st_mtime_ns for n in os.listdir(out)}
+    summary = run_embed(config_for([corpus], out))
+    assert summary.already_complete and "nothing to do" in summary.line()
+    assert {n: os.stat(os.path.join(out, n)).st_mtime_ns for n in os.listdir(out)} == before
+
+
+def test_changed_options_are_refused_unless_overwrite(finished, corpus):
+    out, _ = finished
+    with pytest.raises(OutputConflict, match="instruction changed"):
+        run_embed(config_for([corpus], out, instruction="Instruct: x\nQuery: "))
+
+
+def test_resume_rewrites_only_missing_shards_identically(ray_local, corpus, tmp_path):
+    out = tmp_path / "emb"
+    run_embed(config_for([corpus], out))
+    original = pq.read_table(out / "part-00002.parquet")
+    keep = {n: os.stat(out / n).st_mtime_ns for n in ("part-00000.parquet", "part-00001.parquet")}
+    os.remove(out / "part-00002.parquet")
+    os.remove(out / "_SUCCESS")
+    run_embed(config_for([corpus], out))
+    assert {n: os.stat(out / n).st_mtime_ns for n in keep} == keep
+    resumed = pq.read_table(out / "part-00002.parquet")
+    assert resumed.column("note_id").equals(original.column("note_id"))
+    assert np.allclose(np.stack(resumed.column("embedding").to_numpy(zero_copy_only=False)),
+                       np.stack(original.column("embedding").to_numpy(zero_copy_only=False)), atol=1e-6)
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["rows_embedded"] + manifest["rows_errored"] == 124
+
+
+def test_string_ids_from_jsonl_and_csv_over_file_uris(ray_local, tmp_path):
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text("\n".join(json.dumps({"doc": f"n{i}", "body": f"Patient {i} reports cough."}) for i in range(5)) + "\n")
+    csv = tmp_path / "b.csv"
+    csv.write_text("doc,body\nn5,\"Fever.\nChills.\"\nn6,Rash on the arm.\n")
+    out = tmp_path / "emb"
+    run_embed(config_for([f"file://{jsonl}", f"file://{csv}"], f"file://{out}", id_column="doc", text_column="body"))
+    shards, errors, manifest = read_output(str(out))
+    assert shards.schema.field("doc").type == pa.string()
+    assert sorted(shards.column("doc").to_pylist()) == [f"n{i}" for i in range(7)]
+    assert len(errors) == 0 and errors.schema.field("doc").type == pa.string()
+    assert [i["uri"] for i in manifest["inputs"]] == [f"file://{jsonl}", f"file://{csv}"]
+
+
+def test_int32_ids_keep_their_type(ray_local, tmp_path):
+    path = tmp_path / "a.parquet"
+    pq.write_table(pa.table({"note_id": pa.array([7, 8], pa.int32()), "text": ["Cough.", "Fever."]}), path)
+    run_embed(config_for([path], tmp_path / "emb"))
+    assert pq.read_table(tmp_path / "emb" / "part-00000.parquet").schema.field("note_id").type == pa.int32()
