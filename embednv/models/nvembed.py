@@ -1,0 +1,525 @@
+"""NV-Embed-v2, natively: Mistral-7B made bidirectional, then latent-attention pooling.
+
+One readable file, bottom-up: config -> RMSNorm -> rotary -> attention -> MLP -> layer ->
+backbone -> latent-attention pooling -> model -> loading -> encoder. Reproduces the official
+`modeling_nvembed.py` numerically without ever running code shipped with a checkpoint: no
+`trust_remote_code`, no `transformers` model classes (their internals change between releases);
+`transformers` is used for the tokenizer only. Import this module lazily: it imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_TOKENS = 32768  # the official encode() max_length and Mistral's max_position_embeddings
+MODEL_TYPE = "nvembed"
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+TASK_PRESETS: dict[str, str] = {
+    "similar-notes": "Given a clinical note, retrieve clinical notes that describe a similar patient presentation",
+    "specialty": "Identify the medical specialty that wrote the given clinical note",
+    "diagnosis": "Identify the primary diagnosis described in the given clinical note",
+    "cohort": "Identify the patient cohort (main conditions, procedures and course of care) of the given clinical note",
+}
+
+
+def build_instruction(task: str | None) -> str:
+    """Turn a preset name (see `TASK_PRESETS`) or a free-text task into NV-Embed's query prefix.
+
+    NV-Embed-v2 was trained with instructions on the *query* side only: use one when embedding
+    queries for retrieval (`similar-notes`), and for clustering/classification-style maps, where
+    every note is a "query" (`specialty`, `diagnosis`, `cohort`). Documents or passages that are
+    to be retrieved are embedded without any prefix: pass None or "" to get "".
+    Returns `"Instruct: {task}\\nQuery: "`; a string already in that form is returned unchanged.
+    """
+    if not task:
+        return ""
+    if task.startswith("Instruct: ") and task.endswith("\nQuery: "):
+        return task
+    if task in TASK_PRESETS:
+        return f"Instruct: {TASK_PRESETS[task]}\nQuery: "
+    if " " not in task.strip():
+        raise ValueError(f"Unknown task preset {task!r}. Valid: {', '.join(TASK_PRESETS)}, or a free-text sentence")
+    return f"Instruct: {task.strip()}\nQuery: "
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class MistralConfig:
+    """The backbone; field names are the checkpoint's `text_config` keys. Defaults: Mistral-7B-v0.1."""
+
+    vocab_size: int = 32000
+    hidden_size: int = 4096
+    intermediate_size: int = 14336
+    num_hidden_layers: int = 32
+    num_attention_heads: int = 32
+    num_key_value_heads: int = 8  # grouped-query attention: 4 query heads share each KV head
+    head_dim: int = 128  # hidden_size // num_attention_heads unless the config says otherwise
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    max_position_embeddings: int = 32768  # longest input; rotary itself has no table to outgrow
+
+
+@dataclass(frozen=True)
+class LatentAttentionConfig:
+    """The pooling head; field names are the checkpoint's. Defaults: the official class defaults,
+    which NV-Embed-v2 relies on (its config.json gives only `model_type` for this part)."""
+
+    num_latents_value: int = 512  # learned keys/values the token states attend to
+    num_cross_heads: int = 8
+    cross_dim_head: int = 4096  # per head: inner width is 8 * 4096 = 32768, as shipped
+    latent_dim: int = 4096  # must equal the backbone width (tokens are the queries)
+    hidden_dim: int = 4096  # width of the latents (the context); must equal latent_dim
+    output_normalize: bool = True  # L2-normalise the pooled vector
+
+
+@dataclass(frozen=True)
+class NVEmbedConfig:
+    text: MistralConfig
+    latent: LatentAttentionConfig
+    is_mask_instruction: bool = True  # instruction tokens are left out of the mean pooling
+
+    @property
+    def output_dim(self) -> int:
+        return self.latent.latent_dim
+
+    @classmethod
+    def from_checkpoint_config(cls, raw: dict[str, Any]) -> NVEmbedConfig:
+        """Read a checkpoint's config.json dict; omitted latent-attention fields take official defaults."""
+        if raw.get("model_type") != MODEL_TYPE:
+            raise ValueError(f"config.json has model_type={raw.get('model_type')!r}, expected {MODEL_TYPE!r}")
+        text_raw = raw.get("text_config") or {}
+        required = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+        missing = [k for k in required if k not in text_raw]
+        if missing:
+            raise ValueError(f"config.json text_config lacks {missing}; cannot size the Mistral backbone")
+        if text_raw.get("rope_scaling"):
+            raise ValueError(f"rope_scaling={text_raw['rope_scaling']} is not supported (NV-Embed-v2 has none)")
+        if text_raw.get("hidden_act", "silu") != "silu":
+            raise ValueError(f"hidden_act={text_raw['hidden_act']!r} is not supported, expected 'silu'")
+        # head_dim may be absent or null: then it is derived, as in transformers' MistralConfig.
+        head_dim = text_raw.get("head_dim") or text_raw["hidden_size"] // text_raw["num_attention_heads"]
+        # sliding_window is ignored on purpose: the official model builds a plain padding mask, so
+        # every token sees every other token however far apart.
+        text = _from_dict(MistralConfig, {**text_raw, "head_dim": head_dim})
+        latent = _from_dict(LatentAttentionConfig, raw.get("latent_attention_config") or {})
+        if not latent.latent_dim == latent.hidden_dim == text.hidden_size:
+            raise ValueError(
+                f"latent_dim={latent.latent_dim} and hidden_dim={latent.hidden_dim} must both equal the "
+                f"backbone hidden_size={text.hidden_size}"
+            )
+        if text.num_attention_heads % text.num_key_value_heads:
+            raise ValueError(f"{text.num_attention_heads} heads do not split into {text.num_key_value_heads} KV groups")
+        if raw.get("padding_side", "right") != "right":
+            raise ValueError(f"padding_side={raw['padding_side']!r} is not supported: positions assume right padding")
+        return cls(text, latent, bool(raw.get("is_mask_instruction", True)))
+
+
+def _from_dict(cls, raw: dict[str, Any]):
+    """The dataclass from the keys it knows; absent keys keep their (official) defaults."""
+    return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
+
+
+# ----------------------------------------------------------------------------- backbone
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalise in float32 and cast back *before* the weight, exactly as Mistral/HF does.
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+def rotary_cos_sin(
+    n_pos: int, head_dim: int, theta: float, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables (T, head_dim) for positions 0..T-1, angles computed in float32 as in HF."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+    angles = torch.arange(n_pos, device=device, dtype=torch.float32)[:, None] * inv_freq[None, :]  # (T, hd/2)
+    angles = torch.cat([angles, angles], dim=-1)  # (T, hd): HF weights pair dim i with i + hd/2
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    first, second = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-second, first], dim=-1) * sin
+
+
+class SelfAttention(nn.Module):
+    """Bidirectional grouped-query attention: the only mask is the key-padding mask."""
+
+    def __init__(self, cfg: MistralConfig):
+        super().__init__()
+        self.n_heads, self.n_kv, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        self.q_proj = nn.Linear(cfg.hidden_size, self.n_heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(cfg.hidden_size, self.n_kv * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(cfg.hidden_size, self.n_kv * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(self.n_heads * self.head_dim, cfg.hidden_size, bias=False)
+
+    def forward(self, x, cos, sin, key_mask):
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        k = self.k_proj(x).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
+        v = self.v_proj(x).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        # Repeat KV heads rather than SDPA's enable_gqa, which not every CUDA kernel takes together
+        # with a mask: the fallback, the math kernel, needs O(T^2) memory.
+        groups = self.n_heads // self.n_kv
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)  # (B, nh, T, hd)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)  # not causal: bidirectional
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: MistralConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))  # SwiGLU
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: MistralConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = SelfAttention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, key_mask):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, key_mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class BidirectionalMistral(nn.Module):
+    """Mistral without the causal mask and without lm_head; returns final-norm token states."""
+
+    def __init__(self, cfg: MistralConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_hidden_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        B, T = input_ids.shape
+        if T > self.cfg.max_position_embeddings:
+            raise ValueError(f"Cannot forward {T} tokens, the model window is {self.cfg.max_position_embeddings}")
+        x = self.embed_tokens(input_ids)  # (B, T, d)
+        # Right padding, so real tokens sit at positions 0..len-1 as in the official model.
+        cos, sin = rotary_cos_sin(T, self.cfg.head_dim, self.cfg.rope_theta, x.device, x.dtype)
+        # None means "no padding in this batch": lets CUDA pick the flash kernel.
+        key_mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
+        for layer in self.layers:
+            x = layer(x, cos, sin, key_mask)
+        return self.norm(x)  # (B, T, d)
+
+
+# ----------------------------------------------------------------------------- pooling head
+
+
+class CrossAttention(nn.Module):
+    """Token states (queries) attend to the learned latents (keys and values); no mask."""
+
+    def __init__(self, cfg: LatentAttentionConfig):
+        super().__init__()
+        self.n_heads, self.head_dim = cfg.num_cross_heads, cfg.cross_dim_head
+        inner = self.n_heads * self.head_dim
+        self.to_q = nn.Linear(cfg.latent_dim, inner, bias=False)
+        self.to_kv = nn.Linear(cfg.hidden_dim, 2 * inner, bias=False)
+        self.to_out = nn.Linear(inner, cfg.latent_dim, bias=False)
+
+    def forward(self, x: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        L, h, hd = latents.shape[0], self.n_heads, self.head_dim
+        # Keys and values are the same for every row and nothing is masked, so all B*T token
+        # queries attend as one sequence: the latents are projected once, never copied B times
+        # (the reference repeats them per row: B * 32 MiB at full size).
+        q = self.to_q(x).view(1, B * T, h, hd).transpose(1, 2)  # (1, h, B*T, hd)
+        k, v = self.to_kv(latents).chunk(2, dim=-1)  # (L, h*hd) each: keys first, then values
+        k, v = (t.view(L, h, hd).transpose(0, 1)[None] for t in (k, v))  # (1, h, L, hd)
+        y = F.scaled_dot_product_attention(q, k, v)  # scale hd**-0.5, as the reference
+        return self.to_out(y.transpose(1, 2).reshape(B, T, h * hd))  # (B, T, d)
+
+
+class GEGLU(nn.Module):
+    def forward(self, x):
+        value, gate = x.chunk(2, dim=-1)
+        return value * F.gelu(gate)  # exact (erf) GELU, as the reference
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, mult: int = 4):
+        super().__init__()
+        # Sequential so parameter names are net.0 / net.2, as in the checkpoint.
+        self.net = nn.Sequential(nn.Linear(dim, dim * mult * 2), GEGLU(), nn.Linear(dim * mult, dim))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class PreNorm(nn.Module):
+    """LayerNorm before `fn`, also on the context (the latents) when `context_dim` is given."""
+
+    def __init__(self, dim: int, fn: nn.Module, context_dim: int | None = None):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.norm_context = nn.LayerNorm(context_dim) if context_dim else None
+        self.fn = fn
+
+    def forward(self, x, context=None):
+        if self.norm_context is None:
+            return self.fn(self.norm(x))
+        return self.fn(self.norm(x), self.norm_context(context))
+
+
+class LatentAttentionPooling(nn.Module):
+    def __init__(self, cfg: LatentAttentionConfig):
+        super().__init__()
+        self.cfg = cfg
+        attend = PreNorm(cfg.latent_dim, CrossAttention(cfg), context_dim=cfg.hidden_dim)
+        self.cross_attend_blocks = nn.ModuleList([attend, PreNorm(cfg.latent_dim, FeedForward(cfg.latent_dim))])
+        self.latents = nn.Parameter(torch.randn(cfg.num_latents_value, cfg.latent_dim))
+
+    def forward(self, hiddens: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:
+        attend, feed_forward = self.cross_attend_blocks
+        hiddens = hiddens + attend(hiddens, self.latents)  # (B, T, d)
+        hiddens = hiddens + feed_forward(hiddens)  # (B, T, d)
+        weights = pool_mask.to(torch.float32)[..., None]  # (B, T, 1); float32 as the reference
+        pooled = (hiddens.float() * weights).sum(dim=1) / weights.sum(dim=1)  # (B, d)
+        return F.normalize(pooled, p=2, dim=-1) if self.cfg.output_normalize else pooled
+
+
+class NVEmbedModel(nn.Module):
+    def __init__(self, cfg: NVEmbedConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embedding_model = BidirectionalMistral(cfg.text)
+        self.latent_attention_model = LatentAttentionPooling(cfg.latent)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, pool_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, T) ids, (B, T) key-padding mask or None when unpadded, (B, T) pooling mask -> (B, dim) float32."""
+        return self.latent_attention_model(self.embedding_model(input_ids, attention_mask), pool_mask)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def is_nvembed_checkpoint(path: str | Path) -> bool:
+    config = Path(path) / "config.json"
+    return config.is_file() and json.loads(config.read_text()).get("model_type") == MODEL_TYPE
+
+
+def read_nvembed_config(path: str | Path) -> NVEmbedConfig:
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"{path} has no config.json: not an NV-Embed checkpoint directory")
+    try:
+        return NVEmbedConfig.from_checkpoint_config(json.loads(config.read_text()))
+    except ValueError as err:
+        raise ValueError(f"{config}: {err}") from None
+
+
+def resolve_placement(device: str | torch.device, dtype: str | torch.dtype) -> tuple[torch.device, torch.dtype]:
+    """device 'auto': CUDA when present, else CPU. dtype 'auto': bfloat16 on CUDA, float32 on CPU."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else torch.device(device)
+    if dtype == "auto":
+        return device, torch.bfloat16 if device.type == "cuda" else torch.float32
+    if not isinstance(dtype, torch.dtype) and dtype not in DTYPES:
+        raise ValueError(f"Invalid dtype {dtype!r}. Valid: auto, {', '.join(DTYPES)}")
+    return device, DTYPES.get(dtype, dtype)
+
+
+def checkpoint_files(path: str | Path) -> dict[str, Path]:
+    """Map each weight name to the safetensors file that holds it (sharded index or single file)."""
+    path = Path(path)
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map: dict[str, str] = json.loads(index.read_text())["weight_map"]
+        for shard in sorted(set(weight_map.values())):
+            if not (path / shard).is_file():
+                example = next(k for k, v in weight_map.items() if v == shard)
+                raise FileNotFoundError(f"{index.name} names shard {shard} (holding e.g. {example}), missing in {path}")
+        return {key: path / shard for key, shard in weight_map.items()}
+    single = path / "model.safetensors"
+    if single.is_file():
+        from safetensors import safe_open
+
+        with safe_open(single, framework="pt") as f:
+            return {key: single for key in f.keys()}
+    found = sorted(p.name for p in path.iterdir() if p.suffix in {".bin", ".pt", ".safetensors"})
+    raise FileNotFoundError(
+        f"{path} has neither model.safetensors.index.json nor model.safetensors (weight files seen: {found}); "
+        "only safetensors checkpoints are loaded, never pickles"
+    )
+
+
+def load_nvembed(
+    path: str | Path, device: str | torch.device = "cpu", dtype: str | torch.dtype = "auto"
+) -> NVEmbedModel:
+    """Build the model from a checkpoint directory, tensor by tensor, straight onto `device`/`dtype`.
+
+    The model is created on the meta device (no memory), then each tensor is read, cast and
+    placed. Each tensor gets its own `safe_open`: a file kept open stays memory-mapped and its
+    pages count as resident, which would double peak host memory for a one-file checkpoint.
+    Peak host memory is thus the model in `dtype` (on CPU) plus one tensor.
+    """
+    from safetensors import safe_open
+
+    path, (device, dtype) = Path(path), resolve_placement(device, dtype)
+    cfg = read_nvembed_config(path)
+    with torch.device("meta"):
+        model = NVEmbedModel(cfg)
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    files = {k: f for k, f in checkpoint_files(path).items() if not k.endswith("rotary_emb.inv_freq")}  # recomputed
+    missing, unexpected = sorted(expected.keys() - files.keys()), sorted(files.keys() - expected.keys())
+    if missing:
+        raise ValueError(f"{path}: {len(missing)} weights missing from the checkpoint, e.g. {missing[:5]}")
+    if unexpected:
+        raise ValueError(f"{path}: {len(unexpected)} unexpected weights in the checkpoint, e.g. {unexpected[:5]}")
+    for key in sorted(expected, key=lambda k: (files[k].name, k)):
+        with safe_open(files[key], framework="pt", device="cpu") as f:
+            if key not in f.keys():
+                raise ValueError(f"{files[key].name} does not hold {key}, although the index says it does")
+            got = tuple(f.get_slice(key).get_shape())
+            if got != expected[key]:
+                raise ValueError(f"{files[key].name}: {key} has shape {got}, the config implies {expected[key]}")
+            # copy=True: without a cast the result would still point into the memory-mapped file.
+            tensor = f.get_tensor(key).to(device=device, dtype=dtype, copy=True)
+        module_name, _, leaf = key.rpartition(".")
+        setattr(model.get_submodule(module_name), leaf, nn.Parameter(tensor, requires_grad=False))
+    assert not any(p.is_meta for p in model.parameters()), "a parameter was left on the meta device"
+    log.info("loaded NV-Embed from %s: %d tensors, %s on %s", path, len(expected), dtype, device)
+    return model.eval()
+
+
+def load_nvembed_tokenizer(path: str | Path):
+    """The checkpoint's fast tokenizer from local files; pad = EOS, right padding (official settings)."""
+    from transformers import AutoTokenizer, PretrainedConfig
+
+    # An empty config stops AutoTokenizer from parsing config.json, whose model_type transformers
+    # does not know (a warning) and whose auto_map points at the checkpoint's own code.
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(path), local_files_only=True, trust_remote_code=False, config=PretrainedConfig()
+    )
+    if tokenizer.eos_token is None or tokenizer.bos_token is None:
+        raise ValueError(f"The tokenizer in {path} lacks a BOS or EOS token; NV-Embed needs both")
+    tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def resolve_hub_checkpoint(repo_id: str, allow_download: bool = False, cache_dir: str | None = None) -> tuple[str, str]:
+    """Local snapshot directory and commit of a hub model, from the Hugging Face cache.
+
+    Only configs, tokenizer files and safetensors are fetched: the repo's Python files are never
+    needed. `allow_download=False` (the default for jobs) fails instead of downloading mid-job.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        snapshot = snapshot_download(
+            repo_id,
+            local_files_only=not allow_download,
+            cache_dir=cache_dir,
+            allow_patterns=["*.json", "*.safetensors", "tokenizer.model"],
+        )
+    except LocalEntryNotFoundError:
+        raise FileNotFoundError(
+            f"{repo_id} is not in the local Hugging Face cache (HF_HUB_CACHE / {cache_dir or 'default'}). "
+            f"Fetch it once with `hf download {repo_id}` where there is internet, pass a local checkpoint "
+            "directory, or allow the download"
+        ) from None
+    return snapshot, Path(snapshot).name
+
+
+# ----------------------------------------------------------------------------- encoder
+
+
+class NVEmbedEncoder:
+    """Implements `embednv.models.base.Encoder` for NV-Embed checkpoints.
+
+    `instruction` is the prefix the tokenizer put before each text (see `build_instruction`);
+    the first `len(tokenizer.tokenize(instruction))` positions are left out of the mean, counted
+    from position 0 where BOS sits, so the last instruction token is pooled: a quirk of the
+    official model, kept so embeddings match it.
+    """
+
+    def __init__(
+        self, path: str | Path, device: str = "auto", dtype: str | torch.dtype = "auto", instruction: str = ""
+    ):
+        tokenizer = load_nvembed_tokenizer(path)
+        model = load_nvembed(path, device, dtype)
+        n_skip = len(tokenizer.tokenize(instruction)) if instruction and model.cfg.is_mask_instruction else 0
+        self._bind(model, tokenizer.eos_token_id, n_skip)
+        self.instruction = instruction
+
+    @classmethod
+    def from_model(cls, model: NVEmbedModel, pad_id: int, n_pool_skip: int = 0) -> NVEmbedEncoder:
+        """Wrap an already built model (benchmarks, tests); `n_pool_skip` as computed in __init__."""
+        encoder = cls.__new__(cls)
+        encoder._bind(model, pad_id, n_pool_skip)
+        encoder.instruction = None
+        return encoder
+
+    def _bind(self, model: NVEmbedModel, pad_id: int, n_pool_skip: int) -> None:
+        self.model = model
+        self.pad_id = pad_id
+        self.n_pool_skip = n_pool_skip
+        self.dim = model.cfg.output_dim
+        self.max_tokens = min(DEFAULT_MAX_TOKENS, model.cfg.text.max_position_embeddings)
+        first = next(model.parameters())
+        self.device, self.dtype = first.device, first.dtype
+
+    def collate(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Right-pad with EOS: ids (B, T), key-padding mask (B, T) or None if unpadded, pool mask (B, T)."""
+        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+        if lengths.max() > self.max_tokens:
+            raise ValueError(f"A sequence has {lengths.max()} tokens, the model window is {self.max_tokens}")
+        if lengths.min() <= self.n_pool_skip:
+            row = int(lengths.argmin())
+            raise ValueError(
+                f"Sequence {row} has {lengths[row]} tokens, not more than the {self.n_pool_skip} instruction "
+                "positions left out of pooling: nothing would be pooled"
+            )
+        ids = np.full((len(sequences), int(lengths.max())), self.pad_id, dtype=np.int64)
+        for row, seq in enumerate(sequences):
+            ids[row, : len(seq)] = seq
+        valid = torch.from_numpy(np.arange(ids.shape[1])[None, :] < lengths[:, None])  # (B, T)
+        pool = valid.clone()
+        pool[:, : self.n_pool_skip] = False
+        attention = None if lengths.min() == lengths.max() else valid
+        return torch.from_numpy(ids), attention, pool
+
+    @torch.inference_mode()
+    def embed(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        """(n, dim) float32, rows L2-normalised. Out-of-memory errors propagate unchanged."""
+        if len(sequences) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        ids, attention, pool = (None if t is None else t.to(self.device) for t in self.collate(sequences))
+        return self.model(ids, attention, pool).float().cpu().numpy()

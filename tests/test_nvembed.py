@@ -1,0 +1,420 @@
+"""NV-Embed-v2 native model: numerics against an independent reference, loading, errors, safety."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from nvembed_fixtures import (  # noqa: E402
+    LATENT_DEFAULTS,
+    TEXT_DEFAULTS,
+    tiny_state_dict,
+    write_safetensors,
+    write_tiny_nvembed_checkpoint,
+)
+
+from embednv.models.nvembed import (  # noqa: E402
+    DEFAULT_MAX_TOKENS,
+    NVEmbedConfig,
+    NVEmbedEncoder,
+    NVEmbedModel,
+    TASK_PRESETS,
+    build_instruction,
+    is_nvembed_checkpoint,
+    load_nvembed,
+    load_nvembed_tokenizer,
+    resolve_hub_checkpoint,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+INSTRUCTION = build_instruction("similar-notes")
+NOTES = [
+    "Patient presents with chest pain.",
+    "History of type 2 diabetes mellitus on metformin, hypertension and chronic kidney disease. No acute distress.",
+    "Vitals stable.",
+]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return write_tiny_nvembed_checkpoint(tmp_path_factory.mktemp("nvembed"), seed=0, shards=2)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(checkpoint):
+    return load_nvembed_tokenizer(checkpoint)
+
+
+@pytest.fixture(scope="module")
+def encoder(checkpoint) -> NVEmbedEncoder:
+    torch.manual_seed(0)
+    return NVEmbedEncoder(checkpoint, device="cpu", dtype="float32", instruction=INSTRUCTION)
+
+
+def official_inputs(tokenizer, texts, instruction):
+    """What the official encode() feeds the model: instruction + text + eos, BOS, right padded."""
+    return tokenizer([instruction + t + tokenizer.eos_token for t in texts], padding=True, truncation=True,
+                     max_length=DEFAULT_MAX_TOKENS, return_tensors="pt")  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- independent reference
+
+
+def reference_embed(checkpoint: Path, ids: list[int], n_skip: int) -> np.ndarray:
+    """NV-Embed forward for one unpadded sequence in float64, written from the paper/official code
+    with explicit loops and softmaxes, reading the raw safetensors and config.json only."""
+    from safetensors.torch import load_file
+
+    raw = json.loads((checkpoint / "config.json").read_text())
+    text, lat = raw["text_config"], raw["latent_attention_config"]
+    w = {}
+    for f in checkpoint.glob("*.safetensors"):
+        w.update({k: v.double() for k, v in load_file(f).items()})
+    d, nh, nkv = text["hidden_size"], text["num_attention_heads"], text["num_key_value_heads"]
+    hd, eps, theta, T = d // nh, text["rms_norm_eps"], text["rope_theta"], len(ids)
+
+    def rms_norm(x, weight):
+        return weight * (x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps))
+
+    def layer_norm(x, weight, bias):
+        mu = x.mean(-1, keepdim=True)
+        var = ((x - mu) ** 2).mean(-1, keepdim=True)
+        return (x - mu) / torch.sqrt(var + 1e-5) * weight + bias
+
+    def softmax(s):
+        e = torch.exp(s - s.max(-1, keepdim=True).values)
+        return e / e.sum(-1, keepdim=True)
+
+    def rope(v):  # v (T, hd): rotate the pair (i, i + hd/2) by angle pos * theta^(-2i/hd)
+        out, half = v.clone(), hd // 2
+        for pos in range(T):
+            for i in range(half):
+                a = pos * theta ** (-2 * i / hd)
+                x1, x2 = v[pos, i], v[pos, i + half]
+                out[pos, i] = x1 * math.cos(a) - x2 * math.sin(a)
+                out[pos, i + half] = x1 * math.sin(a) + x2 * math.cos(a)
+        return out
+
+    x = w["embedding_model.embed_tokens.weight"][ids]  # (T, d)
+    for layer in range(text["num_hidden_layers"]):
+        p = f"embedding_model.layers.{layer}."
+        h = rms_norm(x, w[p + "input_layernorm.weight"])
+        q, k, v = (h @ w[p + f"self_attn.{n}_proj.weight"].T for n in "qkv")
+        heads = []
+        for head in range(nh):
+            kv = head // (nh // nkv)  # query head -> its KV group
+            qh = rope(q[:, head * hd : (head + 1) * hd])
+            kh = rope(k[:, kv * hd : (kv + 1) * hd])
+            heads.append(softmax(qh @ kh.T / math.sqrt(hd)) @ v[:, kv * hd : (kv + 1) * hd])  # no causal mask
+        x = x + torch.cat(heads, -1) @ w[p + "self_attn.o_proj.weight"].T
+        h = rms_norm(x, w[p + "post_attention_layernorm.weight"])
+        gate, up = h @ w[p + "mlp.gate_proj.weight"].T, h @ w[p + "mlp.up_proj.weight"].T
+        x = x + (gate * torch.sigmoid(gate) * up) @ w[p + "mlp.down_proj.weight"].T
+    x = rms_norm(x, w["embedding_model.norm.weight"])
+
+    p = "latent_attention_model.cross_attend_blocks."
+    n_heads, dh = lat["num_cross_heads"], lat["cross_dim_head"]
+    inner = n_heads * dh
+    queries = layer_norm(x, w[p + "0.norm.weight"], w[p + "0.norm.bias"]) @ w[p + "0.fn.to_q.weight"].T
+    latents = w["latent_attention_model.latents"]
+    context = layer_norm(latents, w[p + "0.norm_context.weight"], w[p + "0.norm_context.bias"])
+    kv = context @ w[p + "0.fn.to_kv.weight"].T
+    keys, values = kv[:, :inner], kv[:, inner:]
+    outs = []
+    for head in range(n_heads):
+        cols = slice(head * dh, (head + 1) * dh)
+        outs.append(softmax(queries[:, cols] @ keys[:, cols].T / math.sqrt(dh)) @ values[:, cols])
+    x = x + torch.cat(outs, -1) @ w[p + "0.fn.to_out.weight"].T
+    y = layer_norm(x, w[p + "1.norm.weight"], w[p + "1.norm.bias"])
+    y = y @ w[p + "1.fn.net.0.weight"].T + w[p + "1.fn.net.0.bias"]
+    value, gate = y[:, : 4 * d], y[:, 4 * d :]
+    y = value * 0.5 * gate * (1 + torch.erf(gate / math.sqrt(2)))
+    x = x + y @ w[p + "1.fn.net.2.weight"].T + w[p + "1.fn.net.2.bias"]
+    pooled = x[n_skip:].mean(0)
+    return (pooled / pooled.norm()).numpy()
+
+
+# ----------------------------------------------------------------------------- numerics
+
+
+def test_matches_independent_reference(checkpoint, tokenizer, encoder):
+    ids = official_inputs(tokenizer, NOTES, INSTRUCTION)
+    sequences = [row[mask.bool()].tolist() for row, mask in zip(ids["input_ids"], ids["attention_mask"])]
+    got = encoder.embed(sequences)
+    assert got.shape == (3, 64) and got.dtype == np.float32
+    want = np.stack([reference_embed(checkpoint, s, encoder.n_pool_skip) for s in sequences])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_document_without_instruction_matches_reference(checkpoint, tokenizer):
+    encoder = NVEmbedEncoder(checkpoint, device="cpu", dtype="float32", instruction="")
+    assert encoder.n_pool_skip == 0
+    ids = tokenizer(NOTES[0] + tokenizer.eos_token)["input_ids"]
+    np.testing.assert_allclose(encoder.embed([ids])[0], reference_embed(checkpoint, ids, 0), atol=1e-5)
+
+
+def test_backbone_is_bidirectional(encoder):
+    torch.manual_seed(0)
+    ids = torch.randint(3, 200, (1, 12))
+    changed = ids.clone()
+    changed[0, -1] = (ids[0, -1] + 1) % 200
+    with torch.inference_mode():
+        first = encoder.model.embedding_model(ids, None)[0, 0]
+        first_changed = encoder.model.embedding_model(changed, None)[0, 0]
+    assert (first - first_changed).abs().max() > 1e-3, "the first token did not see the last: causal mask?"
+
+
+def test_pool_mask_skips_instruction_from_position_zero(tokenizer, encoder):
+    n = len(tokenizer.tokenize(INSTRUCTION))
+    assert encoder.n_pool_skip == n > 0
+    ids = official_inputs(tokenizer, NOTES, INSTRUCTION)
+    official_pool = ids["attention_mask"].clone()
+    official_pool[:, :n] = 0  # the official prepare_kwargs_from_batch, BOS at position 0 included
+    sequences = [row[mask.bool()].tolist() for row, mask in zip(ids["input_ids"], ids["attention_mask"])]
+    got_ids, got_attention, got_pool = encoder.collate(sequences)
+    assert torch.equal(got_ids, ids["input_ids"])  # pad = EOS on the right
+    assert torch.equal(got_attention, ids["attention_mask"].bool())
+    assert torch.equal(got_pool, official_pool.bool())
+
+
+def test_pipeline_tokenizer_matches_official_batch(checkpoint, tokenizer, encoder):
+    from embednv.tokenization import NoteTokenizer
+
+    note_tokenizer = NoteTokenizer(tokenizer, DEFAULT_MAX_TOKENS, prefix=INSTRUCTION, suffix=tokenizer.eos_token)
+    notes = note_tokenizer(NOTES)
+    sequences = [note.windows[0] for note in notes]
+    ids = official_inputs(tokenizer, NOTES, INSTRUCTION)
+    assert sequences == [row[mask.bool()].tolist() for row, mask in zip(ids["input_ids"], ids["attention_mask"])]
+    pool = ids["attention_mask"].clone()
+    pool[:, : encoder.n_pool_skip] = 0
+    with torch.inference_mode():
+        official = encoder.model(ids["input_ids"], ids["attention_mask"], pool).numpy()
+    np.testing.assert_allclose(encoder.embed(sequences), official, atol=1e-5)
+
+
+def test_same_embedding_alone_or_in_padded_batch(tokenizer, encoder):
+    ids = official_inputs(tokenizer, NOTES, INSTRUCTION)
+    sequences = [row[mask.bool()].tolist() for row, mask in zip(ids["input_ids"], ids["attention_mask"])]
+    batch = encoder.embed(sequences)
+    for i, seq in enumerate(sequences):
+        np.testing.assert_allclose(encoder.embed([seq])[0], batch[i], atol=1e-5)
+    np.testing.assert_allclose(encoder.embed(sequences[::-1])[::-1], batch, atol=1e-5)
+    assert np.allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
+
+
+def test_encoder_edge_cases(encoder):
+    assert encoder.embed([]).shape == (0, 64)
+    with pytest.raises(ValueError, match="nothing would be pooled"):
+        encoder.embed([[1] * encoder.n_pool_skip])
+    with pytest.raises(ValueError, match="model window is 512"):
+        encoder.embed([[1] * 513])
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def test_official_latent_defaults_when_omitted(tmp_path):
+    path = write_tiny_nvembed_checkpoint(tmp_path, latent_minimal=True, tokenizer=False, hidden_size=4096,
+                                         vocab_size=32000, intermediate_size=14336, num_hidden_layers=32,
+                                         num_attention_heads=32, num_key_value_heads=8)  # fmt: skip
+    raw = json.loads((path / "config.json").read_text())
+    assert raw["latent_attention_config"] == {"model_type": "latent_attention"}
+    cfg = NVEmbedConfig.from_checkpoint_config(raw)
+    lat = cfg.latent
+    assert (lat.num_latents_value, lat.num_cross_heads, lat.cross_dim_head) == (512, 8, 4096)
+    assert (lat.latent_dim, lat.hidden_dim, lat.output_normalize) == (4096, 4096, True)
+    assert cfg.output_dim == 4096 and cfg.text.head_dim == 128 and cfg.text.rms_norm_eps == 1e-5
+    with torch.device("meta"):
+        model = NVEmbedModel(cfg)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert shapes["latent_attention_model.cross_attend_blocks.0.fn.to_q.weight"] == (32768, 4096)
+    assert shapes["latent_attention_model.cross_attend_blocks.0.fn.to_kv.weight"] == (65536, 4096)
+    assert shapes["latent_attention_model.cross_attend_blocks.1.fn.net.0.weight"] == (32768, 4096)
+    assert len(shapes) == 2 + 9 * 32 + 14  # backbone: embed, norm, 9 per layer; head: 14 tensors
+    assert 7.84e9 < sum(v.numel() for v in model.parameters()) < 7.86e9  # "7.85B" on the model card
+
+
+def test_is_nvembed_checkpoint(checkpoint, tmp_path):
+    assert is_nvembed_checkpoint(checkpoint)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    assert not is_nvembed_checkpoint(tmp_path) and not is_nvembed_checkpoint(tmp_path / "nowhere")
+
+
+def test_build_instruction():
+    assert build_instruction("specialty") == f"Instruct: {TASK_PRESETS['specialty']}\nQuery: "
+    free = "Given a question, retrieve passages"
+    assert build_instruction(free) == f"Instruct: {free}\nQuery: "
+    assert build_instruction(INSTRUCTION) == INSTRUCTION
+    assert build_instruction(None) == build_instruction("") == ""
+    with pytest.raises(ValueError, match="similar-notes"):
+        build_instruction("speciality")
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_sharded_equals_single_file(tmp_path, encoder):
+    single = write_tiny_nvembed_checkpoint(tmp_path / "single", seed=0, shards=1, tokenizer=False)
+    sharded = write_tiny_nvembed_checkpoint(tmp_path / "sharded", seed=0, shards=3, tokenizer=False)
+    a, b = state(load_nvembed(single, "cpu", "float32")), state(load_nvembed(sharded, "cpu", "float32"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(a[k], v) for k, v in encoder.model.state_dict().items())
+
+
+def test_bfloat16_loading(tmp_path):
+    path = write_tiny_nvembed_checkpoint(tmp_path, shards=2, tokenizer=False)
+    model = load_nvembed(path, "cpu", "bfloat16")
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    ids = torch.randint(3, 200, (2, 9), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        out = model(ids, None, torch.ones(2, 9, dtype=torch.bool))
+    assert out.dtype == torch.float32 and torch.allclose(out.norm(dim=1), torch.ones(2))
+
+
+def edit_config(path: Path, **changes) -> None:
+    config = json.loads((path / "config.json").read_text())
+    for key, value in changes.items():
+        target = config if key in config else config["text_config"]
+        target[key] = value
+    (path / "config.json").write_text(json.dumps(config))
+
+
+def test_error_missing_shard(tmp_path):
+    path = write_tiny_nvembed_checkpoint(tmp_path, shards=2, tokenizer=False)
+    (path / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="model-00002-of-00002.safetensors"):
+        load_nvembed(path, "cpu", "float32")
+
+
+def test_error_missing_and_unexpected_keys(tmp_path):
+    sd = tiny_state_dict(TEXT_DEFAULTS, LATENT_DEFAULTS)
+    extra = write_tiny_nvembed_checkpoint(tmp_path / "extra", shards=1, tokenizer=False)
+    write_safetensors({**sd, "lm_head.weight": torch.zeros(4, 4)}, extra, shards=1)
+    with pytest.raises(ValueError, match="unexpected.*lm_head.weight"):
+        load_nvembed(extra, "cpu", "float32")
+    missing = write_tiny_nvembed_checkpoint(tmp_path / "missing", shards=1, tokenizer=False)
+    write_safetensors({k: v for k, v in sd.items() if k != "embedding_model.norm.weight"}, missing, shards=1)
+    with pytest.raises(ValueError, match="missing.*embedding_model.norm.weight"):
+        load_nvembed(missing, "cpu", "float32")
+
+
+def test_error_shape_mismatch(tmp_path):
+    path = write_tiny_nvembed_checkpoint(tmp_path, shards=2, tokenizer=False)
+    edit_config(path, intermediate_size=96)
+    with pytest.raises(ValueError, match=r"layers\.0\.mlp\.\w+_proj\.weight has shape \(\d+, \d+\), the config"):
+        load_nvembed(path, "cpu", "float32")
+
+
+def test_error_wrong_model_type(tmp_path):
+    path = write_tiny_nvembed_checkpoint(tmp_path, shards=2, tokenizer=False)
+    edit_config(path, model_type="mistral")
+    with pytest.raises(ValueError, match="model_type='mistral'.*'nvembed'"):
+        load_nvembed(path, "cpu", "float32")
+
+
+def test_loading_never_runs_checkpoint_code(tmp_path):
+    path = write_tiny_nvembed_checkpoint(tmp_path / "ckpt", shards=2)
+    sentinel = tmp_path / "code_ran"
+    payload = f"open({str(sentinel)!r}, 'w').write('ran')\nraise RuntimeError('checkpoint code executed')\n"
+    for name in ("modeling_nvembed.py", "configuration_nvembed.py", "tokenization_nvembed.py", "__init__.py"):
+        (path / name).write_text(payload)
+    assert "auto_map" in json.loads((path / "config.json").read_text())  # as the official config.json
+    NVEmbedEncoder(path, device="cpu", dtype="float32", instruction=INSTRUCTION).embed([[1, 5, 6, 2] * 5])
+    assert not sentinel.exists()
+    shipped = {"modeling_nvembed", "configuration_nvembed", "tokenization_nvembed"}
+    assert not [m for m in sys.modules if m.rpartition(".")[2] in shipped or m.startswith("transformers_modules")]
+
+
+LOAD_PEAK = textwrap.dedent(
+    """
+    import json, sys, gc
+    import torch, safetensors.torch
+    from embednv.models.nvembed import NVEmbedModel, load_nvembed, read_nvembed_config
+
+    def status(field):  # kB -> bytes, from the kernel's own accounting of this process
+        for line in open("/proc/self/status"):
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+
+    with torch.device("meta"):  # PyTorch imports its meta kernels (~800 modules, ~65 MB) on first use:
+        NVEmbedModel(read_nvembed_config(sys.argv[1]))  # a fixed cost, so it goes into the baseline
+    gc.collect()
+    try:  # reset VmHWM to the current RSS, so the peak below is the loading peak
+        open("/proc/self/clear_refs", "w").write("5")
+    except OSError:
+        pass  # without a reset the import peak may count too: the figure only gets more conservative
+    before = status("VmRSS")
+    model = load_nvembed(sys.argv[1], "cpu", sys.argv[2])
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    print(json.dumps({"peak_delta": status("VmHWM") - before, "model_bytes": size}))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def big_checkpoint(tmp_path_factory) -> Path:
+    """~230 MB of bf16 weights in one file (one file is the hard case: sharding only lowers the peak)."""
+    return write_tiny_nvembed_checkpoint(
+        tmp_path_factory.mktemp("big"), shards=1, tokenizer=False, dtype=torch.bfloat16, vocab_size=8192,
+        hidden_size=1024, intermediate_size=2816, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=2,
+        num_latents_value=64, cross_dim_head=512, latent_dim=1024, hidden_dim=1024,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_loading_peak_host_memory(big_checkpoint, dtype):
+    """Peak RSS growth while loading `big_checkpoint`, relative to the size of the loaded weights.
+
+    VmHWM (peak resident set, file-backed pages included, so a memory-mapped file that stays
+    resident is caught) minus VmRSS just before loading, measured in a fresh process after the
+    imports. float32 from the bf16 file checks that the cast never holds a second full copy.
+    """
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs Linux /proc")
+    out = subprocess.run([sys.executable, "-c", LOAD_PEAK, str(big_checkpoint), dtype], capture_output=True, text=True,
+                         cwd=REPO, timeout=120, check=True)  # fmt: skip
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    ratio = result["peak_delta"] / result["model_bytes"]
+    peak_mib, weights_mib = result["peak_delta"] / 2**20, result["model_bytes"] / 2**20
+    print(f"{dtype}: peak host memory {peak_mib:.0f} MiB for {weights_mib:.0f} MiB of weights = {ratio:.3f}x")
+    assert result["model_bytes"] > (200e6 if dtype == "bfloat16" else 400e6)
+    assert ratio <= 1.3, f"peak {result['peak_delta']} B is {ratio:.2f}x the {result['model_bytes']} B loaded"
+
+
+# ----------------------------------------------------------------------------- hub, bench
+
+
+def test_resolve_hub_checkpoint_from_cache(tmp_path):
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "models--org--tiny-nvembed"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / "config.json").write_text("{}")
+    path, revision = resolve_hub_checkpoint("org/tiny-nvembed", cache_dir=str(tmp_path))
+    assert Path(path) == repo / "snapshots" / commit and revision == commit
+    with pytest.raises(FileNotFoundError, match="org/absent.*not in the local Hugging Face cache"):
+        resolve_hub_checkpoint("org/absent", cache_dir=str(tmp_path))
+
+
+def test_device_bench_smoke():
+    out = subprocess.run([sys.executable, "bench/nvembed_device.py", "--smoke"], capture_output=True, text=True,
+                         cwd=REPO, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "tokens/s" in out.stdout
+    result = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("{")))
+    assert {r["strategy"] for r in result["runs"]} >= {"token-budget", "naive-32"}
+    assert all(r["tokens_per_s"] > 0 for r in result["runs"])
