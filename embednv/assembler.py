@@ -32,19 +32,29 @@ class ShardAssembler:
         )
         self._parts: dict[int, list[pa.Table]] = defaultdict(list)
         self._arrived: dict[int, int] = defaultdict(int)
+        self._seen: dict[int, set[int]] = {}
         self.written: list[dict] = []  # stats of shards written by this run
 
     def add(self, block: pa.Table) -> list[int]:
         """Take a block of embedded rows; returns the shards it completed (and wrote)."""
         done = []
         shard_ids = block.column(SHARD).to_numpy()
-        for shard_index in np.unique(shard_ids):
+        for shard_index in map(int, np.unique(shard_ids)):
             part = block.filter(pa.array(shard_ids == shard_index))
-            self._parts[int(shard_index)].append(part)
-            self._arrived[int(shard_index)] += len(part)
-            if self._arrived[int(shard_index)] == self.plan.shards[int(shard_index)].n_rows:
-                self._write(int(shard_index))
-                done.append(int(shard_index))
+            # A task retried after a worker died may deliver rows again: keep each row once.
+            seen = self._seen.setdefault(shard_index, set())
+            rows = part.column(ROW).to_pylist()
+            fresh = [row not in seen for row in rows]
+            if not all(fresh):
+                part = part.filter(pa.array(fresh))
+                rows = [row for row, keep in zip(rows, fresh) if keep]
+            seen.update(rows)
+            self._parts[shard_index].append(part)
+            self._arrived[shard_index] += len(part)
+            if self._arrived[shard_index] == self.plan.shards[shard_index].n_rows:
+                self._write(shard_index)
+                del self._seen[shard_index]
+                done.append(shard_index)
         return done
 
     def incomplete(self) -> dict[int, tuple[int, int]]:

@@ -55,6 +55,7 @@ def embed(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     dtype: str = typer.Option("auto", help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16 or float16."),
     num_gpus: Optional[int] = typer.Option(None, help="Embedding actors, one per GPU. Default: every GPU in the Ray cluster."),
+    max_gpus: Optional[int] = typer.Option(None, help="Autoscaling clusters: let the actor pool grow from --num-gpus (default 1) to this many GPUs."),
     rows_per_shard: int = typer.Option(5000, help="Input rows per output shard: the unit of resume."),
     window_rows: int = typer.Option(1024, help="Rows length-sorted together into micro-batches."),
     overwrite: bool = typer.Option(False, help="Replace an existing output instead of resuming or refusing."),
@@ -82,7 +83,7 @@ def embed(
         config = EmbedConfig(
             inputs=tuple(inputs), out=out, model=model, id_column=id_column, text_column=text_column,
             instruction=instruction, max_tokens=max_tokens, batch_tokens=batch_tokens, device=device, dtype=dtype,
-            num_gpus=num_gpus, rows_per_shard=rows_per_shard, window_rows=window_rows, overwrite=overwrite,
+            num_gpus=num_gpus, max_gpus=max_gpus, rows_per_shard=rows_per_shard, window_rows=window_rows, overwrite=overwrite,
             skip_bad_files=skip_bad_files, allow_download=allow_download, debug=debug,
         )
         from embednv.pipeline import run_embed

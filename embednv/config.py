@@ -26,6 +26,7 @@ class EmbedConfig:
     device: Device = "auto"
     dtype: DType = "auto"  # auto = bfloat16 on GPU, float32 on CPU
     num_gpus: int | None = None  # embedding actors on GPUs; None = every GPU in the cluster
+    max_gpus: int | None = None  # autoscaling clusters: grow the actor pool from num_gpus up to this
     rows_per_shard: int = 5_000  # one output file per this many input rows: the unit of resume
     window_rows: int = 1_024  # rows sorted together into micro-batches: bounded, never the corpus
     cpu_threads: int | None = None  # torch threads for a CPU actor; None = all cores of its node

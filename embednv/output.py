@@ -54,10 +54,18 @@ class OutputDir:
     def clear(self) -> None:
         """Remove embednv's own files only: never delete what a user put beside them."""
         for name in self.names():
-            if SHARD_NAME.match(name) or name in (SUCCESS, MANIFEST, ERRORS) or name.startswith(".part-"):
+            if SHARD_NAME.match(name) or name in (SUCCESS, MANIFEST, ERRORS) or (name.startswith(".") and name.endswith(".tmp")):
                 self.fs.delete_file(self._full(name))
         if self.names(ERROR_PARTS):
             self.fs.delete_dir(self._full(ERROR_PARTS))
+
+    def remove_stale_temporaries(self) -> int:
+        """Delete half-written files a killed run left behind (never visible under a final name)."""
+        stale = [f"{folder + '/' if folder else ''}{name}" for folder in ("", ERROR_PARTS)
+                 for name in self.names(folder) if name.startswith(".") and name.endswith(".tmp")]
+        for name in stale:
+            self.fs.delete_file(self._full(name))
+        return len(stale)
 
     def write_table(self, name: str, table: pa.Table, metadata: dict | None = None) -> None:
         if metadata:

@@ -87,9 +87,11 @@ def run_embed(config: EmbedConfig) -> RunSummary:
     plan = plan_inputs(list(config.inputs), config.id_column, config.text_column, config.rows_per_shard, config.skip_bad_files)
     init_ray(config.debug)
     gpus = int(ray.cluster_resources().get("GPU", 0))
-    device = config.device if config.device != "auto" else ("cuda" if gpus else "cpu")
-    if device == "cuda" and not gpus:
-        raise ValueError("--device cuda, but the Ray cluster has no GPU")
+    # An autoscaling cluster may have no GPU node yet: asking for GPUs is enough to wait for one.
+    wants_gpus = bool(gpus or config.num_gpus or config.max_gpus)
+    device = config.device if config.device != "auto" else ("cuda" if wants_gpus else "cpu")
+    if device == "cuda" and not wants_gpus:
+        raise ValueError("--device cuda, but the Ray cluster has no GPU (on an autoscaling cluster, pass --num-gpus or --max-gpus)")
     ref = resolve_model(config.model, has_gpu=device == "cuda", max_tokens=config.max_tokens, allow_download=config.allow_download)
     if config.model == "auto":
         log.info("model: %s (--model auto, device %s)", ref.name, device)
@@ -100,6 +102,7 @@ def run_embed(config: EmbedConfig) -> RunSummary:
     fields = fingerprint_fields(config, ref, plan, dtype)
     if _prepare_output(out, fields, config.overwrite):
         return _summarise(out, plan, started, processed=0, processed_tokens=0, already_complete=True)
+    out.remove_stale_temporaries()
     finished = out.finished_shards()
     pending = [s for s in plan.shards if s.index not in finished]
     if finished:
@@ -159,7 +162,9 @@ def _build_dataset(config, ref, plan, pending, device, dtype, batch_tokens, gpus
         tokenize_table, fn_kwargs={"ref": ref, "instruction": config.instruction}, batch_format="pyarrow", batch_size=None
     )
     if device == "cuda":
-        actors, resources = config.num_gpus or gpus, {"num_gpus": 1}  # one actor pinned per GPU
+        resources = {"num_gpus": 1}  # one actor pinned per GPU
+        # A fixed pool of every GPU present, or a range the autoscaler can grow into.
+        actors = (config.num_gpus or 1, config.max_gpus) if config.max_gpus else (config.num_gpus or gpus)
     else:
         actors, resources = 1, {"num_cpus": 1}  # one CPU actor; its torch threads use the whole node
     return dataset.map_batches(

@@ -1,0 +1,15 @@
+"""A 2-D map of note embeddings: streaming PCA, k-means cohorts, t-SNE, cluster terms, metrics.
+
+One phase per module, composed by `run.run_map` (the CLI calls it through `cli.map_command`):
+
+    reader   stream shards in record batches, L2-normalise
+    pca      exact streaming PCA to 50 dims (covariance accumulated batch by batch)
+    clusters k-means on the 50-d vectors, sizes, exemplars
+    tsne     t-SNE parameters done right (Kobak & Berens 2019; Belkina et al. 2019)
+    terms    class-based TF-IDF terms per cluster from the note texts
+    metrics  kNN preservation, silhouette, NMI/ARI against known labels
+    render   map.png (density-aware) and map.html (self-contained, offline)
+
+`backends` holds the only code that imports scikit-learn/openTSNE or cuML for the heavy steps.
+Nothing here is imported by `embednv` at start-up, so `embednv --help` stays instant.
+"""

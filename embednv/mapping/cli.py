@@ -1,0 +1,79 @@
+"""`embednv map EMB_DIR --out MAP_DIR`: the typer command; registered by the main app.
+
+Only typer and the standard library are imported at module level, so `embednv --help` stays
+instant; the mapping code (numpy, scikit-learn, openTSNE, plotly) loads when the command runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+BACKEND_CHOICES = ("auto", "cuml", "cpu")
+
+
+def map_command(
+    emb_dir: Path = typer.Argument(..., help="Embedding directory (part-*.parquet shards from `embednv embed`)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Map directory to write (map.parquet, clusters, map.png, map.html, metrics)."),
+    clusters: str = typer.Option("auto", "--clusters", help="Number of k-means clusters; auto = clamp(round(sqrt(n/2)), 2, 50)."),
+    perplexity: str = typer.Option("auto", "--perplexity", help="t-SNE perplexity; auto = 30, plus n/100 as a second scale for n <= 100k."),
+    backend: str = typer.Option("auto", "--backend", help="auto|cuml|cpu; auto = cuML when installed with a CUDA GPU, else CPU."),
+    seed: int = typer.Option(0, "--seed", help="Seed for k-means, t-SNE and metric samples."),
+    texts: Optional[Path] = typer.Option(None, "--texts", help="Notes file (Parquet/CSV/JSONL) with the id column and text: cluster terms."),
+    text_column: str = typer.Option("text", "--text-column", help="Text column in --texts."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="File with known labels (default: the --texts file)."),
+    labels_column: Optional[str] = typer.Option(None, "--labels-column", help="Known-label column: NMI/ARI and label mix per cluster."),
+    show_text: bool = typer.Option(False, "--show-text/--no-show-text", help="Show note text on hover in map.html (PHI: off by default)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the map files already in --out."),
+    debug: bool = typer.Option(False, "--debug", help="Debug logging and full tracebacks."),
+) -> None:
+    """Map note embeddings: PCA, k-means cohorts, t-SNE, cluster terms, PNG and offline HTML."""
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        from embednv.mapping.run import MapConfig, run_map
+        from embednv.mapping.tsne import TSNEParams
+
+        if backend not in BACKEND_CHOICES:
+            raise ValueError(f"Invalid --backend {backend!r}. Valid: {', '.join(BACKEND_CHOICES)}")
+        config = MapConfig(
+            emb_dir=emb_dir,
+            out_dir=out,
+            clusters=_auto_or(clusters, int, "--clusters"),
+            tsne=TSNEParams(perplexity=_auto_or(perplexity, float, "--perplexity")),
+            backend=backend,
+            seed=seed,
+            texts=texts,
+            text_column=text_column,
+            labels=labels,
+            labels_column=labels_column,
+            show_text=show_text,
+            overwrite=overwrite,
+        )
+        result = run_map(config)
+    except Exception as e:  # one line and exit 2; the traceback only with --debug
+        if debug:
+            raise
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    typer.echo(f"map of {result.n:,} notes ({result.k} clusters, {result.backend}) written to {result.out_dir}")
+
+
+def _auto_or(value: str, kind: type, option: str):
+    if value == "auto":
+        return "auto"
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"Invalid {option} {value!r}: expected 'auto' or a {kind.__name__}") from None
+
+
+def _one_line(e: Exception) -> str:
+    from embednv.mapping.errors import MapError
+
+    message = " ".join(str(e).split()) or type(e).__name__
+    # Our own errors are written for users; anything else gets its type so it can be searched.
+    return message if isinstance(e, (MapError, ValueError)) else f"{type(e).__name__}: {message}"

@@ -1,0 +1,116 @@
+"""The table and text files of a map directory, each written atomically (temp file, then rename).
+
+    map.parquet       one row per note: <id column>, x, y, cluster
+    clusters.parquet  one row per cluster: size, map position, top terms, exemplar ids, labels
+    clusters.md       the same for people
+    metrics.json, _manifest.json
+
+`_manifest.json` is written last by `run.run_map`, so its presence means the directory is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+
+MAP_FILE = "map.parquet"
+CLUSTERS_FILE = "clusters.parquet"
+CLUSTERS_MD = "clusters.md"
+PNG_FILE = "map.png"
+HTML_FILE = "map.html"
+METRICS_FILE = "metrics.json"
+MANIFEST_FILE = "_manifest.json"
+OUTPUT_FILES = (MANIFEST_FILE, MAP_FILE, CLUSTERS_FILE, CLUSTERS_MD, PNG_FILE, HTML_FILE, METRICS_FILE)
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temp path beside `path`; rename it over `path` only if the block succeeds."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, obj: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (Path, tuple)):
+        return str(value) if isinstance(value, Path) else list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_map(path: Path, id_column: str, ids: pa.Array, y: np.ndarray, labels: np.ndarray) -> None:
+    import pyarrow.parquet as pq
+
+    table = pa.table({id_column: ids, "x": y[:, 0].astype(np.float32), "y": y[:, 1].astype(np.float32), "cluster": labels.astype(np.int32)})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+@dataclass(frozen=True)
+class ClusterSummary:
+    """Everything reported per cluster; optional parts are None when their input was not given."""
+
+    sizes: np.ndarray  # (k,)
+    medians: np.ndarray  # (k, 2) position on the map
+    exemplar_ids: list[list]  # ids of the notes nearest each centroid, nearest first
+    names: list[str]
+    terms: list[list[str]] | None
+    composition: list[list[tuple[str, int]]] | None  # top known labels with counts
+
+
+def write_clusters(parquet: Path, markdown: Path, s: ClusterSummary, id_type: pa.DataType) -> None:
+    import pyarrow.parquet as pq
+
+    k = len(s.sizes)
+    columns = {
+        "cluster": pa.array(np.arange(k, dtype=np.int32)),
+        "size": pa.array(s.sizes.astype(np.int64)),
+        "fraction": pa.array(s.sizes / max(s.sizes.sum(), 1)),
+        "name": pa.array(s.names, pa.string()),
+        "map_x": pa.array(s.medians[:, 0].astype(np.float32)),
+        "map_y": pa.array(s.medians[:, 1].astype(np.float32)),
+        "exemplar_ids": pa.array(s.exemplar_ids, pa.list_(id_type)),
+    }
+    if s.terms is not None:
+        columns["top_terms"] = pa.array(s.terms, pa.list_(pa.string()))
+    if s.composition is not None:
+        label_count = pa.struct([("label", pa.string()), ("count", pa.int64())])
+        rows = [[{"label": lab, "count": cnt} for lab, cnt in comp] for comp in s.composition]
+        columns["top_labels"] = pa.array(rows, pa.list_(label_count))
+    with atomic_path(parquet) as tmp:
+        pq.write_table(pa.table(columns), tmp)
+    with atomic_path(markdown) as tmp:
+        tmp.write_text(_markdown(s))
+
+
+def _markdown(s: ClusterSummary) -> str:
+    total = max(int(s.sizes.sum()), 1)
+    head = ["cluster", "size", "exemplar ids"]
+    head[2:2] = ["top terms"] if s.terms is not None else []
+    head += ["top labels"] if s.composition is not None else []
+    lines = [f"# Clusters ({len(s.sizes)} clusters, {total} notes)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c, size in enumerate(s.sizes):
+        row = [str(c), f"{size} ({100 * size / total:.1f}%)"]
+        if s.terms is not None:
+            row.append(", ".join(s.terms[c]))
+        row.append(", ".join(str(i) for i in s.exemplar_ids[c]))
+        if s.composition is not None:
+            row.append(", ".join(f"{lab} {100 * cnt / max(size, 1):.0f}%" for lab, cnt in s.composition[c]))
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    return "\n".join(lines) + "\n"

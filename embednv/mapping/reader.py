@@ -1,0 +1,112 @@
+"""Stream the embedding shards written by the pipeline, one record batch at a time.
+
+An embedding directory holds `part-*.parquet` shards with an id column, `embedding`
+(`fixed_size_list<float32>[dim]`), `n_tokens` and `n_chunks`. The id column is named in
+`_manifest.json` (`"id_column"`); without a manifest it is the first other column. Shards are
+read in name order, so every pass over them yields the rows in the same order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from embednv.mapping.errors import MapError
+
+log = logging.getLogger(__name__)
+
+EMBEDDING_COLUMN = "embedding"
+N_TOKENS_COLUMN = "n_tokens"
+N_CHUNKS_COLUMN = "n_chunks"
+NON_ID_COLUMNS = (EMBEDDING_COLUMN, N_TOKENS_COLUMN, N_CHUNKS_COLUMN)
+SHARD_GLOB = "part-*.parquet"
+MANIFEST_NAME = "_manifest.json"
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    """The shards of one embedding directory and what their schema says."""
+
+    paths: tuple[Path, ...]
+    id_column: str
+    dim: int
+    n_rows: int  # from the Parquet footers, before reading any data
+
+
+def open_shards(emb_dir: str | Path) -> ShardSet:
+    """Find the shards, the id column and the embedding width; fail early if any is missing."""
+    import pyarrow.parquet as pq
+
+    emb_dir = Path(emb_dir)
+    if not emb_dir.is_dir():
+        raise MapError(f"Embedding directory not found: {emb_dir}")
+    paths = tuple(sorted(emb_dir.glob(SHARD_GLOB)))
+    if not paths:
+        raise MapError(f"No {SHARD_GLOB} shards in {emb_dir}")
+    schema = pq.read_schema(paths[0])
+    if EMBEDDING_COLUMN not in schema.names:
+        raise MapError(f"{paths[0].name} has no {EMBEDDING_COLUMN!r} column; columns: {schema.names}")
+    id_column = _id_column(emb_dir, schema.names)
+    emb_type = schema.field(EMBEDDING_COLUMN).type
+    if pa.types.is_fixed_size_list(emb_type):
+        dim = emb_type.list_size
+    elif pa.types.is_list(emb_type) or pa.types.is_large_list(emb_type):
+        # Variable-length lists are tolerated (older writers); the width is that of the first row.
+        first = next(pq.ParquetFile(paths[0]).iter_batches(batch_size=1, columns=[EMBEDDING_COLUMN]))
+        dim = len(first.column(0)[0])
+    else:
+        raise MapError(f"{EMBEDDING_COLUMN!r} must be a list of floats, got {emb_type}")
+    n_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+    log.info("%d shards, %d rows, dim %d, id column %r", len(paths), n_rows, dim, id_column)
+    return ShardSet(paths=paths, id_column=id_column, dim=dim, n_rows=n_rows)
+
+
+def _id_column(emb_dir: Path, names: list[str]) -> str:
+    manifest = emb_dir / MANIFEST_NAME
+    if manifest.exists():
+        name = json.loads(manifest.read_text()).get("id_column")
+        if name is not None:
+            if name not in names:
+                raise MapError(f"{MANIFEST_NAME} names id column {name!r}, shards have {names}")
+            return name
+    candidates = [c for c in names if c not in NON_ID_COLUMNS]
+    if not candidates:
+        raise MapError(f"No id column in shards of {emb_dir}: columns are {names}")
+    return candidates[0]
+
+
+def iter_batches(
+    shards: ShardSet, batch_size: int, with_ids: bool = False
+) -> Iterator[tuple[pa.Array | None, np.ndarray]]:
+    """Yield `(ids or None, unit vectors (b, dim) float32)` per record batch, in shard order.
+
+    Only one batch of at most `batch_size` rows is decoded at a time, so memory does not
+    grow with the number of rows.
+    """
+    import pyarrow.parquet as pq
+
+    columns = [shards.id_column, EMBEDDING_COLUMN] if with_ids else [EMBEDDING_COLUMN]
+    for path in shards.paths:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns):
+            vectors = unit_vectors(batch.column(EMBEDDING_COLUMN), shards.dim, path)
+            yield (batch.column(shards.id_column) if with_ids else None), vectors
+
+
+def unit_vectors(column: pa.Array, dim: int, source: Path | str = "?") -> np.ndarray:
+    """L2-normalise a list<float> column into a `(b, dim)` float32 array."""
+    if column.null_count:
+        raise MapError(f"{source}: {column.null_count} rows have a null {EMBEDDING_COLUMN!r}")
+    flat = column.flatten().to_numpy(zero_copy_only=False)  # flatten() honours slice offsets
+    if flat.size != len(column) * dim:
+        raise MapError(f"{source}: embeddings are not all {dim}-dimensional")
+    x = flat.astype(np.float32, copy=False).reshape(len(column), dim)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    # The pipeline already writes unit vectors; normalising again costs little and makes the map
+    # depend on direction only (cosine geometry) whatever wrote the shards. Zero rows stay zero.
+    return x / np.where(norms > 0, norms, 1.0)

@@ -1,0 +1,217 @@
+"""`run_map`: embeddings directory in, map directory out. It only composes the phase modules.
+
+    shards --reader/pca--> (n, 50) --clusters--> labels
+                                  \\--tsne-----> (n, 2) --render--> map.png, map.html
+    texts  --terms--> cluster names;  labels --metrics--> NMI/ARI, composition
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+import numpy as np
+
+from embednv.mapping import outputs as out
+from embednv.mapping.errors import MapError
+from embednv.mapping.tsne import TSNEParams
+
+log = logging.getLogger(__name__)
+
+MIN_POINTS = 10  # below this, clusters and neighbourhoods say nothing
+
+
+@dataclass(frozen=True)
+class MapConfig:
+    """What `embednv map` was asked to do; every field is recorded in the manifest."""
+
+    emb_dir: Path  # directory of part-*.parquet embedding shards
+    out_dir: Path  # MAP_DIR; must be empty or absent unless overwrite
+    clusters: Union[int, Literal["auto"]] = "auto"  # k; "auto" = clamp(round(sqrt(n/2)), 2, 50)
+    tsne: TSNEParams = field(default_factory=TSNEParams)
+    backend: str = "auto"  # auto|cuml|cpu
+    seed: int = 0  # one seed for k-means, t-SNE and metric samples: same inputs, same map
+    texts: Optional[Path] = None  # notes file (Parquet/CSV/JSONL) with the id column and text
+    text_column: str = "text"
+    labels: Optional[Path] = None  # file with known labels; defaults to `texts`
+    labels_column: Optional[str] = None  # e.g. "medical_specialty": NMI/ARI and composition
+    show_text: bool = False  # put note text in map.html hovers (PHI: off unless asked)
+    overwrite: bool = False  # replace map files already in out_dir
+    n_components: int = 50  # PCA dims before k-means and t-SNE: denoises, and speeds up kNN
+    batch_size: Union[int, Literal["auto"]] = "auto"  # rows per record batch; auto ~64 MiB
+    knn_sample: int = 5_000
+    silhouette_sample: int = 5_000
+
+
+@dataclass(frozen=True)
+class MapResult:
+    out_dir: Path
+    n: int
+    k: int
+    backend: str
+    metrics: dict
+    timings: dict  # seconds per phase
+
+
+def run_map(config: MapConfig) -> MapResult:
+    """Build the map of `config.emb_dir` into `config.out_dir` and return what was done."""
+    from embednv.mapping import annotations, metrics, render, terms
+    from embednv.mapping.backends import get_backend
+    from embednv.mapping.clusters import N_INIT, auto_clusters, fit_clusters
+    from embednv.mapping.pca import auto_batch_size, reduce
+    from embednv.mapping.reader import open_shards
+    from embednv.mapping.tsne import embed
+
+    labels_path = config.labels or config.texts
+    if config.labels_column and labels_path is None:
+        raise MapError("--labels-column needs --labels or --texts (the file that holds the labels)")
+    shards = open_shards(config.emb_dir)
+    if shards.n_rows < MIN_POINTS:
+        raise MapError(f"{config.emb_dir} holds {shards.n_rows} embeddings; a map needs at least {MIN_POINTS}")
+    wanted: dict[Path, list[str]] = {}  # annotation file -> columns to read from it
+    if config.texts:
+        wanted.setdefault(Path(config.texts), []).append(config.text_column)
+    if config.labels_column:
+        wanted.setdefault(Path(labels_path), []).append(config.labels_column)
+    for path, columns in wanted.items():
+        annotations.check_columns(path, shards.id_column, columns)
+    if config.clusters != "auto" and not 2 <= int(config.clusters) <= shards.n_rows:
+        raise MapError(f"--clusters must be in 2..{shards.n_rows} (the number of embeddings), got {config.clusters}")
+    backend = get_backend(config.backend)
+    out_dir = _prepare_out_dir(Path(config.out_dir), config.overwrite)
+    timings: dict[str, float] = {}
+
+    batch_size = auto_batch_size(shards.dim) if config.batch_size == "auto" else int(config.batch_size)
+    with _phase("pca", timings):
+        reduced = reduce(shards, config.n_components, batch_size, backend)
+    x, ids, n = reduced.x, reduced.ids, len(reduced.x)
+    with _phase("kmeans", timings):
+        clusters = fit_clusters(x, config.clusters, backend, config.seed)
+    with _phase("tsne", timings):
+        y, tsne_params = embed(x, config.tsne, backend, config.seed)
+
+    texts = known = top_terms = composition = None
+    with _phase("annotations", timings):
+        for path, columns in wanted.items():
+            table = annotations.read_columns(path, shards.id_column, columns)
+            if config.texts and path == Path(config.texts):
+                texts = annotations.align(ids, table, shards.id_column, config.text_column, path).to_pylist()
+            if config.labels_column and path == Path(labels_path):
+                known = annotations.align(ids, table, shards.id_column, config.labels_column, path).to_pylist()
+    if texts is not None:
+        with _phase("terms", timings):
+            top_terms = terms.cluster_terms(texts, clusters.labels, clusters.k)
+
+    with _phase("metrics", timings):
+        scores = {
+            "n": n,
+            "k": clusters.k,
+            "knn_preservation_10": metrics.knn_preservation(x, y, 10, config.knn_sample, config.seed),
+            "silhouette": metrics.silhouette(x, clusters.labels, config.silhouette_sample, config.seed),
+            "inertia": clusters.inertia,
+            "pca_explained_variance": float(reduced.explained_variance_ratio.sum()),
+        }
+        if known is not None:
+            scores.update(metrics.label_agreement(known, clusters.labels))
+            composition = metrics.label_composition(known, clusters.labels, clusters.k)
+    log.info("kNN preservation@10 %.3f, silhouette %s", scores["knn_preservation_10"], _fmt(scores["silhouette"]))
+    if "nmi" in scores:
+        log.info("against %r: NMI %.3f, ARI %.3f", config.labels_column, scores["nmi"], scores["ari"])
+
+    # A cluster's name is its number and top three terms; the number links it to clusters.md.
+    names = [f"{c}: {', '.join(t[:3])}" if t else f"cluster {c}" for c, t in enumerate(top_terms or [[]] * clusters.k)]
+    title = f"{n:,} notes, {clusters.k} clusters"
+    id_list = ids.to_pylist()
+    with _phase("write", timings):
+        out.write_map(out_dir / out.MAP_FILE, shards.id_column, ids, y, clusters.labels)
+        summary = out.ClusterSummary(
+            sizes=clusters.sizes,
+            medians=render.cluster_medians(y, clusters.labels, clusters.k),
+            exemplar_ids=[[id_list[i] for i in rows] for rows in clusters.exemplars],
+            names=names,
+            terms=top_terms,
+            composition=composition,
+        )
+        out.write_clusters(out_dir / out.CLUSTERS_FILE, out_dir / out.CLUSTERS_MD, summary, ids.type)
+        out.write_json(out_dir / out.METRICS_FILE, scores)
+    with _phase("render", timings):
+        with out.atomic_path(out_dir / out.PNG_FILE) as tmp:
+            drawn = render.render_png(tmp, y, clusters.labels, names, title)
+        with out.atomic_path(out_dir / out.HTML_FILE) as tmp:
+            render.render_html(tmp, id_list, y, clusters.labels, names, title, known, texts if config.show_text else None)
+
+    manifest = {
+        "tool": "embednv map",
+        "inputs": {
+            "emb_dir": str(config.emb_dir),
+            "shards": [p.name for p in shards.paths],
+            "id_column": shards.id_column,
+            "dim": shards.dim,
+            "texts": str(config.texts) if config.texts else None,
+            "text_column": config.text_column if config.texts else None,
+            "labels": str(labels_path) if config.labels_column else None,
+            "labels_column": config.labels_column,
+        },
+        "n": n,
+        "backend": backend.name,
+        "seed": config.seed,
+        "pca": {"n_components": x.shape[1], "batch_size": batch_size, "method": "streaming covariance, exact"},
+        "clusters": {
+            "k": clusters.k,
+            "k_source": "auto: clamp(round(sqrt(n/2)), 2, 50)" if config.clusters == "auto" else "given",
+            "auto_k_would_be": auto_clusters(n),
+            "n_init": N_INIT,
+        },
+        "tsne": asdict(tsne_params),
+        "render": {"png": drawn, "html": "plotly scattergl, plotly.js inlined", "show_text": config.show_text},
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "versions": _versions(backend.name),
+    }
+    out.write_json(out_dir / out.MANIFEST_FILE, manifest)
+    log.info("map of %d notes written to %s in %.1f s", n, out_dir, sum(timings.values()))
+    return MapResult(out_dir=out_dir, n=n, k=clusters.k, backend=backend.name, metrics=scores, timings=timings)
+
+
+def _prepare_out_dir(out_dir: Path, overwrite: bool) -> Path:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise MapError(f"Output path exists and is not a directory: {out_dir}")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise MapError(f"Output directory is not empty: {out_dir}; pass --overwrite to replace the map in it")
+        # Remove only our own files (manifest first, so a half-written map is never taken as
+        # complete); anything else a user put there stays.
+        for name in out.OUTPUT_FILES:  # OUTPUT_FILES lists the manifest first
+            (out_dir / name).unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+@contextmanager
+def _phase(name: str, timings: dict[str, float]):
+    start = time.perf_counter()
+    yield
+    timings[name] = time.perf_counter() - start
+    log.info("%s: %.1f s", name, timings[name])
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _versions(backend: str) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages = ["embednv", "numpy", "pyarrow", "scikit-learn", "openTSNE", "plotly", "matplotlib", "datashader"]
+    packages += ["cuml", "cupy"] if backend == "cuml" else []
+    found = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
