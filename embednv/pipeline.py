@@ -173,7 +173,8 @@ def _build_dataset(config, ref, plan, pending, device, dtype, batch_tokens, gpus
                                    batch_tokens=batch_tokens, threads=config.cpu_threads or os.cpu_count()),
         batch_size=config.window_rows,  # the bounded sort window: length-bucketed within it
         batch_format="pyarrow",
-        concurrency=actors,
+        compute=ray.data.ActorPoolStrategy(min_size=actors[0], max_size=actors[1]) if isinstance(actors, tuple)
+        else ray.data.ActorPoolStrategy(size=actors),
         **resources,
     )
 

@@ -14,6 +14,7 @@ from typing import Optional
 import typer
 
 BACKEND_CHOICES = ("auto", "cuml", "cpu")
+MULTISCALE_CHOICES = {"auto": "auto", "on": True, "off": False}
 
 
 def map_command(
@@ -22,6 +23,7 @@ def map_command(
     clusters: str = typer.Option("auto", "--clusters", help="Number of k-means clusters; auto = clamp(round(sqrt(n/2)), 2, 50)."),
     perplexity: str = typer.Option("auto", "--perplexity", help="t-SNE perplexity; auto = 30, plus n/100 as a second scale for n <= 100k."),
     backend: str = typer.Option("auto", "--backend", help="auto|cuml|cpu; auto = cuML when installed with a CUDA GPU, else CPU."),
+    multiscale: str = typer.Option("auto", "--multiscale", help="auto|on|off: t-SNE second scale n/100; auto = on for n <= 100k. Off is much faster on CPU."),
     seed: int = typer.Option(0, "--seed", help="Seed for k-means, t-SNE and metric samples."),
     texts: Optional[Path] = typer.Option(None, "--texts", help="Notes file (Parquet/CSV/JSONL) with the id column and text: cluster terms."),
     text_column: str = typer.Option("text", "--text-column", help="Text column in --texts."),
@@ -39,11 +41,13 @@ def map_command(
 
         if backend not in BACKEND_CHOICES:
             raise ValueError(f"Invalid --backend {backend!r}. Valid: {', '.join(BACKEND_CHOICES)}")
+        if multiscale not in MULTISCALE_CHOICES:
+            raise ValueError(f"Invalid --multiscale {multiscale!r}. Valid: {', '.join(MULTISCALE_CHOICES)}")
         config = MapConfig(
             emb_dir=emb_dir,
             out_dir=out,
             clusters=_auto_or(clusters, int, "--clusters"),
-            tsne=TSNEParams(perplexity=_auto_or(perplexity, float, "--perplexity")),
+            tsne=TSNEParams(perplexity=_auto_or(perplexity, float, "--perplexity"), multiscale=MULTISCALE_CHOICES[multiscale]),
             backend=backend,
             seed=seed,
             texts=texts,

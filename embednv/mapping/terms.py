@@ -3,7 +3,7 @@
 c-TF-IDF (Grootendorst, BERTopic 2022) treats all notes of a cluster as one document:
 weight(t, c) = tf(t, c) * log(1 + A / f(t)), where tf is the L1-normalised count of term t in
 cluster c, f(t) is t's count over all clusters and A the average number of words per cluster.
-Words frequent everywhere (patient, history) score low even when they top every cluster.
+Words frequent in every cluster score low even where they are the most frequent.
 Only counts leave this module; note text is never logged.
 """
 
@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 # which are frequent in clinical notes but say nothing about a cohort.
 TOKEN_PATTERN = r"(?u)\b[^\W\d_]{2,}\b"
 N_TERMS = 10
+# Boilerplate of clinical notes (sides, units, titles): so common in every note that even
+# c-TF-IDF ranks them first in loosely defined clusters, where they name nothing. Extend with care:
+# a word here can never name a cluster.
+CLINICAL_STOP_WORDS = ("patient", "patients", "history", "mg", "cm", "mm", "right", "left", "noted", "mr", "mrs", "ms", "dr")
 
 
 def auto_min_df(n_docs: int) -> int:
@@ -51,11 +55,12 @@ def cluster_terms(
     `texts[i]` belongs to cluster `labels[i]`; missing texts (None) count as empty notes.
     """
     import scipy.sparse as sp
-    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
     assert len(texts) == len(labels), f"{len(texts)} texts for {len(labels)} labels"
     min_df = auto_min_df(len(texts)) if min_df == "auto" else min_df
-    vectorizer = CountVectorizer(stop_words="english", token_pattern=TOKEN_PATTERN, min_df=min_df)
+    stop_words = sorted(ENGLISH_STOP_WORDS.union(CLINICAL_STOP_WORDS))
+    vectorizer = CountVectorizer(stop_words=stop_words, token_pattern=TOKEN_PATTERN, min_df=min_df)
     try:
         counts = vectorizer.fit_transform(t or "" for t in texts)  # (n, V)
     except ValueError as e:  # empty vocabulary: too few or too short texts
