@@ -110,6 +110,11 @@ def sample_corpus(
     typer.echo(f"wrote {n:,} synthetic notes to {out}")
 
 
+from embednv.mapping.cli import map_command  # noqa: E402 - typer-only module: keeps --help instant
+
+app.command("map")(map_command)
+
+
 def main() -> None:
     app()
 
