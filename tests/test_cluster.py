@@ -232,43 +232,20 @@ def test_embed_job_on_a_ray_cluster_with_file_uris(embedded, head):
     assert manifest["rows_in"] == N_NOTES and manifest["shards"] == len(shards)
 
 
-def _map_registered() -> bool:
-    import typer.main
-
-    from embednv.cli import app
-
-    return "map" in getattr(typer.main.get_command(app), "commands", {})
-
-
 def _submit_map(head, emb_dir: str, out: Path, texts: Path) -> tuple[str, str]:
-    if not _map_registered():
-        pytest.skip("`map` is not registered in embednv/cli.py yet: remove this skip once it is")
     job_id = head.submit("python", "jobs/map_corpus.py", emb_dir, "--out", str(out), "--texts", str(texts))
     return head.wait_job(job_id)
 
 
 @pytest.mark.slow
-def test_map_job_on_a_ray_cluster(embedded, head):
+def test_map_job_on_a_ray_cluster_reads_the_file_uri_embed_wrote(embedded, head):
     assert embedded["status"] == "SUCCEEDED", "the map needs the embed job's output"
     out = head.root / "map"
-    status, logs = _submit_map(head, str(embedded["out"]), out, embedded["corpus"])
+    status, logs = _submit_map(head, embedded["out_uri"], out, embedded["corpus"])
     assert status == "SUCCEEDED", f"map job {status}; its logs:\n{logs[-4000:]}"
     embedded_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in embedded["out"].glob("part-*.parquet"))
     assert pq.read_table(out / "map.parquet").num_rows == embedded_rows
     assert (out / "_manifest.json").exists()
-
-
-@pytest.mark.slow
-def test_map_job_reads_the_file_uri_that_embed_wrote(embedded, head):
-    """`embednv map` should take what `embednv embed --out` takes; once it does, fold this into the test above."""
-    assert embedded["status"] == "SUCCEEDED", "the map needs the embed job's output"
-    out = head.root / "map-from-uri"
-    status, logs = _submit_map(head, embedded["out_uri"], out, embedded["corpus"])
-    if status != "SUCCEEDED" and "Embedding directory not found: file:/" in logs:
-        # typer turns the argument into a Path, and Path("file:///x") is "file:/x".
-        pytest.xfail("embednv map does not read file:// URIs yet (its EMB_DIR is a pathlib.Path)")
-    assert status == "SUCCEEDED", f"map job {status}; its logs:\n{logs[-4000:]}"
-    assert (out / "map.parquet").exists()
 
 
 def test_job_entry_points_take_the_cli_options():
@@ -278,10 +255,10 @@ def test_job_entry_points_take_the_cli_options():
     assert result.returncode == 0, result.stderr
     for option in ("--out", "--model", "--num-gpus", "--rows-per-shard", "--batch-tokens"):
         assert option in result.stdout
-    for source in ("embed_corpus.py", "map_corpus.py"):
+    for source in ("embed_corpus.py", "map_corpus.py", "_entry.py"):
         text = (REPO / "jobs" / source).read_text()
         assert "typer.Option" not in text and "typer.Argument" not in text
-        assert 'os.environ.setdefault("RAY_ADDRESS", "auto")' in text
+    assert 'os.environ.setdefault("RAY_ADDRESS", "auto")' in (REPO / "jobs" / "_entry.py").read_text()
 
 
 # --------------------------------------------------------------------------- the cluster configs

@@ -55,7 +55,9 @@ def align(ids: pa.Array, table: pa.Table, id_column: str, column: str, source: s
         try:
             keys = keys.cast(ids.type)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-            raise MapError(f"{source}: ids in {id_column!r} are {keys.type}, the embeddings' are {ids.type}: {e}") from None
+            raise MapError(
+                f"{source}: ids in {id_column!r} are {keys.type}, the embeddings' are {ids.type}: {e}"
+            ) from None
     positions = pc.index_in(ids, value_set=keys)
     found = len(ids) - positions.null_count
     if found < len(ids):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -43,7 +43,7 @@ def cuml_status() -> tuple[bool, str]:
         import cupy
 
         n_gpus = cupy.cuda.runtime.getDeviceCount()
-    except Exception as e:  # no driver, no device, broken CUDA: all mean "not here"
+    except Exception as e:  # noqa: BLE001 - no driver, no device, broken CUDA: all mean "not here"
         return False, f"no usable CUDA GPU ({type(e).__name__}: {e})"
     if n_gpus < 1:
         return False, "no CUDA GPU"
@@ -74,7 +74,7 @@ class CpuBackend:
     def tsne(self, x: np.ndarray, params: TSNEParams, init: np.ndarray, seed: int) -> np.ndarray:
         from openTSNE import TSNE, affinity
 
-        knn = dict(method=params.knn_method, n_jobs=params.n_jobs, random_state=seed)
+        knn = {"method": params.knn_method, "n_jobs": params.n_jobs, "random_state": seed}
         if len(params.perplexities) > 1:
             aff = affinity.Multiscale(x, perplexities=list(params.perplexities), **knn)
         else:
@@ -127,22 +127,22 @@ class CumlBackend:
         perplexity = params.perplexities[0]
         if len(params.perplexities) > 1:
             log.info("cuML t-SNE has no multi-scale affinities: using perplexity %g only", perplexity)
-        kwargs = dict(
-            n_components=2,
-            method="fft",
-            perplexity=perplexity,
-            n_neighbors=min(1023, math.ceil(3 * perplexity)),  # cuML caps neighbours at 1023
-            learning_rate=params.learning_rate,
+        kwargs = {
+            "n_components": 2,
+            "method": "fft",
+            "perplexity": perplexity,
+            "n_neighbors": min(1023, math.ceil(3 * perplexity)),  # cuML caps neighbours at 1023
+            "learning_rate": params.learning_rate,
             # "adaptive" (cuML's default) silently replaces the learning rate, exaggeration and
             # perplexity chosen here; None keeps them.
-            learning_rate_method=None,
-            early_exaggeration=params.early_exaggeration,
-            exaggeration_iter=params.early_exaggeration_iter,
-            late_exaggeration=params.exaggeration,
-            init="pca",
-            random_state=seed,
-            output_type="numpy",
-        )
+            "learning_rate_method": None,
+            "early_exaggeration": params.early_exaggeration,
+            "exaggeration_iter": params.early_exaggeration_iter,
+            "late_exaggeration": params.exaggeration,
+            "init": "pca",
+            "random_state": seed,
+            "output_type": "numpy",
+        }
         total_iter = params.early_exaggeration_iter + params.n_iter  # cuML counts both phases
         try:
             model = TSNE(max_iter=total_iter, **kwargs)  # cuML >= 25.x
@@ -151,7 +151,7 @@ class CumlBackend:
         return np.asarray(model.fit_transform(x), dtype=np.float32)
 
 
-Backend = Union[CpuBackend, CumlBackend]
+Backend = CpuBackend | CumlBackend
 
 
 def get_backend(name: str = "auto") -> Backend:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
 
@@ -18,23 +18,51 @@ MULTISCALE_CHOICES = {"auto": "auto", "on": True, "off": False}
 
 
 def map_command(
-    emb_dir: Path = typer.Argument(..., help="Embedding directory (part-*.parquet shards from `embednv embed`)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Map directory to write (map.parquet, clusters, map.png, map.html, metrics)."),
-    clusters: str = typer.Option("auto", "--clusters", help="Number of k-means clusters; auto = clamp(round(sqrt(n/2)), 2, 50)."),
-    perplexity: str = typer.Option("auto", "--perplexity", help="t-SNE perplexity; auto = 30, plus n/100 as a second scale for n <= 100k."),
-    backend: str = typer.Option("auto", "--backend", help="auto|cuml|cpu; auto = cuML when installed with a CUDA GPU, else CPU."),
-    multiscale: str = typer.Option("auto", "--multiscale", help="auto|on|off: t-SNE second scale n/100; auto = on for n <= 100k. Off is much faster on CPU."),
-    seed: int = typer.Option(0, "--seed", help="Seed for k-means, t-SNE and metric samples."),
-    texts: Optional[Path] = typer.Option(None, "--texts", help="Notes file (Parquet/CSV/JSONL) with the id column and text: cluster terms."),
-    text_column: str = typer.Option("text", "--text-column", help="Text column in --texts."),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="File with known labels (default: the --texts file)."),
-    labels_column: Optional[str] = typer.Option(None, "--labels-column", help="Known-label column: NMI/ARI and label mix per cluster."),
-    show_text: bool = typer.Option(False, "--show-text/--no-show-text", help="Show note text on hover in map.html (PHI: off by default)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the map files already in --out."),
-    debug: bool = typer.Option(False, "--debug", help="Debug logging and full tracebacks."),
+    emb_dir: Annotated[str, typer.Argument(help="Embedding directory (part-*.parquet shards from `embednv embed`): a path or file:// URI.")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Map directory to write (map.parquet, clusters, map.png, map.html, metrics)."),
+    ],
+    clusters: Annotated[
+        str, typer.Option("--clusters", help="Number of k-means clusters; auto = clamp(round(sqrt(n/2)), 2, 50).")
+    ] = "auto",
+    perplexity: Annotated[
+        str,
+        typer.Option("--perplexity", help="t-SNE perplexity; auto = 30, plus n/100 as a second scale for n <= 100k."),
+    ] = "auto",
+    backend: Annotated[
+        str, typer.Option("--backend", help="auto|cuml|cpu; auto = cuML when installed with a CUDA GPU, else CPU.")
+    ] = "auto",
+    multiscale: Annotated[
+        str,
+        typer.Option(
+            "--multiscale",
+            help="auto|on|off: t-SNE second scale n/100; auto = on for n <= 100k. Off is much faster on CPU.",
+        ),
+    ] = "auto",
+    seed: Annotated[int, typer.Option("--seed", help="Seed for k-means, t-SNE and metric samples.")] = 0,
+    texts: Annotated[
+        str | None,
+        typer.Option("--texts", help="Notes file (Parquet/CSV/JSONL) with the id column and text: cluster terms."),
+    ] = None,
+    text_column: Annotated[str, typer.Option("--text-column", help="Text column in --texts.")] = "text",
+    labels: Annotated[
+        str | None, typer.Option("--labels", help="File with known labels (default: the --texts file).")
+    ] = None,
+    labels_column: Annotated[
+        str | None, typer.Option("--labels-column", help="Known-label column: NMI/ARI and label mix per cluster.")
+    ] = None,
+    show_text: Annotated[
+        bool,
+        typer.Option("--show-text/--no-show-text", help="Show note text on hover in map.html (PHI: off by default)."),
+    ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the map files already in --out.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Debug logging and full tracebacks.")] = False,
 ) -> None:
     """Map note embeddings: PCA, k-means cohorts, t-SNE, cluster terms, PNG and offline HTML."""
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         from embednv.mapping.run import MapConfig, run_map
         from embednv.mapping.tsne import TSNEParams
@@ -44,15 +72,17 @@ def map_command(
         if multiscale not in MULTISCALE_CHOICES:
             raise ValueError(f"Invalid --multiscale {multiscale!r}. Valid: {', '.join(MULTISCALE_CHOICES)}")
         config = MapConfig(
-            emb_dir=emb_dir,
+            emb_dir=_local_path(emb_dir, "EMB_DIR"),
             out_dir=out,
             clusters=_auto_or(clusters, int, "--clusters"),
-            tsne=TSNEParams(perplexity=_auto_or(perplexity, float, "--perplexity"), multiscale=MULTISCALE_CHOICES[multiscale]),
+            tsne=TSNEParams(
+                perplexity=_auto_or(perplexity, float, "--perplexity"), multiscale=MULTISCALE_CHOICES[multiscale]
+            ),
             backend=backend,
             seed=seed,
-            texts=texts,
+            texts=_local_path(texts, "--texts") if texts else None,
             text_column=text_column,
-            labels=labels,
+            labels=_local_path(labels, "--labels") if labels else None,
             labels_column=labels_column,
             show_text=show_text,
             overwrite=overwrite,
@@ -66,13 +96,23 @@ def map_command(
     typer.echo(f"map of {result.n:,} notes ({result.k} clusters, {result.backend}) written to {result.out_dir}")
 
 
+def _local_path(value: str, name: str) -> Path:
+    """A local path or a file:// URI, as `embednv embed --out` accepts; other filesystems are not read yet."""
+    if value.startswith("file://"):
+        return Path(value[len("file://") :])
+    if "://" in value:
+        raise ValueError(f"Invalid {name} {value!r}: embednv map reads local paths and file:// URIs")
+    return Path(value)
+
+
 def _auto_or(value: str, kind: type, option: str):
     if value == "auto":
         return "auto"
     try:
         return kind(value)
     except ValueError:
-        raise ValueError(f"Invalid {option} {value!r}: expected 'auto' or a {kind.__name__}") from None
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"Invalid {option} {value!r}: expected 'auto' or {what}") from None
 
 
 def _one_line(e: Exception) -> str:

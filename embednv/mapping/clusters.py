@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 
@@ -51,7 +51,7 @@ class Clusters:
 
 
 def fit_clusters(
-    x: np.ndarray, k: Union[int, Literal["auto"]], backend: Backend, seed: int, n_init: int = N_INIT
+    x: np.ndarray, k: int | Literal["auto"], backend: Backend, seed: int, n_init: int = N_INIT
 ) -> Clusters:
     """k-means of `x` (n, d) with a fixed seed; k="auto" uses `auto_clusters(n)`."""
     n = len(x)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -57,7 +57,14 @@ def _json_default(value):
 def write_map(path: Path, id_column: str, ids: pa.Array, y: np.ndarray, labels: np.ndarray) -> None:
     import pyarrow.parquet as pq
 
-    table = pa.table({id_column: ids, "x": y[:, 0].astype(np.float32), "y": y[:, 1].astype(np.float32), "cluster": labels.astype(np.int32)})
+    table = pa.table(
+        {
+            id_column: ids,
+            "x": y[:, 0].astype(np.float32),
+            "y": y[:, 1].astype(np.float32),
+            "cluster": labels.astype(np.int32),
+        }
+    )
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 
@@ -104,7 +111,12 @@ def _markdown(s: ClusterSummary) -> str:
     head = ["cluster", "size", "exemplar ids"]
     head[2:2] = ["top terms"] if s.terms is not None else []
     head += ["top labels"] if s.composition is not None else []
-    lines = [f"# Clusters ({len(s.sizes)} clusters, {total} notes)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [
+        f"# Clusters ({len(s.sizes)} clusters, {total} notes)",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     for c, size in enumerate(s.sizes):
         row = [str(c), f"{size} ({100 * size / total:.1f}%)"]
         if s.terms is not None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import html
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -71,7 +71,15 @@ def render_png(path: Path, y: np.ndarray, labels: np.ndarray, names: Sequence[st
         how = _density(ax, y, labels, colours, (x0, x1, y0, y1))
     for (mx, my), name in zip(cluster_medians(y, labels, k), names):
         if np.isfinite(mx):
-            ax.text(mx, my, name, fontsize=7, ha="center", va="center", path_effects=[withStroke(linewidth=2.5, foreground="white")])
+            ax.text(
+                mx,
+                my,
+                name,
+                fontsize=7,
+                ha="center",
+                va="center",
+                path_effects=[withStroke(linewidth=2.5, foreground="white")],
+            )
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
     ax.set_aspect("equal")
@@ -101,7 +109,12 @@ def _density(ax, y: np.ndarray, labels: np.ndarray, colours: np.ndarray, bounds:
     # eq_hist spreads the colour ramp over the density quantiles, so both the dense cores and
     # the sparse fringes of a million-point map stay visible; the colour says which cluster.
     img = tf.shade(agg, color_key=list(colours), how="eq_hist", min_alpha=110)
-    ax.imshow(np.asarray(tf.set_background(img, "white").to_pil()), extent=(x0, x1, y0, y1), origin="upper", interpolation="nearest")
+    ax.imshow(
+        np.asarray(tf.set_background(img, "white").to_pil()),
+        extent=(x0, x1, y0, y1),
+        origin="upper",
+        interpolation="nearest",
+    )
     return "datashader"
 
 
@@ -136,21 +149,31 @@ def render_html(
         fig.add_trace(
             go.Scattergl(
                 x=y[m, 0], y=y[m, 1], mode="markers", name=names[c],
-                marker=dict(size=size, color=colours[c], opacity=0.75),
+                marker={"size": size, "color": colours[c], "opacity": 0.75},
                 customdata=customdata[m],
                 hovertemplate=template.replace("%s", html.escape(names[c])) + "<extra></extra>",
             )
         )  # fmt: skip
     for c, (mx, my) in enumerate(cluster_medians(y, labels, k)):
         if np.isfinite(mx):
-            fig.add_annotation(x=mx, y=my, text=html.escape(names[c]), showarrow=False, font=dict(size=11), bgcolor="rgba(255,255,255,0.6)")
+            fig.add_annotation(
+                x=mx,
+                y=my,
+                text=html.escape(names[c]),
+                showarrow=False,
+                font={"size": 11},
+                bgcolor="rgba(255,255,255,0.6)",
+            )
     fig.update_layout(
-        title=title, template="plotly_white", dragmode="pan", height=900, hovermode="closest",
-        xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x"),
-        legend=dict(itemsizing="constant", font=dict(size=10)),
+        title=title, template="plotly_white", dragmode="pan", hovermode="closest",
+        xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"},
+        legend={"itemsizing": "constant", "font": {"size": 10}},
     )  # fmt: skip
     # include_plotlyjs=True inlines plotly.js (~4.6 MB): the page must open offline, no CDN.
-    page = fig.to_html(include_plotlyjs=True, full_html=True, config={"scrollZoom": True, "displaylogo": False})
+    config = {"scrollZoom": True, "displaylogo": False, "responsive": True}
+    page = fig.to_html(
+        include_plotlyjs=True, full_html=True, config=config, default_height="96vh", default_width="100%"
+    )
     Path(path).write_text(page, encoding="utf-8")
 
 

@@ -1,8 +1,8 @@
 """`run_map`: embeddings directory in, map directory out. It only composes the phase modules.
 
-    shards --reader/pca--> (n, 50) --clusters--> labels
-                                  \\--tsne-----> (n, 2) --render--> map.png, map.html
-    texts  --terms--> cluster names;  labels --metrics--> NMI/ARI, composition
+shards --reader/pca--> (n, 50) --clusters--> labels
+                              \\--tsne-----> (n, 2) --render--> map.png, map.html
+texts  --terms--> cluster names;  labels --metrics--> NMI/ARI, composition
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, Optional, Union
-
-import numpy as np
+from typing import Literal
 
 from embednv.mapping import outputs as out
 from embednv.mapping.errors import MapError
@@ -32,18 +30,18 @@ class MapConfig:
 
     emb_dir: Path  # directory of part-*.parquet embedding shards
     out_dir: Path  # MAP_DIR; must be empty or absent unless overwrite
-    clusters: Union[int, Literal["auto"]] = "auto"  # k; "auto" = clamp(round(sqrt(n/2)), 2, 50)
+    clusters: int | Literal["auto"] = "auto"  # k; "auto" = clamp(round(sqrt(n/2)), 2, 50)
     tsne: TSNEParams = field(default_factory=TSNEParams)
     backend: str = "auto"  # auto|cuml|cpu
     seed: int = 0  # one seed for k-means, t-SNE and metric samples: same inputs, same map
-    texts: Optional[Path] = None  # notes file (Parquet/CSV/JSONL) with the id column and text
+    texts: Path | None = None  # notes file (Parquet/CSV/JSONL) with the id column and text
     text_column: str = "text"
-    labels: Optional[Path] = None  # file with known labels; defaults to `texts`
-    labels_column: Optional[str] = None  # e.g. "medical_specialty": NMI/ARI and composition
+    labels: Path | None = None  # file with known labels; defaults to `texts`
+    labels_column: str | None = None  # e.g. "medical_specialty": NMI/ARI and composition
     show_text: bool = False  # put note text in map.html hovers (PHI: off unless asked)
     overwrite: bool = False  # replace map files already in out_dir
     n_components: int = 50  # PCA dims before k-means and t-SNE: denoises, and speeds up kNN
-    batch_size: Union[int, Literal["auto"]] = "auto"  # rows per record batch; auto ~64 MiB
+    batch_size: int | Literal["auto"] = "auto"  # rows per record batch; auto ~16 MiB of floats
     knn_sample: int = 5_000
     silhouette_sample: int = 5_000
 
@@ -143,7 +141,9 @@ def run_map(config: MapConfig) -> MapResult:
         with out.atomic_path(out_dir / out.PNG_FILE) as tmp:
             drawn = render.render_png(tmp, y, clusters.labels, names, title)
         with out.atomic_path(out_dir / out.HTML_FILE) as tmp:
-            render.render_html(tmp, id_list, y, clusters.labels, names, title, known, texts if config.show_text else None)
+            render.render_html(
+                tmp, id_list, y, clusters.labels, names, title, known, texts if config.show_text else None
+            )
 
     manifest = {
         "tool": "embednv map",

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Literal, Sequence, Union
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -24,7 +25,21 @@ N_TERMS = 10
 # Boilerplate of clinical notes (sides, units, titles): so common in every note that even
 # c-TF-IDF ranks them first in loosely defined clusters, where they name nothing. Extend with care:
 # a word here can never name a cluster.
-CLINICAL_STOP_WORDS = ("patient", "patients", "history", "mg", "cm", "mm", "right", "left", "noted", "mr", "mrs", "ms", "dr")
+CLINICAL_STOP_WORDS = (
+    "patient",
+    "patients",
+    "history",
+    "mg",
+    "cm",
+    "mm",
+    "right",
+    "left",
+    "noted",
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+)
 
 
 def auto_min_df(n_docs: int) -> int:
@@ -48,7 +63,7 @@ def cluster_terms(
     labels: np.ndarray,
     k: int,
     n_terms: int = N_TERMS,
-    min_df: Union[int, Literal["auto"]] = "auto",
+    min_df: int | Literal["auto"] = "auto",
 ) -> list[list[str]]:
     """Top `n_terms` c-TF-IDF terms for each of the `k` clusters (empty lists if no vocabulary).
 

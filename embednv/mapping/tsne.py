@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, replace
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 
@@ -40,8 +40,11 @@ class TSNEParams:
     multiscale: "auto" adds a second, wide kernel of perplexity n/100 when n <= multiscale_max_n
         and n/100 > perplexity (Kobak & Berens): it keeps related clusters near each other, so
         the map's large-scale layout means something. Turn off for speed.
-    multiscale_max_n: above this the wide kernel (3·n/100 neighbours per point, cost ~n²) is
-        too slow and too large; lower it on machines with few cores or little memory.
+    multiscale_max_n: above this the wide kernel is too slow and too large: it needs 3·n/100
+        neighbours per point (3,000 at 100k: ~3e8 affinities), so its cost grows ~n². Measured
+        on 2 CPU cores: 10k points, 59 CPU-s for the whole t-SNE; 100k points, still building
+        affinities after 23 CPU-minutes when it passed 12 GiB RSS (single scale: 285 CPU-s,
+        1.3 GB). On small machines lower it (~20-30k) or pass --multiscale off.
     learning_rate: "auto" is max(200, n/12) (Belkina et al.; Kobak & Berens use the floor of
         200 for small n): with the old fixed 200, large maps stop before converging.
     early_exaggeration / early_exaggeration_iter: 12 for 250 iterations pulls clusters together
@@ -57,20 +60,20 @@ class TSNEParams:
     n_jobs: "auto" is every CPU this process may use.
     """
 
-    perplexity: Union[float, Auto] = "auto"
-    multiscale: Union[bool, Auto] = "auto"
+    perplexity: float | Auto = "auto"
+    multiscale: bool | Auto = "auto"
     multiscale_max_n: int = 100_000
-    learning_rate: Union[float, Auto] = "auto"
+    learning_rate: float | Auto = "auto"
     early_exaggeration: float = 12.0
     early_exaggeration_iter: int = 250
     n_iter: int = 500
     exaggeration: float = 1.0
     init_std: float = 1e-4
     knn_method: str = "auto"
-    n_jobs: Union[int, Auto] = "auto"
+    n_jobs: int | Auto = "auto"
     perplexities: tuple[float, ...] = ()  # filled by resolve(): (perplexity,) or (perplexity, n/100)
 
-    def resolve(self, n: int) -> "TSNEParams":
+    def resolve(self, n: int) -> TSNEParams:
         """A copy with every "auto" replaced by its value for `n` points."""
         if n < 2:
             raise ValueError(f"t-SNE needs at least 2 points, got {n}")
@@ -78,7 +81,9 @@ class TSNEParams:
         if perplexity <= 0:
             raise ValueError(f"perplexity must be positive, got {perplexity}")
         wide = n / 100
-        multiscale = (n <= self.multiscale_max_n and wide > perplexity) if self.multiscale == "auto" else bool(self.multiscale)
+        multiscale = (
+            (n <= self.multiscale_max_n and wide > perplexity) if self.multiscale == "auto" else bool(self.multiscale)
+        )
         learning_rate = max(200.0, n / 12) if self.learning_rate == "auto" else float(self.learning_rate)
         return replace(
             self,

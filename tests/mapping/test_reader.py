@@ -1,0 +1,53 @@
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from embednv.mapping.errors import MapError
+from embednv.mapping.reader import iter_batches, open_shards, unit_vectors
+
+
+def test_id_column_from_manifest_or_first_other_column(tmp_path, shards):
+    x = np.random.default_rng(0).standard_normal((10, 4)).astype(np.float32)
+    shards(tmp_path / "a", np.arange(10), x, id_column="doc", manifest=True)
+    assert open_shards(tmp_path / "a").id_column == "doc"
+    shards(tmp_path / "b", np.arange(10), x, id_column="mrn_note", manifest=False)
+    shards = open_shards(tmp_path / "b")
+    assert (shards.id_column, shards.dim, shards.n_rows, len(shards.paths)) == ("mrn_note", 4, 10, 3)
+
+
+def test_batches_are_unit_vectors_in_order(tmp_path, shards):
+    x = np.random.default_rng(1).standard_normal((25, 6)).astype(np.float32) * 5
+    shards(tmp_path / "e", np.arange(25), x, n_shards=2)
+    got_ids, got = [], []
+    for ids, v in iter_batches(open_shards(tmp_path / "e"), batch_size=4, with_ids=True):
+        assert len(v) <= 4
+        got_ids += ids.to_pylist()
+        got.append(v)
+    v = np.concatenate(got)
+    assert got_ids == list(range(25))
+    assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-6)
+    assert np.allclose(v, x / np.linalg.norm(x, axis=1, keepdims=True), atol=1e-6)
+
+
+def test_unit_vectors_honour_slices_and_reject_nulls():
+    flat = pa.array(np.arange(12, dtype=np.float32) + 1)
+    col = pa.FixedSizeListArray.from_arrays(flat, 3).slice(2, 2)  # rows 2 and 3
+    v = unit_vectors(col, 3)
+    assert np.allclose(v[0], np.array([7, 8, 9]) / np.linalg.norm([7, 8, 9]))
+    with pytest.raises(MapError, match="null"):
+        unit_vectors(pa.array([[1.0, 2.0], None], pa.list_(pa.float32(), 2)), 2)
+
+
+def test_clear_errors_for_missing_inputs(tmp_path, shards):
+    with pytest.raises(MapError, match="not found"):
+        open_shards(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MapError, match="No part-"):
+        open_shards(tmp_path / "empty")
+    x = np.ones((3, 2), np.float32)
+    shards(tmp_path / "m", np.arange(3), x, n_shards=1)
+    (tmp_path / "m" / "_manifest.json").write_text(json.dumps({"id_column": "wrong"}))
+    with pytest.raises(MapError, match="wrong"):
+        open_shards(tmp_path / "m")
