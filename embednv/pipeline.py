@@ -93,8 +93,6 @@ def run_embed(config: EmbedConfig) -> RunSummary:
     if device == "cuda" and not wants_gpus:
         raise ValueError("--device cuda, but the Ray cluster has no GPU (on an autoscaling cluster, pass --num-gpus or --max-gpus)")
     ref = resolve_model(config.model, has_gpu=device == "cuda", max_tokens=config.max_tokens, allow_download=config.allow_download)
-    if config.model == "auto":
-        log.info("model: %s (--model auto, device %s)", ref.name, device)
     dtype = config.dtype if config.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
     batch_tokens = config.batch_tokens or DEFAULT_BATCH_TOKENS[device]
 
