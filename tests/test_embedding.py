@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from conftest import direct_minilm
+from minilm_reference import direct_minilm
 from embednv.embedding import EMBEDDING, N_CHUNKS, EmbedWorker, embed_splitting
 from embednv.readers import ERROR, ROW, SHARD, TEXT
 from embednv.tokenization import tokenize_table

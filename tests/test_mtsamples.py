@@ -9,7 +9,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import direct_minilm
+from minilm_reference import direct_minilm
 from embednv.batching import padding_efficiency, plan_batches
 from embednv.config import DEFAULT_BATCH_TOKENS, EmbedConfig
 from embednv.models.registry import resolve_model

@@ -10,7 +10,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import direct_minilm
+from minilm_reference import direct_minilm
 from embednv.config import EmbedConfig
 from embednv.pipeline import OutputConflict, run_embed
 from embednv.sample_corpus import write_sample_corpus
