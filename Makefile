@@ -48,7 +48,7 @@ map-corpus: setup
 	$(VENV)/bin/embednv map $(OUT) --out $(MAP_OUT) --texts $(INPUT) $(ARGS)
 
 bench: setup
-	$(PY) bench/run_all.py
+	$(PY) bench/run_all.py $(ARGS)
 
 clean:
 	rm -rf out data .pytest_cache build *.egg-info

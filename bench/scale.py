@@ -1,6 +1,6 @@
 """The pipeline at scale: wall time and peak memory of `embednv embed` on 10k to 1M sample notes.
 
-    python bench/scale.py [--sizes 10000,100000,300000] [--quick] [--json out.json]
+    python bench/scale.py [--sizes 10000,30000,100000] [--quick] [--json out.json]
 
 The model is a tiny random BERT (1 layer, width 16) saved with the MiniLM tokenizer, so the
 real tokenizer, reader, Ray Data stages, batching and shard writing do most of the work and the
@@ -127,7 +127,7 @@ def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--child":
         return child(*sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10000,100000,300000", help="comma-separated numbers of notes")
+    parser.add_argument("--sizes", default="10000,30000,100000", help="comma-separated numbers of notes")
     parser.add_argument("--quick", action="store_true", help="tiny sizes for a smoke test")
     parser.add_argument("--json", default=None, help="also write the JSON document here")
     args = parser.parse_args()
