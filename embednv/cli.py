@@ -51,7 +51,7 @@ def embed(
     instruction: str = typer.Option("", help="Raw prefix before every note, e.g. 'Instruct: ...\\nQuery: '. Documents take none."),
     task: Optional[str] = typer.Option(None, help="Query task (a preset name or free text); builds 'Instruct: {task}\\nQuery: '."),
     max_tokens: Optional[int] = typer.Option(None, help="Tokens per model input; longer notes are split into overlapping windows. Default: the model's window."),
-    batch_tokens: Optional[int] = typer.Option(None, help="Padded tokens per micro-batch. Default: 16384 on CPU, 65536 on GPU."),
+    batch_tokens: Optional[int] = typer.Option(None, help="Padded tokens per micro-batch. Default: 4096 on CPU, 65536 on GPU."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     dtype: str = typer.Option("auto", help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16 or float16."),
     num_gpus: Optional[int] = typer.Option(None, help="Embedding actors, one per GPU. Default: every GPU in the Ray cluster."),
