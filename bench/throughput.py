@@ -220,7 +220,7 @@ def steady_state(notes: Path, small: Path, workdir: Path, rounds: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notes", type=int, default=400, help="texts in the set (all <= 512 tokens)")
-    parser.add_argument("--rounds", type=int, default=2, help="repetitions of the order a,b,c,d,c,b,a")
+    parser.add_argument("--rounds", type=int, default=1, help="repetitions of the order a,b,c,d,c,b,a (each of a, b, c runs twice per round)")
     parser.add_argument("--sweep", default=",".join(map(str, SWEEP)), help="batch sizes tried for (a)")
     parser.add_argument("--no-steady", action="store_true", help="skip the in-process warm-Ray runs")
     parser.add_argument("--quick", action="store_true", help="tiny sizes for a smoke test")

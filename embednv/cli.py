@@ -54,6 +54,7 @@ def embed(
     batch_tokens: Optional[int] = typer.Option(None, help="Padded tokens per micro-batch. Default: 4096 on CPU, 65536 on GPU."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     dtype: str = typer.Option("auto", help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16 or float16."),
+    cpu_threads: Optional[int] = typer.Option(None, help="Torch threads of the CPU embedding actor. Default: every core of its node."),
     num_gpus: Optional[int] = typer.Option(None, help="Embedding actors, one per GPU. Default: every GPU in the Ray cluster."),
     max_gpus: Optional[int] = typer.Option(None, help="Autoscaling clusters: let the actor pool grow from --num-gpus (default 1) to this many GPUs."),
     rows_per_shard: int = typer.Option(5000, help="Input rows per output shard: the unit of resume."),
@@ -84,7 +85,7 @@ def embed(
             inputs=tuple(inputs), out=out, model=model, id_column=id_column, text_column=text_column,
             instruction=instruction, max_tokens=max_tokens, batch_tokens=batch_tokens, device=device, dtype=dtype,
             num_gpus=num_gpus, max_gpus=max_gpus, rows_per_shard=rows_per_shard, window_rows=window_rows, overwrite=overwrite,
-            skip_bad_files=skip_bad_files, allow_download=allow_download, debug=debug,
+            skip_bad_files=skip_bad_files, allow_download=allow_download, debug=debug, cpu_threads=cpu_threads,
         )
         from embednv.pipeline import run_embed
 

@@ -10,6 +10,7 @@ vector (`chunking.combine_chunks`). A note that cannot be embedded becomes an er
 from __future__ import annotations
 
 import logging
+import os
 from typing import Callable, Sequence
 
 import numpy as np
@@ -33,10 +34,11 @@ class EmbedWorker:
     def __init__(self, ref: ModelRef, device: str, dtype: str, instruction: str, batch_tokens: int, threads: int | None = None):
         from embednv.models import registry
 
-        if device == "cpu" and threads:
+        if device == "cpu":
             import torch
 
-            torch.set_num_threads(threads)  # Ray pins OMP threads to the actor's CPU count
+            # Ray sets OMP_NUM_THREADS to the actor's num_cpus (1): use the node's cores instead.
+            torch.set_num_threads(threads or usable_cpus())
         self.encoder = registry.load_encoder(ref, device, dtype, instruction)
         self.dim = ref.dim
         self.batch_tokens = batch_tokens
@@ -86,6 +88,11 @@ class EmbedWorker:
             .append_column(PADDED, pa.array(note_padded))
             .append_column(WINDOW_TOKENS, pa.array(note_real))
         )
+
+
+def usable_cpus() -> int:
+    """Cores this process may run on (its affinity mask, as containers and Ray set it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def embed_splitting(

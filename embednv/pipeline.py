@@ -154,7 +154,10 @@ def _build_dataset(config, ref, plan, pending, device, dtype, batch_tokens, gpus
     from embednv.embedding import EmbedWorker
     from embednv.tokenization import tokenize_table
 
-    dataset = ray.data.read_datasource(NotesDatasource(plan, pending, config.id_column, config.text_column))
+    source = NotesDatasource(plan, pending, config.id_column, config.text_column)
+    # One block per read task: left to itself, Ray Data splits each task's output into many
+    # small blocks (down to a row each on small corpora) to reach 200, which only adds overhead.
+    dataset = ray.data.read_datasource(source, override_num_blocks=source.num_tasks())
     # Tokenize on CPU workers (Ray fuses this into the CPU actor when there is no GPU).
     dataset = dataset.map_batches(
         tokenize_table, fn_kwargs={"ref": ref, "instruction": config.instruction}, batch_format="pyarrow", batch_size=None
@@ -168,7 +171,7 @@ def _build_dataset(config, ref, plan, pending, device, dtype, batch_tokens, gpus
     return dataset.map_batches(
         EmbedWorker,
         fn_constructor_kwargs=dict(ref=ref, device=device, dtype=dtype, instruction=config.instruction,
-                                   batch_tokens=batch_tokens, threads=config.cpu_threads or os.cpu_count()),
+                                   batch_tokens=batch_tokens, threads=config.cpu_threads),
         batch_size=config.window_rows,  # the bounded sort window: length-bucketed within it
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(min_size=actors[0], max_size=actors[1]) if isinstance(actors, tuple)
@@ -237,10 +240,17 @@ class NotesDatasource(Datasource):
     def estimate_inmemory_data_size(self):
         return None
 
-    def get_read_tasks(self, parallelism, per_task_row_limit=None, data_context=None):
+    def num_tasks(self) -> int:
+        return sum(1 if self.plan.files[f].format != "parquet" else len(shards) for f, shards in self._by_file().items())
+
+    def _by_file(self) -> dict[int, list[Shard]]:
         by_file: dict[int, list[Shard]] = defaultdict(list)
         for shard in self.pending:
             by_file[shard.file].append(shard)
+        return by_file
+
+    def get_read_tasks(self, parallelism, per_task_row_limit=None, data_context=None):
+        by_file = self._by_file()
         tasks = []
         for file_index, shards in sorted(by_file.items()):
             file = self.plan.files[file_index]

@@ -39,3 +39,29 @@ def test_run_all_quick_writes_both_reports(tmp_path):
 
 def _mtime(path: Path):
     return path.stat().st_mtime_ns if path.is_file() else None
+
+
+def test_separately_measured_scale_sizes_are_merged_labelled_and_replaced(tmp_path):
+    sys.path.insert(0, str(REPO))
+    from bench.run_all import SEPARATE_SCALE, add_separate_scale
+
+    def run(notes, seconds):
+        return {"notes": notes, "seconds": seconds, "memory": {"total_peak_rss_mib": 100.0, "driver_peak_rss_mib": 10.0,
+                                                               "workers_peak_rss_mib": 50.0}}
+
+    jobs = {"scale": {"status": "ok", "result": {"runs": [run(10_000, 20.0), run(100_000, 110.0)]}}}
+    separate = {"command": "python bench/scale.py --sizes 1000000", "generated_at": "then", "git_commit": "abc",
+                "seconds": 700.0, "runs": [run(1_000_000, 1010.0), run(100_000, 999.0)]}
+    (tmp_path / SEPARATE_SCALE).write_text(json.dumps(separate))
+
+    origin = add_separate_scale(jobs, tmp_path)
+    runs = jobs["scale"]["result"]["runs"]
+    assert [(r["notes"], r["seconds"], r.get("separate", False)) for r in runs] == [
+        (10_000, 20.0, False), (100_000, 110.0, False), (1_000_000, 1010.0, True)]  # this run's 100k is kept
+    assert origin["notes"] == [1_000_000] and origin["git_commit"] == "abc"
+    assert jobs["scale"]["result"]["fit"]["ms_per_note"] == pytest.approx(1.0, rel=1e-6)
+
+    separate["runs"] = [run(1_000_000, 2010.0)]  # a newer measurement replaces the merged one
+    (tmp_path / SEPARATE_SCALE).write_text(json.dumps(separate))
+    add_separate_scale(jobs, tmp_path)
+    assert [r["seconds"] for r in jobs["scale"]["result"]["runs"]] == [20.0, 110.0, 2010.0]

@@ -87,3 +87,20 @@ def test_other_errors_are_not_swallowed():
 
     with pytest.raises(ValueError, match="shape bug"):
         embed_splitting(embed, [[1]], [0], np.zeros((1, 1)), {})
+
+
+def test_cpu_worker_uses_its_cores_unless_told_otherwise(minilm):
+    # Ray starts a num_cpus=1 actor with OMP_NUM_THREADS=1; the worker must override it.
+    import torch
+
+    from embednv.embedding import usable_cpus
+
+    before = torch.get_num_threads()
+    try:
+        ref, _ = minilm
+        EmbedWorker(ref, "cpu", "float32", "", 4096, threads=1)
+        assert torch.get_num_threads() == 1
+        EmbedWorker(ref, "cpu", "float32", "", 4096)
+        assert torch.get_num_threads() == usable_cpus()
+    finally:
+        torch.set_num_threads(before)
