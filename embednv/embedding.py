@@ -104,9 +104,9 @@ def _malloc_trim() -> Callable[[int], int] | None:
 def _return_freed_memory() -> None:
     """Give freed heap pages back to the OS after each window.
 
-    In a Ray actor, Ray's threads and ours allocate from several glibc arenas; without this
-    the actor's resident memory crept from ~0.5 to ~1 GiB over a million notes although
-    nothing was held (measured with bench/scale.py).
+    In a Ray actor, Ray's threads and ours allocate from several glibc arenas that keep freed
+    pages. Measured on 300k sample notes (bench/scale.py's model): the actor's heap peaked at
+    694 MiB with this, 820 MiB without. It does not stop all growth: see docs/benchmarks.md.
     """
     trim = _malloc_trim()
     if trim is not None:
