@@ -241,26 +241,28 @@ class NotesDatasource(Datasource):
         return None
 
     def num_tasks(self) -> int:
-        return sum(1 if self.plan.files[f].format != "parquet" else len(shards) for f, shards in self._by_file().items())
+        return len(self._task_groups())
 
-    def _by_file(self) -> dict[int, list[Shard]]:
+    def _task_groups(self) -> list[tuple[int, list[Shard]]]:
+        """(file, shards) per read task: one per Parquet shard (row groups), one per CSV/JSONL file."""
         by_file: dict[int, list[Shard]] = defaultdict(list)
         for shard in self.pending:
             by_file[shard.file].append(shard)
-        return by_file
+        return [
+            (file_index, group)
+            for file_index, shards in sorted(by_file.items())
+            for group in ([[s] for s in shards] if self.plan.files[file_index].format == "parquet" else [shards])
+        ]
 
     def get_read_tasks(self, parallelism, per_task_row_limit=None, data_context=None):
-        by_file = self._by_file()
         tasks = []
-        for file_index, shards in sorted(by_file.items()):
+        for file_index, group in self._task_groups():
             file = self.plan.files[file_index]
-            groups = [[s] for s in shards] if file.format == "parquet" else [shards]
-            for group in groups:
-                # Only this task's duplicate rows travel with it, not the whole corpus's.
-                repeated = frozenset(
-                    r for r in self.plan.duplicates.get(file_index, ()) if any(s.start <= r < s.stop for s in group)
-                )
-                read = functools.partial(_read_file_shards, file, group, self.id_column, self.text_column, repeated)
-                meta = BlockMetadata(num_rows=sum(s.n_rows for s in group), size_bytes=None, exec_stats=None, input_files=(file.uri,))
-                tasks.append(ReadTask(read, meta))
+            # Only this task's duplicate rows travel with it, not the whole corpus's.
+            repeated = frozenset(
+                r for r in self.plan.duplicates.get(file_index, ()) if any(s.start <= r < s.stop for s in group)
+            )
+            read = functools.partial(_read_file_shards, file, group, self.id_column, self.text_column, repeated)
+            meta = BlockMetadata(num_rows=sum(s.n_rows for s in group), size_bytes=None, exec_stats=None, input_files=(file.uri,))
+            tasks.append(ReadTask(read, meta))
         return tasks

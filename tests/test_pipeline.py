@@ -135,3 +135,17 @@ def test_int32_ids_keep_their_type(ray_local, tmp_path):
     pq.write_table(pa.table({"note_id": pa.array([7, 8], pa.int32()), "text": ["Cough.", "Fever."]}), path)
     run_embed(config_for([path], tmp_path / "emb"))
     assert pq.read_table(tmp_path / "emb" / "part-00000.parquet").schema.field("note_id").type == pa.int32()
+
+
+def test_one_read_task_per_parquet_shard_and_per_text_file(tmp_path):
+    # read_datasource gets override_num_blocks=num_tasks(): it must match the tasks made.
+    from embednv.pipeline import NotesDatasource
+    from embednv.sources import plan_inputs
+
+    pq.write_table(pa.table({"note_id": range(5), "text": ["a"] * 5}), tmp_path / "a.parquet", row_group_size=2)
+    (tmp_path / "b.csv").write_text("note_id,text\n" + "".join(f"{i},b\n" for i in range(10, 15)))
+    plan = plan_inputs([str(tmp_path / "a.parquet"), str(tmp_path / "b.csv")], "note_id", "text", 2, False)
+    source = NotesDatasource(plan, plan.shards, "note_id", "text")
+    tasks = source.get_read_tasks(1)
+    assert source.num_tasks() == len(tasks) == 3 + 1  # 3 Parquet shards of <= 2 rows, the CSV streamed once
+    assert sum(t.metadata.num_rows for t in tasks) == 10
