@@ -42,7 +42,7 @@ JOBS = ("padding", "throughput", "scale", "map")
 FIRST_RUNS = {"scale": ["--sizes", "10000,30000,100000"], "map": ["--sizes", "10000,50000,100000", "--multiscale", "off"]}
 QUICK_RUNS = {"padding": ["--quick"], "throughput": ["--quick"], "scale": ["--quick"], "map": ["--sizes", "1000", "--multiscale", "off"]}
 EXTRA_RUNS = [("map", ["--sizes", "10000", "--multiscale", "auto"])]
-LARGER = [("scale", 1_000_000)]  # only while the budget lasts; else measured apart by `make bench-1m`
+LARGER_SCALE = 1_000_000  # only while the budget lasts; else measured apart by `make bench-1m`
 SEPARATE_SCALE = "benchmarks-scale-1m.json"  # written by `make bench-1m`, merged into the scale job
 MARGIN = 1.2  # predictions of a larger size are scaled up by this much before comparing with the time left
 RESERVE_S = 30  # kept back for writing the reports
@@ -109,17 +109,14 @@ def invoke(name: str, tmp: Path, args: list[str]) -> dict:
     return run_job(name, cmd, json_path, TIMEOUTS_S[name])
 
 
-def predict_s(name: str, n: int, job: dict) -> float | None:
-    """Seconds a run of `n` would take, from the sizes this job already measured; None if unknown."""
-    result = job.get("result") or {}
-    if name == "scale":
-        from bench.scale import GENERATE_S_PER_NOTE
+def predict_scale_s(n: int, job: dict) -> float | None:
+    """Seconds a scale run of `n` notes would take, from the linear fit of the sizes measured; None if unknown."""
+    from bench.scale import GENERATE_S_PER_NOTE
 
-        fit = result.get("fit") or {}
-        if "ms_per_note" not in fit:
-            return None
-        return MARGIN * (fit["fixed_s"] + fit["ms_per_note"] * n / 1e3 + GENERATE_S_PER_NOTE * n)  # fixed_s: process and Ray start
-    return None
+    fit = (job.get("result") or {}).get("fit") or {}
+    if "ms_per_note" not in fit:
+        return None
+    return MARGIN * (fit["fixed_s"] + fit["ms_per_note"] * n / 1e3 + GENERATE_S_PER_NOTE * n)  # fixed_s: process and Ray start
 
 
 def merge(name: str, job: dict, extra: dict) -> dict:
@@ -541,16 +538,15 @@ def main() -> None:
         for name, extra_args in [] if args.quick else EXTRA_RUNS:
             if name in only and jobs[name].get("status") == "ok":
                 jobs[name] = merge(name, jobs[name], invoke(name, Path(tmp), extra_args))
-        for name, n in [] if args.quick else LARGER:
-            if name not in only or jobs[name].get("status") != "ok":
-                continue
+        if not args.quick and "scale" in only and jobs["scale"].get("status") == "ok":
+            n = LARGER_SCALE
             left = args.budget_min * 60 - (time.perf_counter() - started) - RESERVE_S
-            predicted = predict_s(name, n, jobs[name])
+            predicted = predict_scale_s(n, jobs["scale"])
             if predicted is None or predicted > left:
-                skipped.append({"job": name, "size": n, "predicted_s": None if predicted is None else round(predicted), "budget_left_s": round(left)})
-                log(f"run_all: {name} at {n:,}: skipped, predicted {predicted or 0:.0f} s with {left:.0f} s of the budget left")
-                continue
-            jobs[name] = merge(name, jobs[name], invoke(name, Path(tmp), ["--sizes", str(n)]))
+                skipped.append({"job": "scale", "size": n, "predicted_s": None if predicted is None else round(predicted), "budget_left_s": round(left)})
+                log(f"run_all: scale at {n:,}: skipped, predicted {predicted or 0:.0f} s with {left:.0f} s of the budget left")
+            else:
+                jobs["scale"] = merge("scale", jobs["scale"], invoke("scale", Path(tmp), ["--sizes", str(n)]))
     if args.gpu_json:
         jobs["gpu"] = {"status": "ok", "command": "python bench/nvembed_device.py", "result": json.loads(args.gpu_json.read_text())}
     else:
