@@ -24,10 +24,21 @@ for _name, _value in {"RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "TR
     os.environ.setdefault(_name, _value)
 
 
+# Ray lines that every healthy run prints and that read like failures; shown with --debug.
+# Token authentication on a private instance is what we want, and progress bars are ours.
+QUIET_RAY_LOGGERS = ("ray._private.authentication.authentication_token_setup", "ray.data._internal.progress")
+
+
 def _setup_logging(debug: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="embednv: %(message)s", stream=sys.stderr, force=True)
     for noisy in ("ray", "urllib3", "filelock", "transformers", "httpx"):
         logging.getLogger(noisy).setLevel(logging.INFO if debug else logging.WARNING)
+    if not debug:
+        for name in QUIET_RAY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        from embednv.stderr_filter import drop_benign_ray_lines
+
+        drop_benign_ray_lines()
 
 
 def fail(error: BaseException, debug: bool) -> None:
@@ -35,7 +46,9 @@ def fail(error: BaseException, debug: bool) -> None:
     cause = getattr(error, "cause", None) or error  # Ray wraps worker errors; show the worker's own
     if debug:
         raise error
-    known = type(cause).__name__ in ("InputError", "ModelError", "OutputConflict", "MapError") or isinstance(cause, (ValueError, FileNotFoundError))
+    known = type(cause).__name__ in ("InputError", "ModelError", "OutputConflict", "MapError") or isinstance(
+        cause, (ValueError, FileNotFoundError, ConnectionError)
+    )
     message = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
     typer.echo(f"error: {message}" if known else f"error: {type(cause).__name__}: {message} (rerun with --debug for details)", err=True)
     raise typer.Exit(2)
@@ -62,6 +75,8 @@ def embed(
     overwrite: bool = typer.Option(False, help="Replace an existing output instead of resuming or refusing."),
     skip_bad_files: bool = typer.Option(False, help="List unreadable input files in the manifest and embed the rest."),
     allow_download: bool = typer.Option(False, help="Let a hub id download into the Hugging Face cache."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster to join (host:port or auto). Default: RAY_ADDRESS, else a private local Ray."),
+    log_every: float = typer.Option(30.0, help="Seconds between progress lines when stderr is not a terminal (job logs, CI)."),
     debug: bool = typer.Option(False, help="Tracebacks and Ray's own logs."),
 ) -> None:
     """Embed notes into sharded Parquet: every input row ends up embedded or in _errors.parquet."""
@@ -86,6 +101,7 @@ def embed(
             instruction=instruction, max_tokens=max_tokens, batch_tokens=batch_tokens, device=device, dtype=dtype,
             num_gpus=num_gpus, max_gpus=max_gpus, rows_per_shard=rows_per_shard, window_rows=window_rows, overwrite=overwrite,
             skip_bad_files=skip_bad_files, allow_download=allow_download, debug=debug, cpu_threads=cpu_threads,
+            address=address, log_every=log_every,
         )
         from embednv.pipeline import run_embed
 
@@ -99,13 +115,15 @@ def embed(
 
 @app.command("sample-corpus")
 def sample_corpus(
-    out: Path = typer.Argument(..., help="Parquet file to write."),
+    out: Path = typer.Argument(..., help="Parquet file to write (.parquet is added when the name has no extension)."),
     n: int = typer.Option(10_000, "--n", help="Number of notes."),
     seed: int = typer.Option(0, help="Same seed, same notes."),
 ) -> None:
     """Write a synthetic clinical-note corpus (note_id, text, specialty): no real patient in it."""
     from embednv.sample_corpus import write_sample_corpus
 
+    if not out.suffix:  # `embed` picks the reader by extension: give it one it reads
+        out = out.with_suffix(".parquet")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_sample_corpus(str(out), n, seed)
     typer.echo(f"wrote {n:,} synthetic notes to {out}")

@@ -34,4 +34,6 @@ class EmbedConfig:
     overwrite: bool = False
     skip_bad_files: bool = False
     allow_download: bool = False  # let a hub id download into the HF cache (driver only)
+    address: str | None = None  # Ray cluster to join; None = RAY_ADDRESS, else a private local instance
+    log_every: float = 30.0  # seconds between progress lines when there is no terminal
     debug: bool = False

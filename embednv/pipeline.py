@@ -14,20 +14,24 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import sys
+import socket
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 
+import pyarrow.compute as pc
 import ray
 import ray.data
 from ray.data import Datasource, ReadTask
 from ray.data.block import BlockMetadata
 
 from embednv.config import DEFAULT_BATCH_TOKENS, EmbedConfig
+from embednv.embedding import N_TOKENS_OUT, EmbedWorker
 from embednv.manifest import build_manifest, changed_fields, fingerprint, fingerprint_fields, now
 from embednv.models.registry import resolve_model
 from embednv.output import ERROR_PARTS, ERRORS, MANIFEST, SUCCESS, OutputDir
+from embednv.progress import Progress
+from embednv.readers import ERROR
 from embednv.sources import InputPlan, Shard, plan_inputs
 
 log = logging.getLogger(__name__)
@@ -62,17 +66,30 @@ class RunSummary:
         )
 
 
-def init_ray(debug: bool = False) -> None:
-    """Join the cluster in RAY_ADDRESS (as `ray job submit` sets it), else start a private local one."""
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry leaves the machine
-    address = os.environ.get("RAY_ADDRESS")
-    kwargs = dict(log_to_driver=debug, logging_level=logging.INFO if debug else logging.WARNING)
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(include_dashboard=False, **kwargs)
+class ClusterUnreachable(ConnectionError):
+    """The Ray address given (flag or RAY_ADDRESS) does not answer."""
+
+
+CONNECT_TIMEOUT_S = 30.0
+
+
+def init_ray(debug: bool = False, address: str | None = None) -> None:
+    """Join the cluster at `address` (or RAY_ADDRESS, as `ray job submit` sets it), else start a private one.
+
+    Without an address Ray would join whatever cluster its address file names (written by any
+    earlier `ray start`, even one long dead) and wait on it forever: `address="local"` always
+    starts a fresh instance instead. A given address must answer within CONNECT_TIMEOUT_S.
+    """
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry leaves the machine
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        kwargs = dict(log_to_driver=debug, logging_level=logging.INFO if debug else logging.WARNING)
+        if address:
+            address = reachable_address(address)
+            os.environ["RAY_ADDRESS"] = address  # Ray prefers the variable over the argument: keep them one
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(address="local", include_dashboard=False, **kwargs)
     from ray.data import DataContext
 
     context = DataContext.get_current()
@@ -81,11 +98,43 @@ def init_ray(debug: bool = False) -> None:
     logging.getLogger("ray.data").setLevel(logging.INFO if debug else logging.WARNING)
 
 
+def reachable_address(address: str) -> str:
+    """`address` once its GCS port accepts a connection; ClusterUnreachable after CONNECT_TIMEOUT_S.
+
+    "auto" is resolved the way Ray does (its address file, then running GCS processes).
+    """
+    import socket
+
+    resolved = address
+    if address == "auto":
+        from ray._private.services import get_ray_address_from_environment
+
+        try:
+            resolved = get_ray_address_from_environment("auto", None)
+        except ConnectionError:
+            raise ClusterUnreachable("no running Ray cluster found for address 'auto' (start one, or unset RAY_ADDRESS)") from None
+    host, _, port = resolved.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return resolved  # a form Ray parses itself; let it answer
+    deadline = time.monotonic() + CONNECT_TIMEOUT_S
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=5):
+                return resolved
+        except OSError as error:
+            if time.monotonic() >= deadline:
+                raise ClusterUnreachable(
+                    f"Ray cluster at {resolved} did not answer within {CONNECT_TIMEOUT_S:.0f}s ({error.strerror or error}); "
+                    "check --address / RAY_ADDRESS, or unset it to run on a private local Ray"
+                ) from None
+            time.sleep(1.0)
+
+
 def run_embed(config: EmbedConfig) -> RunSummary:
     started = time.time()
     # Check every input before starting Ray or loading a model: a bad file fails in seconds.
     plan = plan_inputs(list(config.inputs), config.id_column, config.text_column, config.rows_per_shard, config.skip_bad_files)
-    init_ray(config.debug)
+    init_ray(config.debug, config.address)
     gpus = int(ray.cluster_resources().get("GPU", 0))
     # An autoscaling cluster may have no GPU node yet: asking for GPUs is enough to wait for one.
     wants_gpus = bool(gpus or config.num_gpus or config.max_gpus)
@@ -112,8 +161,18 @@ def run_embed(config: EmbedConfig) -> RunSummary:
 
     assembler = ShardAssembler(plan, out, config.id_column, ref.dim)
     if pending:
-        dataset = _build_dataset(config, ref, plan, pending, device, dtype, batch_tokens, gpus)
-        _stream(dataset, assembler, sum(s.n_rows for s in pending))
+        actors = _actor_pool_size(config, device, gpus)
+        pending_rows = sum(s.n_rows for s in pending)
+        log.info(
+            "%s rows in %d file%s -> %d shards (%d to write, %s rows) | model %s (%d-d) on %s, %s | %s embedding actor%s",
+            f"{plan.n_rows:,}", len(plan.files), "" if len(plan.files) == 1 else "s", len(plan.shards), len(pending),
+            f"{pending_rows:,}", ref.name, ref.dim, device, dtype,
+            "-".join(map(str, actors)) if isinstance(actors, tuple) else actors, "" if actors == 1 else "s",
+        )
+        events = _events_queue()
+        dataset = _build_dataset(config, ref, plan, pending, device, dtype, batch_tokens, actors, events)
+        progress = Progress(pending_rows, len(plan.shards), len(finished), config.log_every, poll_events=lambda: _drain(events))
+        _stream(dataset, assembler, progress)
     lost = assembler.incomplete()
     if lost:  # a bug, never a silent loss: say exactly which shards are short
         raise RuntimeError(f"rows missing from shards (arrived, expected): {lost}")
@@ -150,29 +209,35 @@ def _prepare_output(out: OutputDir, fields: dict, overwrite: bool) -> bool:
     return out.exists(SUCCESS)
 
 
-def _build_dataset(config, ref, plan, pending, device, dtype, batch_tokens, gpus):
-    from embednv.embedding import EmbedWorker
+def _actor_pool_size(config: EmbedConfig, device: str, gpus: int) -> int | tuple[int, int]:
+    if device != "cuda":
+        return 1  # one CPU actor; its torch threads use the whole node
+    # A fixed pool of every GPU present, or a range the autoscaler can grow into.
+    return (config.num_gpus or 1, config.max_gpus) if config.max_gpus else (config.num_gpus or gpus)
+
+
+def _build_dataset(config, ref, plan, pending, device, dtype, batch_tokens, actors, events):
     from embednv.tokenization import tokenize_table
 
     source = NotesDatasource(plan, pending, config.id_column, config.text_column)
     # One block per read task: left to itself, Ray Data splits each task's output into many
     # small blocks (down to a row each on small corpora) to reach 200, which only adds overhead.
     dataset = ray.data.read_datasource(source, override_num_blocks=source.num_tasks())
-    # Tokenize on CPU workers (Ray fuses this into the CPU actor when there is no GPU).
+    # Tokenize on CPU workers, in the read tasks.
     dataset = dataset.map_batches(
         tokenize_table, fn_kwargs={"ref": ref, "instruction": config.instruction}, batch_format="pyarrow", batch_size=None
     )
-    if device == "cuda":
-        resources = {"num_gpus": 1}  # one actor pinned per GPU
-        # A fixed pool of every GPU present, or a range the autoscaler can grow into.
-        actors = (config.num_gpus or 1, config.max_gpus) if config.max_gpus else (config.num_gpus or gpus)
-    else:
-        actors, resources = 1, {"num_cpus": 1}  # one CPU actor; its torch threads use the whole node
+    # Cut the stream into blocks of exactly one window, so that each actor task embeds one window
+    # and its vectors travel to the driver when that window is done. Without this, a task takes a
+    # whole read block (a shard, or a whole CSV file) and Ray holds every finished window of it
+    # in the actor's output buffer until the task ends: a crash then loses all of them.
+    dataset = dataset.repartition(target_num_rows_per_block=config.window_rows, strict=True)
+    resources = {"num_gpus": 1} if device == "cuda" else {"num_cpus": 1}  # one actor pinned per GPU
     return dataset.map_batches(
-        EmbedWorker,
-        fn_constructor_kwargs=dict(ref=ref, device=device, dtype=dtype, instruction=config.instruction,
+        _ReportingEmbedWorker,
+        fn_constructor_kwargs=dict(events=events, ref=ref, device=device, dtype=dtype, instruction=config.instruction,
                                    batch_tokens=batch_tokens, threads=config.cpu_threads),
-        batch_size=config.window_rows,  # the bounded sort window: length-bucketed within it
+        batch_size=None,  # one block = one window (above): length-bucketed within it
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(min_size=actors[0], max_size=actors[1]) if isinstance(actors, tuple)
         else ray.data.ActorPoolStrategy(size=actors),
@@ -180,20 +245,41 @@ def _build_dataset(config, ref, plan, pending, device, dtype, batch_tokens, gpus
     )
 
 
-def _stream(dataset, assembler, total_rows: int) -> None:
-    """Pull embedded blocks to the driver and write shards as they complete, with progress."""
-    from tqdm import tqdm
+class _ReportingEmbedWorker(EmbedWorker):
+    """The embed actor, which also tells the driver when its model is loaded and how long it took."""
 
-    interactive = sys.stderr.isatty()
-    progress = tqdm(total=total_rows, unit="note", disable=not interactive, mininterval=1.0, file=sys.stderr)
-    written = 0
-    for block in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-        done = assembler.add(block)
-        progress.update(len(block))
-        written += len(done)
-        if done and not interactive:
-            log.info("%d/%d rows embedded, %d shards written", progress.n, total_rows, written)
-    progress.close()
+    def __init__(self, events, **kwargs):
+        started = time.perf_counter()
+        super().__init__(**kwargs)
+        where = f"{kwargs['device']} on {socket.gethostname()}"
+        try:
+            events.put_nowait(("model_loaded", time.perf_counter() - started, where))
+        except Exception:  # noqa: BLE001 - a lost progress message must never stop the actor
+            pass
+
+
+def _events_queue():
+    """A zero-CPU queue from actors to the driver's progress reporter."""
+    from ray.util.queue import Queue
+
+    return Queue(actor_options={"num_cpus": 0})
+
+
+def _drain(events) -> list:
+    n = events.size()
+    return events.get_nowait_batch(n) if n else []
+
+
+def _stream(dataset, assembler, progress: Progress) -> None:
+    """Pull embedded windows to the driver and write each shard the moment its last row is back."""
+    with progress:
+        for block in dataset.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
+            done = assembler.add(block)
+            ok = block.column(ERROR).is_null()
+            tokens = pc.sum(pc.if_else(ok, block.column(N_TOKENS_OUT), 0)).as_py() or 0
+            progress.add(len(block), int(tokens), len(done))
+    if not progress.interactive:
+        log.info(progress.line())
 
 
 def _summarise(out, plan, started, processed, processed_tokens, already_complete=False) -> RunSummary:

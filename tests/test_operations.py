@@ -1,0 +1,145 @@
+"""Operating a long run as its users do: no terminal, a stale Ray on the machine, a log to read."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from embednv.progress import Progress, format_seconds
+from embednv.sample_corpus import write_sample_corpus
+
+EMBEDNV = [sys.executable, "-m", "embednv.cli"]
+PROGRESS = re.compile(r"^embednv: ([\d,]+)/([\d,]+) rows embedded .*, ([\d,]+)/([\d,]+) shards written \| (.*)$")
+
+
+def clean_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return {**env, "RAY_USAGE_STATS_ENABLED": "0", **extra}
+
+
+def closed_port() -> int:
+    with socket.socket() as s:  # bound, never listening: connections are refused at once
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def private_ray_tmp():
+    """A Ray temp dir of this test's own (short: Ray's socket paths must fit 107 bytes)."""
+    path = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    yield path
+    subprocess.run(["rm", "-rf", path])
+
+
+def test_a_stale_ray_address_file_does_not_hang_the_run(tmp_path, private_ray_tmp):
+    # What any earlier `ray start` leaves behind: the address of a head that is gone now.
+    with open(os.path.join(private_ray_tmp, "ray_current_cluster"), "w") as f:
+        f.write(f"127.0.0.1:{closed_port()}")
+    notes = tmp_path / "notes.parquet"
+    pq.write_table(pa.table({"note_id": list(range(6)), "text": [f"Note {i}: cough and fever." for i in range(6)]}), notes)
+    result = subprocess.run(
+        [*EMBEDNV, "embed", str(notes), "--out", str(tmp_path / "out"), "--model", "minilm"],
+        env=clean_env(RAY_TMPDIR=private_ray_tmp), capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "embedded 6 of 6 notes" in result.stdout
+    assert "Failed to connect to GCS" not in result.stderr
+
+
+def test_an_unreachable_ray_address_fails_fast_with_one_line(tmp_path):
+    notes = tmp_path / "notes.parquet"
+    pq.write_table(pa.table({"note_id": [1], "text": ["Cough."]}), notes)
+    address = f"127.0.0.1:{closed_port()}"
+    started = time.monotonic()
+    result = subprocess.run(
+        [*EMBEDNV, "embed", str(notes), "--out", str(tmp_path / "out"), "--model", "minilm"],
+        env=clean_env(RAY_ADDRESS=address), capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert time.monotonic() - started < 60
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and address in errors[0] and "did not answer within 30s" in errors[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def logged_run(tmp_path_factory):
+    """A real run as `ray job logs` sees it: stderr to a file, no terminal, progress every second.
+
+    One CSV file is one read task for the whole file: before windows streamed to the driver,
+    every shard of it appeared at once at the very end.
+    """
+    root = tmp_path_factory.mktemp("logged")
+    write_sample_corpus(str(root / "notes.parquet"), 400, seed=3)
+    pacsv.write_csv(pq.read_table(root / "notes.parquet").select(["note_id", "text"]), root / "notes.csv")
+    log = root / "stderr.log"
+    with open(log, "w") as err:
+        result = subprocess.run(
+            [*EMBEDNV, "embed", str(root / "notes.csv"), "--out", str(root / "out"), "--model", "minilm",
+             "--max-tokens", "128", "--rows-per-shard", "40", "--window-rows", "40", "--log-every", "1"],
+            env=clean_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True, timeout=600,
+        )
+    assert result.returncode == 0, log.read_text()
+    return log.read_text().splitlines(), result.stdout
+
+
+def test_the_log_says_what_runs_then_counts_up_to_the_rows_in(logged_run):
+    lines, stdout = logged_run
+    assert re.match(r"^embednv: 400 rows in 1 file -> 10 shards \(10 to write, 400 rows\) \| model minilm \(384-d\) on cpu, "
+                    r"float32 \| 1 embedding actor$", lines[0]), lines[0]
+    assert any(re.match(r"^embednv: model loaded in \d+\.\ds \(cpu on .+\)$", line) for line in lines), lines
+    counts = [(int(m[1].replace(",", "")), int(m[3])) for m in map(PROGRESS.match, lines) if m]
+    assert len(counts) >= 3
+    assert [c for c in counts] == sorted(counts), "progress went backwards"
+    assert counts[-1] == (400, 10)
+    rows_seen = {rows for rows, _ in counts}
+    assert len(rows_seen - {0, 400}) >= 2, f"rows arrived all at once, not window by window: {counts}"
+    shards_seen = {shards for _, shards in counts}
+    assert len(shards_seen - {0, 10}) >= 2, f"shards were written all at once at the end: {counts}"
+    rates = [m[5] for m in map(PROGRESS.match, lines) if m and m[1] != "0"]
+    assert all(re.search(r"[\d.,]+ notes/s \| [\d,]+ tokens/s \| ETA \w+", r) for r in rates), rates
+    assert "embedded 400 of 400 notes (0 errors)" in stdout
+
+
+def test_a_healthy_run_prints_no_ray_warning_or_error(logged_run):
+    lines, _ = logged_run
+    noise = [line for line in lines if not line.startswith("embednv: ")]
+    assert noise == [], noise
+
+
+def test_progress_line_rates_and_eta_without_ray():
+    events = [[("model_loaded", 2.5, "cpu on host")]]
+    with Progress(1000, 10, shards_done=2, log_every=60, interactive=False, poll_events=lambda: events.pop() if events else []) as p:
+        assert "waiting for the first rows" in p.line()
+        time.sleep(1.2)  # the reporter thread reads the event
+        p.add(rows=250, tokens=5000, shards_written=1)
+        line = p.line()
+    assert line.startswith("250/1,000 rows embedded (25%), 3/10 shards written | ")
+    assert re.search(r"notes/s \| [\d,]+ tokens/s \| ETA \d+s$", line), line
+    assert [format_seconds(s) for s in (5, 125, 3 * 3600 + 7 * 60)] == ["5s", "2m05s", "3h07m"]
+
+
+def test_stderr_filter_drops_only_the_benign_ray_line():
+    code = (
+        "import os, sys; from embednv.stderr_filter import drop_benign_ray_lines; drop_benign_ray_lines();"
+        "os.write(2, b'[2026 E 1 1] core_worker.cc:2465: Actor with class name: X and ID: y has constructor arguments "
+        "in the object store and max_restarts > 0.\\n');"
+        "os.write(2, b'[2026 E 1 1] core_worker.cc:99: a real problem\\n'); print('python line', file=sys.stderr)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stderr.splitlines() == ["[2026 E 1 1] core_worker.cc:99: a real problem", "python line"]
+
+
+def test_sample_corpus_without_extension_writes_what_embed_reads(tmp_path):
+    result = subprocess.run([*EMBEDNV, "sample-corpus", str(tmp_path / "notes"), "--n", "5"], capture_output=True, text=True)
+    assert result.returncode == 0 and (tmp_path / "notes.parquet").is_file()
+    assert "notes.parquet" in result.stdout
+    assert pq.read_table(tmp_path / "notes.parquet").num_rows == 5
