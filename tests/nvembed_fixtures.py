@@ -1,8 +1,8 @@
 """A tiny random NV-Embed checkpoint in the official on-disk layout, for tests and smoke runs.
 
 config.json (model_type nvembed, text_config, latent_attention_config, auto_map as shipped),
-sharded safetensors + model.safetensors.index.json (or one model.safetensors), and a Llama-style
-fast tokenizer (BOS added by a template, EOS appended by the caller) that AutoTokenizer loads offline.
+sharded safetensors + model.safetensors.index.json (or one model.safetensors), and a tokenizer.json
+in the official layout (BOS added by a template, EOS appended by the caller).
 """
 
 from __future__ import annotations
@@ -104,20 +104,27 @@ def write_safetensors(state_dict: dict, out: Path, shards: int) -> None:
 
 
 def write_tiny_tokenizer(out: Path, vocab_size: int = 256) -> None:
-    """A BPE tokenizer shaped like Llama/Mistral's: '▁' for spaces, <s> added by a template."""
+    """A BPE tokenizer in NV-Embed-v2's tokenizer.json layout: normalizer Prepend("▁") +
+    Replace(" ", "▁"), no pre-tokenizer, byte-fallback BPE, `<s>` added by a template."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-    tok = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=True))
+    # No <0xNN> pieces fit in 256 ids, so byte fallback turns unknown characters into <unk>.
+    tok = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=True, byte_fallback=True))
     tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    # Trained on words so that no piece spans a "▁"; the official layout has no pre-tokenizer (below).
     tok.pre_tokenizer = pre_tokenizers.Split("▁", behavior="merged_with_next")
-    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    tok.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
     tok.train_from_iterator(CORPUS * 4, trainer)
     assert tok.get_vocab_size() <= vocab_size, f"tokenizer has {tok.get_vocab_size()} ids, model only {vocab_size}"
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))]
     )
-    tok.save(str(out / "tokenizer.json"))
+    shipped = json.loads(tok.to_str())
+    shipped["pre_tokenizer"] = None
+    (out / "tokenizer.json").write_text(json.dumps(shipped, ensure_ascii=False, indent=2), encoding="utf-8")
     specials = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
     config = {"tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False,
               "model_max_length": 32768, **specials}  # fmt: skip

@@ -417,20 +417,83 @@ def load_nvembed(
     return model.eval()
 
 
-def load_nvembed_tokenizer(path: str | Path):
-    """The checkpoint's fast tokenizer from local files; pad = EOS, right padding (official settings)."""
-    from transformers import AutoTokenizer, PretrainedConfig
+LLAMA_TOKENIZER_DEFAULTS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}  # LlamaTokenizerFast's
+PIPELINE_KEYS = ("normalizer", "pre_tokenizer", "model", "post_processor", "decoder")
 
-    # An empty config stops AutoTokenizer from parsing config.json, whose model_type transformers
-    # does not know (a warning) and whose auto_map points at the checkpoint's own code.
-    tokenizer = AutoTokenizer.from_pretrained(
-        str(path), local_files_only=True, trust_remote_code=False, config=PretrainedConfig()
+
+def load_nvembed_tokenizer(path: str | Path):
+    """The checkpoint's `tokenizer.json` exactly as shipped, as a fast tokenizer; pad = EOS, right padding.
+
+    The official environment (transformers 4.42, `LlamaTokenizerFast`) runs the shipped pipeline:
+    normalizer Prepend("▁") + Replace(" ", "▁"), no pre-tokenizer, byte-fallback BPE, a `<s> $A`
+    template. transformers 5 rebuilds Llama tokenizers with a Metaspace pre-tokenizer instead,
+    which changes ids for leading spaces, a lone space, a leading "▁" and text after `<s>`/`</s>`.
+    So the file is wrapped in the generic `PreTrainedTokenizerFast`, which keeps it as is (checked
+    below), with BOS/EOS/UNK from tokenizer_config.json and special_tokens_map.json. Nothing from
+    the checkpoint is executed: `tokenizer_class` and any tokenizer code it ships are ignored.
+    """
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    path = Path(path)
+    file = path / "tokenizer.json"
+    if not file.is_file():
+        raise FileNotFoundError(f"{path} has no tokenizer.json; NV-Embed needs the checkpoint's fast tokenizer")
+    shipped_text = file.read_text(encoding="utf-8")
+    backend = Tokenizer.from_str(shipped_text)
+    settings = _tokenizer_settings(path)
+    specials = {k: settings[k] for k in LLAMA_TOKENIZER_DEFAULTS}
+    absent = {k: v for k, v in specials.items() if backend.token_to_id(v) is None}
+    if absent:
+        raise ValueError(f"{file}: special tokens {absent} are not in the vocabulary; NV-Embed needs BOS, EOS and UNK")
+    if settings.get("add_prefix_space") is not None:
+        # LlamaTokenizerFast would then rebuild the tokenizer from tokenizer.model, not tokenizer.json.
+        raise ValueError(f"{path}/tokenizer_config.json sets add_prefix_space, which NV-Embed-v2 does not")
+    _check_template(backend, settings, file)
+    extra = {k: settings[k] for k in ("model_max_length", "clean_up_tokenization_spaces") if k in settings}
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token=specials["eos_token"], padding_side="right", **specials, **extra
     )
-    if tokenizer.eos_token is None or tokenizer.bos_token is None:
-        raise ValueError(f"The tokenizer in {path} lacks a BOS or EOS token; NV-Embed needs both")
-    tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "right"
+
+    # Fail rather than embed with ids the official model never saw, should a transformers release
+    # start rewriting generic fast tokenizers too.
+    shipped, loaded = json.loads(shipped_text), json.loads(tokenizer.backend_tokenizer.to_str())
+    changed = [k for k in PIPELINE_KEYS if shipped.get(k) != loaded.get(k)]
+    kept = loaded["added_tokens"]
+    changed += [f"added token {t['content']!r}" for t in shipped.get("added_tokens", []) if t not in kept]
+    if changed:
+        import transformers
+
+        raise RuntimeError(f"transformers {transformers.__version__} changed the {', '.join(changed)} of {file}")
     return tokenizer
+
+
+def _tokenizer_settings(path: Path) -> dict[str, Any]:
+    """tokenizer_config.json, then special_tokens_map.json on top (transformers' precedence),
+    over LlamaTokenizerFast's defaults; special tokens as plain strings."""
+    settings: dict[str, Any] = {**LLAMA_TOKENIZER_DEFAULTS, "add_bos_token": True, "add_eos_token": False}
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        if (path / name).is_file():
+            raw = json.loads((path / name).read_text(encoding="utf-8"))
+            settings.update({k: v for k, v in raw.items() if v is not None})
+    for key in LLAMA_TOKENIZER_DEFAULTS:
+        if isinstance(settings[key], dict):  # an AddedToken written out: {"content": "<s>", ...}
+            settings[key] = settings[key]["content"]
+    return settings
+
+
+def _check_template(backend, settings: dict[str, Any], file: Path) -> None:
+    """The official LlamaTokenizerFast rebuilds the template from add_bos_token/add_eos_token: the
+    shipped post_processor is used as is only where it agrees with them, as NV-Embed-v2's does."""
+    bare = backend.encode("a", add_special_tokens=False).ids
+    bos, eos = backend.token_to_id(settings["bos_token"]), backend.token_to_id(settings["eos_token"])
+    expected = [bos] * bool(settings["add_bos_token"]) + bare + [eos] * bool(settings["add_eos_token"])
+    got = backend.encode("a").ids
+    if got != expected:
+        raise ValueError(
+            f"{file}: the post_processor turns 'a' into {got}, but add_bos_token={settings['add_bos_token']} and "
+            f"add_eos_token={settings['add_eos_token']} in tokenizer_config.json mean {expected}"
+        )
 
 
 def resolve_hub_checkpoint(repo_id: str, allow_download: bool = False, cache_dir: str | None = None) -> tuple[str, str]:
