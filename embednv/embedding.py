@@ -47,6 +47,14 @@ class EmbedWorker:
         self.dim = ref.dim
         self.batch_tokens = batch_tokens
 
+    @classmethod
+    def from_encoder(cls, encoder, batch_tokens: int) -> EmbedWorker:
+        """A worker around an encoder already loaded (an `Embedder`'s): scripts that run the
+        actor's steps in-process without loading the model twice (bench/nvembed_device.py)."""
+        worker = cls.__new__(cls)
+        worker.encoder, worker.dim, worker.batch_tokens = encoder, encoder.dim, batch_tokens
+        return worker
+
     def __call__(self, table: pa.Table) -> pa.Table:
         valid = np.asarray(table.column(ERROR).is_null().to_pylist(), dtype=bool)
         windows = table.column(WINDOWS).combine_chunks()
