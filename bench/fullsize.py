@@ -128,7 +128,7 @@ def run(work: Path, size: int, notes: list[str]) -> dict:
         "actor_peak_rss_over_checkpoint": round(rss / size, 3),
         "actor_peak_uss_over_checkpoint": round(uss / size, 3),
         "goal_ratio": GOAL_RATIO,
-        "goal_met": rss / size <= GOAL_RATIO,
+        "goal_met": bool(check["ok"]) and rss / size <= GOAL_RATIO,  # a run that did not finish meets nothing
         "seconds": round(time.perf_counter() - started, 1),
     }  # fmt: skip
 
