@@ -68,7 +68,7 @@ def separate_job(path: Path, command: str, pending: str) -> dict:
 def separate_jobs(out_dir: Path, gpu_json: Path | None = None) -> dict:
     return {
         "gpu": separate_job(gpu_json or out_dir / GPU_FILE, GPU_COMMAND, "no device was lent to a session yet"),
-        "fullsize": separate_job(out_dir / FULLSIZE_FILE, FULLSIZE_COMMAND, "not run yet (needs ~16 GB of disk and ~18 GiB of memory)"),
+        "fullsize": separate_job(out_dir / FULLSIZE_FILE, FULLSIZE_COMMAND, "no finished run recorded (it needs ~16 GB of disk, ~18 GiB of free memory and a quiet machine)"),
     }
 
 
