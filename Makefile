@@ -13,7 +13,7 @@ MODEL ?= auto
 MAP_OUT ?= out/map
 ARGS ?=
 
-.PHONY: setup test embed-corpus map-corpus bench bench-1m clean browser
+.PHONY: setup test embed-corpus map-corpus bench bench-1m check-fullsize clean browser
 
 setup: $(STAMP)
 
@@ -55,6 +55,12 @@ bench: setup
 bench-1m: setup
 	$(PY) bench/scale.py --sizes 1000000 --json docs/benchmarks-scale-1m.json
 	$(PY) bench/run_all.py --render
+
+# Not part of make test: a full-size random NV-Embed-v2 checkpoint (15.7 GB on disk, ~18 GiB of
+# memory) through the real `embednv embed` on CPU; checks peak actor memory <= 1.10x the weights.
+# About 10 minutes on 2 cores; the checkpoint is deleted afterwards. Then `bench/run_all.py --render`.
+check-fullsize: setup
+	$(PY) bench/fullsize.py --json docs/benchmarks-fullsize.json
 
 clean:
 	rm -rf out data .pytest_cache build *.egg-info

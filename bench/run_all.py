@@ -12,8 +12,11 @@ notes, only if a prediction from the sizes already measured (linear, plus 20%) f
 left: on a 2-core machine it does not (tokenizing 1M notes alone takes about 6 minutes), so
 `make bench-1m` measures it on its own (`scale.py --sizes 1000000`, about 12 minutes) into
 docs/benchmarks-scale-1m.json, which this runner then includes, labelled with its own commit
-and date. A job that fails is reported as failed in both files; the others still run. GPU
-figures come from bench/nvembed_device.py on a GPU machine (`--gpu-json` includes its output).
+and date. A job that fails is reported as failed in both files; the others still run.
+
+Two files measured elsewhere are merged when present in --out, each labelled with its own
+command and commit: docs/benchmarks-gpu.json (the GPU acceptance run, bench/nvembed_device.py
+on a lent GPU: see GPU_COMMAND) and docs/benchmarks-fullsize.json (`make check-fullsize`).
 """
 
 from __future__ import annotations
@@ -47,6 +50,26 @@ SEPARATE_SCALE = "benchmarks-scale-1m.json"  # written by `make bench-1m`, merge
 MARGIN = 1.2  # predictions of a larger size are scaled up by this much before comparing with the time left
 RESERVE_S = 30  # kept back for writing the reports
 TIMEOUTS_S = {"padding": 900, "throughput": 1800, "map": 3600, "scale": 3600}  # hangs only; the budget is separate
+GPU_FILE, FULLSIZE_FILE = "benchmarks-gpu.json", "benchmarks-fullsize.json"
+# One call on a lent GPU machine, from the repository root, after
+# `mkdir -p .gpu && cp ../shared/data/mtsamples.parquet .gpu/ && echo /.gpu/ >> .git/info/exclude`
+# (../shared does not travel), with carry [".gpu"]; then copy $OUT/gpu_acceptance.json to docs/benchmarks-gpu.json.
+GPU_COMMAND = "PYTHONUNBUFFERED=1 python3 bench/nvembed_device.py --mtsamples .gpu/mtsamples.parquet --json $OUT/gpu_acceptance.json"
+FULLSIZE_COMMAND = "make check-fullsize"
+
+
+def separate_job(path: Path, command: str, pending: str) -> dict:
+    """A job measured elsewhere (another machine, another make target): its JSON file, or pending."""
+    if path.is_file():
+        return {"status": "ok", "command": command, "file": f"docs/{path.name}", "result": json.loads(path.read_text())}
+    return {"status": "pending", "command": command, "error": pending}
+
+
+def separate_jobs(out_dir: Path, gpu_json: Path | None = None) -> dict:
+    return {
+        "gpu": separate_job(gpu_json or out_dir / GPU_FILE, GPU_COMMAND, "no device was lent to a session yet"),
+        "fullsize": separate_job(out_dir / FULLSIZE_FILE, FULLSIZE_COMMAND, "no finished run recorded (it needs ~16 GB of disk, ~18 GiB of free memory and a quiet machine)"),
+    }
 
 
 def run_job(name: str, cmd: list[str], json_path: Path, timeout: float) -> dict:
@@ -202,7 +225,8 @@ def markdown(doc: dict) -> str:
     jobs = doc["jobs"]
     skipped = lambda name: [s for s in doc.get("skipped_for_budget", []) if s["job"] == name]  # noqa: E731
     sections = [_header(doc), _summary(doc), _padding(jobs["padding"]), _throughput(jobs["throughput"]),
-                _scale(jobs["scale"], skipped("scale"), doc.get("separate_scale")), _map(jobs["map"], skipped("map")), _gpu(jobs["gpu"]), _footer(doc)]
+                _scale(jobs["scale"], skipped("scale"), doc.get("separate_scale")), _map(jobs["map"], skipped("map")), _gpu(jobs["gpu"]),
+                _fullsize(jobs.get("fullsize", {"status": "pending", "command": FULLSIZE_COMMAND, "error": "not run yet"})), _footer(doc)]
     return "\n\n".join(s for s in sections if s) + "\n"
 
 
@@ -291,8 +315,16 @@ def _summary(doc: dict) -> str:
         rows.append(["Scale: peak memory flat", flat[0], "flat", flat[1], "`bench/scale.py`: 1 run per size"])
     else:
         rows.append(["Scale: time linear, memory flat", "–", "linear, flat", "not measured", "`bench/scale.py`"])
-    rows.append(["GPU: NV-Embed-v2 throughput", "–" if jobs["gpu"]["status"] != "ok" else "see below", "–",
-                 "pending" if jobs["gpu"]["status"] != "ok" else "–", f"`{jobs['gpu']['command']}` on an H100/H200"])
+    gpu = _result(jobs, "gpu")
+    mts = ((gpu or {}).get("sections") or {}).get("mtsamples") or {}
+    rows.append(["GPU: NV-Embed-v2 on MTSamples, tokens/s (MFU)",
+                 f"{mts['tokens_per_s']:,.0f} ({mts['mfu']:.1%})" if mts.get("tokens_per_s") and mts.get("mfu") is not None else "–",
+                 "–", "pending: no device was lent" if not gpu else ("measured" if mts.get("status") == "ok" else "**failed**"),
+                 "`bench/nvembed_device.py` on a lent GPU: see GPU below"])
+    full = _result(jobs, "fullsize")
+    rows.append(["Full-size checkpoint on CPU: embed actor peak RSS / weights",
+                 f"{full['actor_peak_rss_over_checkpoint']:.3f}" if full else "–", f"≤ {(full or {}).get('goal_ratio', 1.10):.2f}",
+                 ("met" if full["goal_met"] else "**MISSED**") if full else "not measured", "`make check-fullsize`: 1 run"])
     return "## Summary\n\n" + md_table(["Figure", "Value", "Goal", "Status", "How measured"], rows)
 
 
@@ -481,11 +513,67 @@ def _map(job: dict, skipped: list[dict]) -> str:
 
 
 def _gpu(job: dict) -> str:
-    out = ["## GPU: NV-Embed-v2", ""]
-    if job.get("status") == "ok":
-        return "\n".join(out + [f"From `{job['command']}`:", "", "```json", json.dumps(job["result"], indent=2), "```"])
-    return "\n".join(out + [f"**Pending**: no session has had a GPU yet. Produce the figures with `{job['command']}` on an "
-                            "H100 or H200 (about 5 minutes), then pass its JSON output to `python bench/run_all.py --gpu-json <file>`."])
+    out = ["## GPU: NV-Embed-v2 acceptance", "",
+           "`bench/nvembed_device.py` runs the shipped code on one lent GPU in one call (no Ray, no pip): a random "
+           "full-size NV-Embed-v2 checkpoint in the official layout, loaded by embednv's loader; every MTSamples note "
+           "through the pipeline's own stages; bf16 against fp32; an out-of-memory split forced by a memory cap; the map "
+           "stage on 100k 4096-d vectors. From the repository root: `mkdir -p .gpu && cp ../shared/data/mtsamples.parquet "
+           ".gpu/ && echo /.gpu/ >> .git/info/exclude`, then one device run with carry `[\".gpu\"]` and "
+           f"`{GPU_COMMAND}`; copy the JSON to `docs/{GPU_FILE}` and run `python bench/run_all.py --render`.", ""]
+    if job.get("status") != "ok":
+        return "\n".join(out + ["**Pending**: no device was lent to a session yet."])
+    r = job["result"]
+    sections = r.get("sections", {})
+    out.append(f"From `{job['file']}`: {r.get('card')}, torch {r.get('torch')}, CUDA {r.get('cuda')}, commit {r.get('git_commit')}, "
+               f"{r.get('generated_at')}, {r.get('seconds', 0):.0f} s in all{' (**dry run**)' if r.get('dry_run') else ''}.")
+    rows = []
+    for name, sec in sections.items():
+        if sec.get("status") != "ok":
+            rows.append([name, sec.get("status"), sec.get("error") or sec.get("why")])
+            continue
+        figures = {
+            "checkpoint": lambda x: f"{x['bytes'] / 1e9:.1f} GB, {x['params'] / 1e9:.2f}B params, {x['seconds']} s; tokenizer: {x['tokenizer']}",
+            "load": lambda x: f"{x['seconds_to_load']} s, {x.get('gpu_allocated_gib')} GiB on the GPU",
+            "mtsamples": lambda x: (f"{x['embedded']:,} of {x['rows_in_file']:,} notes ({x['errored']} error rows), {x['window_tokens']:,} tokens: "
+                                    f"{x['tokens_per_s']:,.0f} tokens/s, {x['notes_per_s']:,.1f} notes/s, MFU {x['mfu'] if x['mfu'] is None else format(x['mfu'], '.1%')}, "
+                                    f"peak GPU {x['peak_gpu_gib']} GiB, padding efficiency {x['padding_efficiency']}, "
+                                    f"{x['shards_written']} shards read back ({x['dim_read_back']}-d){'' if x['complete'] else ', **stopped at its time cap**'}"),
+            "cosine": lambda x: f"bf16 vs fp32 on {x['notes']} notes: min {x['min_cosine']}, mean {x['mean_cosine']} (goal ≥ {x['goal']}: {'met' if x['goal_met'] else '**MISSED**'})",
+            "oom": lambda x: (f"{x['note_tokens']:,}-token note in {x['windows']} windows of {x['window']}: {x['oom_splits']} splits under the cap, "
+                              f"embedded {x['embedded']}, cosine to the uncapped vector {x['cosine_to_uncapped']}"),
+            "map": lambda x: f"{x['points']:,} x {x['dim']}: {x.get('note')}; seconds per phase {x.get('timings_s')}",
+        }.get(name, lambda x: "")
+        try:
+            rows.append([name, "ok", figures(sec)])
+        except (KeyError, TypeError, ValueError):
+            rows.append([name, "ok", "see the JSON"])
+    return "\n".join(out + ["", md_table(["Section", "Status", "Figures"], rows)])
+
+
+def _fullsize(job: dict) -> str:
+    out = ["## Full-size checkpoint on CPU: `make check-fullsize`", "",
+           "A random NV-Embed-v2 checkpoint at full size (7.85B parameters, bf16, 4 shards, official layout) through the real "
+           "`embednv embed` (Ray, the CPU actor, `--device cpu --dtype bfloat16`) on a few short notes; the embed actor's "
+           "peak host memory is compared with the size of the weights (goal ≤ 1.10x: loading keeps no second copy). "
+           "The checkpoint is deleted afterwards.", ""]
+    if job.get("status") != "ok":
+        return "\n".join(out + [f"**Not measured** ({job.get('status')}): {job.get('error', '')}. Run `{job['command']}`."])
+    r = job["result"]
+    m, c = r["memory"], r["check"]
+    out.append(f"From `{job['file']}` ({r['generated_at']}, commit {r['git_commit']}, {r['seconds'] / 60:.0f} minutes): "
+               f"checkpoint {r['checkpoint']['files_bytes'] / 1e9:.2f} GB written in {r['checkpoint']['seconds']} s "
+               f"({r['checkpoint']['method']}); tokenizer: {r['checkpoint']['tokenizer']}.")
+    out += ["", md_table(["Figure", "Value"], [
+        ["Output", f"{c.get('rows')} notes, {c.get('dim')}-d, max | norm - 1 | {c.get('max_norm_error', 0):.1e}: {'ok' if c['ok'] else '**wrong**'}"],
+        ["Embed actor peak RSS", f"{m['single_worker_peak_rss_mib'] / 1024:.2f} GiB = {r['actor_peak_rss_over_checkpoint']:.3f}x the weights "
+                                 f"(goal ≤ {r['goal_ratio']}: {'met' if r['goal_met'] else '**MISSED**'})"],
+        ["Embed actor peak USS (private)", f"{m['single_worker_peak_uss_mib'] / 1024:.2f} GiB = {r['actor_peak_uss_over_checkpoint']:.3f}x"],
+        ["All processes, peak RSS", f"{m['total_peak_rss_mib'] / 1024:.2f} GiB"],
+        ["CPU tokens/s", f"{r['tokens_per_s_embednv_clock']} on embednv's clock, {r['tokens_per_s_whole_run']} over the whole "
+                         f"{r['wall_seconds']:.0f} s command (Ray start and reading 15.7 GB included; {c.get('tokens')} tokens)"],
+        ["CLI summary", f"`{r['cli_summary']}`"],
+    ])]
+    return "\n".join(out)
 
 
 def _footer(doc: dict) -> str:
@@ -499,7 +587,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "docs", help="where benchmarks.json and benchmarks.md go")
     parser.add_argument("--only", default=",".join(JOBS), help=f"comma-separated subset of {','.join(JOBS)}")
     parser.add_argument("--budget-min", type=float, default=20.0, help="minutes for the whole run: the larger sizes run only while they fit")
-    parser.add_argument("--gpu-json", type=Path, default=None, help="JSON printed by bench/nvembed_device.py on a GPU machine")
+    parser.add_argument("--gpu-json", type=Path, default=None, help=f"the GPU acceptance JSON, if not --out/{GPU_FILE}")
     parser.add_argument("--render", action="store_true", help="only rewrite benchmarks.md from the benchmarks.json in --out")
     parser.add_argument("--note", default="", help="a line printed at the top of benchmarks.md (e.g. how quiet the machine was)")
     args = parser.parse_args()
@@ -511,6 +599,7 @@ def main() -> None:
     if args.render:
         document = json.loads((args.out / "benchmarks.json").read_text())
         document["separate_scale"] = add_separate_scale(document["jobs"], args.out) or document.get("separate_scale")
+        document["jobs"].update(separate_jobs(args.out, args.gpu_json))
         (args.out / "benchmarks.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
         (args.out / "benchmarks.md").write_text(markdown(document))
         log(f"run_all: rewrote {args.out / 'benchmarks.md'} from {args.out / 'benchmarks.json'}")
@@ -547,11 +636,7 @@ def main() -> None:
                 log(f"run_all: scale at {n:,}: skipped, predicted {predicted or 0:.0f} s with {left:.0f} s of the budget left")
             else:
                 jobs["scale"] = merge("scale", jobs["scale"], invoke("scale", Path(tmp), ["--sizes", str(n)]))
-    if args.gpu_json:
-        jobs["gpu"] = {"status": "ok", "command": "python bench/nvembed_device.py", "result": json.loads(args.gpu_json.read_text())}
-    else:
-        jobs["gpu"] = {"status": "pending", "command": "python bench/nvembed_device.py",
-                       "error": "no session has had a GPU yet: run the command on an H100/H200 and pass its JSON with --gpu-json"}
+    jobs.update(separate_jobs(args.out, args.gpu_json))
     document["skipped_for_budget"] = skipped
     document["separate_scale"] = None if args.quick else add_separate_scale(jobs, args.out)
     document["total_seconds"] = round(time.perf_counter() - started, 1)

@@ -103,9 +103,13 @@ def write_safetensors(state_dict: dict, out: Path, shards: int) -> None:
     (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
 
 
-def write_tiny_tokenizer(out: Path, vocab_size: int = 256) -> None:
+def write_tiny_tokenizer(out: Path, vocab_size: int = 256, corpus: list[str] | None = None) -> None:
     """A BPE tokenizer in NV-Embed-v2's tokenizer.json layout: normalizer Prepend("▁") +
-    Replace(" ", "▁"), no pre-tokenizer, byte-fallback BPE, `<s>` added by a template."""
+    Replace(" ", "▁"), no pre-tokenizer, byte-fallback BPE, `<s>` added by a template.
+
+    Trained on `corpus` when given (benchmarks train on real notes for realistic token counts),
+    else on the few fixture sentences.
+    """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     # No <0xNN> pieces fit in 256 ids, so byte fallback turns unknown characters into <unk>.
@@ -117,7 +121,7 @@ def write_tiny_tokenizer(out: Path, vocab_size: int = 256) -> None:
         [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
     )
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
-    tok.train_from_iterator(CORPUS * 4, trainer)
+    tok.train_from_iterator(corpus if corpus else CORPUS * 4, trainer)
     assert tok.get_vocab_size() <= vocab_size, f"tokenizer has {tok.get_vocab_size()} ids, model only {vocab_size}"
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))]

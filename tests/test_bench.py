@@ -33,7 +33,7 @@ def test_run_all_quick_writes_both_reports(tmp_path):
     text = (tmp_path / "benchmarks.md").read_text()
     for heading in ("## Summary", "## Padding efficiency", "## Throughput", "## Scale", "## Map stage", "## GPU"):
         assert heading in text
-    assert "python bench/nvembed_device.py" in text and "Quick run" in text
+    assert "bench/nvembed_device.py --mtsamples" in text and "Quick run" in text
     assert _mtime(REPO / "docs" / "benchmarks.json") == docs_before, "--out must keep the run away from docs/"
 
 
@@ -65,3 +65,33 @@ def test_separately_measured_scale_sizes_are_merged_labelled_and_replaced(tmp_pa
     (tmp_path / SEPARATE_SCALE).write_text(json.dumps(separate))
     add_separate_scale(jobs, tmp_path)
     assert [r["seconds"] for r in jobs["scale"]["result"]["runs"]] == [20.0, 110.0, 2010.0]
+
+
+@pytest.mark.timeout(600)
+def test_gpu_acceptance_dry_run(tmp_path):
+    """bench/nvembed_device.py --dry-run: the GPU script's every section on CPU, so it cannot rot."""
+    mtsamples = REPO / ".." / "shared" / "data" / "mtsamples.parquet"
+    cmd = [sys.executable, "bench/nvembed_device.py", "--dry-run", "--json", str(tmp_path / "acceptance.json")]
+    cmd += ["--mtsamples", str(mtsamples)] if mtsamples.is_file() else []
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    doc = json.loads((tmp_path / "acceptance.json").read_text())
+    sections = doc["sections"]
+    assert {name: s["status"] for name, s in sections.items()} == dict.fromkeys(
+        ["checkpoint", "load", "mtsamples", "cosine", "oom", "map"], "ok"), {n: s.get("error") for n, s in sections.items()}
+    files = set(sections["checkpoint"]["files"])
+    assert {f"model-0000{i}-of-00004.safetensors" for i in range(1, 5)} | {"model.safetensors.index.json", "config.json"} <= files
+    corpus = sections["mtsamples"]
+    assert corpus["complete"] and corpus["embedded"] + corpus["errored"] == corpus["rows_in_file"] > 0
+    assert corpus["rows_read_back"] == corpus["embedded"] and corpus["max_norm_error"] < 1e-3
+    assert 0 < corpus["padding_efficiency"] <= 1 and corpus["tokens_per_s"] > 0
+    assert sections["cosine"]["min_cosine"] > 0.9  # bf16 vs fp32 of a tiny random model; the GPU run checks >= 0.999
+    assert sections["oom"]["oom_splits"] > 0 and sections["oom"]["embedded"] and sections["oom"]["goal_met"]
+    assert sections["map"]["backend"] in ("cpu", "cuml") and sections["map"]["points"] == 300
+
+    sys.path.insert(0, str(REPO))
+    from bench.run_all import _gpu, separate_job
+
+    (tmp_path / "benchmarks-gpu.json").write_text(json.dumps(doc))
+    text = _gpu(separate_job(tmp_path / "benchmarks-gpu.json", "cmd", "pending"))
+    assert "dry run" in text and "| mtsamples | ok |" in text and "Pending" not in text

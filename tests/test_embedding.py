@@ -5,7 +5,7 @@ import pyarrow as pa
 import pytest
 
 from minilm_reference import direct_minilm
-from embednv.embedding import EMBEDDING, N_CHUNKS, EmbedWorker, embed_splitting
+from embednv.embedding import EMBEDDING, N_CHUNKS, EmbedWorker, embed_notes, embed_splitting
 from embednv.readers import ERROR, ROW, SHARD, TEXT
 from embednv.tokenization import tokenize_table
 
@@ -75,10 +75,28 @@ def test_out_of_memory_splits_down_to_one_window_then_records_the_note():
 
     sequences = [[1] * 10, [1] * 10, [1] * 500, [1] * 10, [1] * 10]
     out, failed = np.zeros((5, 4), np.float32), {}
-    embed_splitting(embed, sequences, [0, 1, 2, 3, 4], out, failed)
+    splits = embed_splitting(embed, sequences, [0, 1, 2, 3, 4], out, failed)
+    assert splits == 2  # 5 -> 2 + 3, then 3 -> 1 (the long window, recorded) + 2
     assert list(failed) == [2] and "does not fit in accelerator memory (500 tokens" in failed[2]
     assert out[[0, 1, 3, 4]].sum() == 16 and out[2].sum() == 0
     assert calls[0] == 5 and 1 in calls
+
+
+def test_embed_notes_pools_windows_and_reports_each_note():
+    """The loop shared by the actor and Embedder: per-note vectors, failures and token counts."""
+
+    def embed(batch):
+        if any(len(s) > 100 for s in batch):
+            raise FakeOOM("CUDA out of memory")
+        return np.stack([np.eye(2, dtype=np.float32)[len(s) % 2] for s in batch])
+
+    notes = [[[1] * 4], [], [[1] * 3, [1] * 4], [[1] * 500]]  # one window, none, two, one too large
+    result = embed_notes(embed, 2, notes, batch_tokens=8)
+    assert result.failures == {1: "no token windows", 3: "does not fit in accelerator memory (500 tokens in one window)"}
+    np.testing.assert_allclose(result.vectors[0], [1, 0])
+    np.testing.assert_allclose(result.vectors[2], np.array([4, 3]) / 5, atol=1e-6)  # token-weighted mean, re-normalised
+    assert result.window_tokens.tolist() == [4, 0, 7, 500] and result.oom_splits == 0
+    assert (result.padded_tokens >= result.window_tokens).all()
 
 
 def test_other_errors_are_not_swallowed():

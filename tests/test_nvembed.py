@@ -408,13 +408,3 @@ def test_resolve_hub_checkpoint_from_cache(tmp_path):
     assert Path(path) == repo / "snapshots" / commit and revision == commit
     with pytest.raises(FileNotFoundError, match="org/absent.*not in the local Hugging Face cache"):
         resolve_hub_checkpoint("org/absent", cache_dir=str(tmp_path))
-
-
-def test_device_bench_smoke():
-    out = subprocess.run([sys.executable, "bench/nvembed_device.py", "--smoke"], capture_output=True, text=True,
-                         cwd=REPO, timeout=120)  # fmt: skip
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "tokens/s" in out.stdout
-    result = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("{")))
-    assert {r["strategy"] for r in result["runs"]} >= {"token-budget", "naive-32"}
-    assert all(r["tokens_per_s"] > 0 for r in result["runs"])

@@ -91,7 +91,9 @@ def _local_ref(name: str, path: str, max_tokens: int | None, revision: str | Non
     if config.get("model_type") == "nvembed":
         from embednv.models.nvembed import NVEmbedConfig, DEFAULT_MAX_TOKENS
 
-        kind, dim, window = "nvembed", NVEmbedConfig.from_checkpoint_config(config).output_dim, DEFAULT_MAX_TOKENS
+        nv = NVEmbedConfig.from_checkpoint_config(config)
+        # The encoder's own limit: a checkpoint with a shorter context must get shorter windows.
+        kind, dim, window = "nvembed", nv.output_dim, min(DEFAULT_MAX_TOKENS, nv.text.max_position_embeddings)
     else:
         kind, dim, window = "hf-encoder", int(config["hidden_size"]), int(config.get("max_position_embeddings", 512))
     if max_tokens is not None and max_tokens > window:
