@@ -13,7 +13,7 @@ MODEL ?= auto
 MAP_OUT ?= out/map
 ARGS ?=
 
-.PHONY: setup test embed-corpus map-corpus bench bench-1m check-fullsize clean browser
+.PHONY: setup test embed-corpus map-corpus bench bench-1m bench-ops check-fullsize clean browser
 
 setup: $(STAMP)
 
@@ -54,6 +54,13 @@ bench: setup
 # apart, then rewrite docs/benchmarks.{json,md} with it included and labelled.
 bench-1m: setup
 	$(PY) bench/scale.py --sizes 1000000 --json docs/benchmarks-scale-1m.json
+	$(PY) bench/run_all.py --render
+
+# Operating figures measured apart (about 12 minutes on 2 cores): rows lost to a SIGKILL at
+# 25/50/75% of a 3,000-note run, and how many rows/s one driver moves with a free 4096-d model.
+bench-ops: setup
+	$(PY) bench/crash.py --json docs/benchmarks-crash.json
+	$(PY) bench/fanout.py --json docs/benchmarks-fanout.json
 	$(PY) bench/run_all.py --render
 
 # Not part of make test: a full-size random NV-Embed-v2 checkpoint (15.7 GB on disk, ~18 GiB of

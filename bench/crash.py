@@ -84,9 +84,11 @@ def kill_and_resume(corpus: Path, workdir: Path, n: int, label: str, extra: list
     }
     if complete:
         import pyarrow.dataset as ds
+        import pyarrow.parquet as pq
 
         ids = ds.dataset(str(out), format="parquet").to_table(columns=["note_id"]).column("note_id").to_pylist()
-        result["resume_complete"] = (out / "_SUCCESS").exists() and sorted(ids) == list(range(n))
+        expected = sorted(pq.read_table(corpus, columns=["note_id"]).column("note_id").to_pylist())
+        result["resume_complete"] = (out / "_SUCCESS").exists() and sorted(ids) == expected
     log(f"crash: {label}, kill at {fraction:.0%}: {result}")
     return result
 

@@ -51,6 +51,7 @@ MARGIN = 1.2  # predictions of a larger size are scaled up by this much before c
 RESERVE_S = 30  # kept back for writing the reports
 TIMEOUTS_S = {"padding": 900, "throughput": 1800, "map": 3600, "scale": 3600}  # hangs only; the budget is separate
 GPU_FILE, FULLSIZE_FILE = "benchmarks-gpu.json", "benchmarks-fullsize.json"
+CRASH_FILE, FANOUT_FILE = "benchmarks-crash.json", "benchmarks-fanout.json"  # `make bench-ops`
 # One call on a lent GPU machine, from the repository root, after
 # `mkdir -p .gpu && cp ../shared/data/mtsamples.parquet .gpu/ && echo /.gpu/ >> .git/info/exclude`
 # (../shared does not travel), with carry [".gpu"]; then copy $OUT/gpu_acceptance.json to docs/benchmarks-gpu.json.
@@ -69,6 +70,8 @@ def separate_jobs(out_dir: Path, gpu_json: Path | None = None) -> dict:
     return {
         "gpu": separate_job(gpu_json or out_dir / GPU_FILE, GPU_COMMAND, "no device was lent to a session yet"),
         "fullsize": separate_job(out_dir / FULLSIZE_FILE, FULLSIZE_COMMAND, "no finished run recorded (it needs ~16 GB of disk, ~18 GiB of free memory and a quiet machine)"),
+        "crash": separate_job(out_dir / CRASH_FILE, "make bench-ops", "not measured yet"),
+        "fanout": separate_job(out_dir / FANOUT_FILE, "make bench-ops", "not measured yet"),
     }
 
 
@@ -226,7 +229,8 @@ def markdown(doc: dict) -> str:
     skipped = lambda name: [s for s in doc.get("skipped_for_budget", []) if s["job"] == name]  # noqa: E731
     sections = [_header(doc), _summary(doc), _padding(jobs["padding"]), _throughput(jobs["throughput"]),
                 _scale(jobs["scale"], skipped("scale"), doc.get("separate_scale")), _map(jobs["map"], skipped("map")), _gpu(jobs["gpu"]),
-                _fullsize(jobs.get("fullsize", {"status": "pending", "command": FULLSIZE_COMMAND, "error": "not run yet"})), _footer(doc)]
+                _fullsize(jobs.get("fullsize", {"status": "pending", "command": FULLSIZE_COMMAND, "error": "not run yet"})),
+                _operations(jobs, "crash"), _operations(jobs, "fanout"), _footer(doc)]
     return "\n\n".join(s for s in sections if s) + "\n"
 
 
@@ -548,6 +552,17 @@ def _gpu(job: dict) -> str:
         except (KeyError, TypeError, ValueError):
             rows.append([name, "ok", "see the JSON"])
     return "\n".join(out + ["", md_table(["Section", "Status", "Figures"], rows)])
+
+
+def _operations(jobs: dict, name: str) -> str:
+    """Crash and fan-out figures: measured apart by `make bench-ops`; each script renders its own section."""
+    import importlib
+
+    job = jobs.get(name) or {"status": "pending", "command": "make bench-ops", "error": "not measured yet"}
+    if job.get("status") != "ok":
+        title = {"crash": "Lost work on a crash", "fanout": "How many GPUs one driver feeds"}[name]
+        return f"## {title}\n\n**Not measured** ({job.get('error')}): run `{job['command']}`."
+    return importlib.import_module(f"bench.{name}").markdown(job["result"]).rstrip("\n")
 
 
 def _fullsize(job: dict) -> str:
