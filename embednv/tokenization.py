@@ -83,9 +83,10 @@ def cached_note_tokenizer(ref: ModelRef, instruction: str) -> NoteTokenizer:
 
 # Notes per tokenizer call. A batch call holds every note's `Encoding` (ids, offsets, token
 # strings: ~50 KB per note of the sample corpus) and its ids as Python ints until it returns;
-# on a 5,000-row block that was ~240 MiB of short-lived heap per block in the embed actor, and
-# such bursts, interleaved with Ray's long-lived allocations, kept the actor's peak creeping
-# up over a long run. 256 notes bound it to ~12 MiB and still give the tokenizer's threads work.
+# on a 5,000-row block that was ~240 MiB of short-lived heap per block (memray), and the embed
+# actor's peak, on top of it, rose with the corpus (bench/scale.py: 672 MiB private at 30k
+# notes, 763 at 300k). 256 notes bound the burst to ~12 MiB (peak 430 and 419 MiB) and still
+# give the tokenizer's threads work.
 TOKENIZE_NOTES = 256
 
 
