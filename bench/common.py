@@ -98,6 +98,27 @@ def set_torch_threads() -> int:
 
 
 RAY_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")  # long-lived helpers, not task workers
+# Per-process roles, in the order they are reported. A Ray worker's command line names what it
+# runs: the embed actor `ray::MapWorker(MapBatches(...EmbedWorker))`, a read task
+# `ray::ReadNotes->...`, a pooled worker between tasks `ray::IDLE`; Ray Data's own actors
+# (`ray::_StatsActor`, ...) and any other task are `other_workers`.
+ROLES = ("driver", "embed_actor", "read_tasks", "idle_workers", "other_workers", "raylet", "gcs_server", "other")
+WORKER_ROLES = ("embed_actor", "read_tasks", "idle_workers", "other_workers")  # the "workers" group
+
+
+def process_role(proc, root_pid: int) -> str:
+    """The role of one process of a driver's tree, from its pid and command line (see ROLES)."""
+    if proc.pid == root_pid:
+        return "driver"
+    cmdline = proc.cmdline()
+    head = cmdline[0] if cmdline else proc.name()
+    if head.startswith(RAY_AGENTS):
+        return "other"
+    if head.startswith("ray::"):
+        kinds = {"ray::MapWorker": "embed_actor", "ray::Read": "read_tasks", "ray::IDLE": "idle_workers"}
+        return next((role for prefix, role in kinds.items() if head.startswith(prefix)), "other_workers")
+    name = Path(head).name
+    return name if name in ("raylet", "gcs_server") else "other"
 
 
 class TreeMemorySampler:
@@ -106,8 +127,11 @@ class TreeMemorySampler:
     A local Ray instance started by the driver runs under it: gcs_server and raylet are its
     children, workers (command line `ray::...`) the raylet's. Each sample sums, per group, the
     RSS (and PSS, which splits pages shared through the object store instead of counting them
-    once per process) of the live processes; the peaks are the highest sums seen. Only the
-    driver's own tree is looked at, so other Ray instances on the machine never count.
+    once per process) of the live processes; the peaks are the highest sums seen. Each process
+    is also labelled by role (`ROLES`), and per role the report gives the peak of the largest
+    single process (RSS and USS, its private memory) and of the role's sum, so that a growth
+    can be pinned on one process. Only the driver's own tree is looked at, so other Ray
+    instances on the machine never count.
     """
 
     GROUPS = ("driver", "workers", "ray_system")
@@ -124,6 +148,7 @@ class TreeMemorySampler:
         self.peak_single_worker_rss = 0
         self.peak_single_worker_uss = 0  # private memory: what the largest worker holds itself
         self.max_workers = 0
+        self.roles = {role: dict(process_rss=0, process_uss=0, sum_rss=0, processes=0) for role in ROLES}
         self.samples = 0
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -145,6 +170,7 @@ class TreeMemorySampler:
 
         rss = dict.fromkeys(self.GROUPS, 0)
         pss = dict.fromkeys(self.GROUPS, 0)
+        role_rss, role_count = dict.fromkeys(ROLES, 0), dict.fromkeys(ROLES, 0)
         workers = 0
         try:
             processes = [self._root] + self._root.children(recursive=True)
@@ -152,28 +178,32 @@ class TreeMemorySampler:
             return
         for proc in processes:
             try:
-                group = "driver" if proc.pid == self._root.pid else self._group(proc)
+                role = process_role(proc, self._root.pid)
                 info = proc.memory_full_info()
             except psutil.Error:
                 continue  # a worker that ended between listing and reading
+            group = "driver" if role == "driver" else "workers" if role in WORKER_ROLES else "ray_system"
+            uss = getattr(info, "uss", info.rss)
             rss[group] += info.rss
             pss[group] += getattr(info, "pss", info.rss)
+            peaks = self.roles[role]
+            peaks["process_rss"] = max(peaks["process_rss"], info.rss)
+            peaks["process_uss"] = max(peaks["process_uss"], uss)
+            role_rss[role] += info.rss
+            role_count[role] += 1
             if group == "workers":
                 workers += 1
                 self.peak_single_worker_rss = max(self.peak_single_worker_rss, info.rss)
-                self.peak_single_worker_uss = max(self.peak_single_worker_uss, getattr(info, "uss", info.rss))
+                self.peak_single_worker_uss = max(self.peak_single_worker_uss, uss)
+        for role in ROLES:
+            self.roles[role]["sum_rss"] = max(self.roles[role]["sum_rss"], role_rss[role])
+            self.roles[role]["processes"] = max(self.roles[role]["processes"], role_count[role])
         for group in self.GROUPS:
             self.peak_rss[group] = max(self.peak_rss[group], rss[group])
             self.peak_pss[group] = max(self.peak_pss[group], pss[group])
         self.peak_total_rss = max(self.peak_total_rss, sum(rss.values()))
         self.max_workers = max(self.max_workers, workers)
         self.samples += 1
-
-    @staticmethod
-    def _group(proc) -> str:
-        cmdline = proc.cmdline()
-        head = cmdline[0] if cmdline else proc.name()
-        return "workers" if head.startswith("ray::") and not head.startswith(RAY_AGENTS) else "ray_system"
 
     def report(self) -> dict[str, Any]:
         mib = lambda b: round(b / 2**20, 1)  # noqa: E731
@@ -186,6 +216,13 @@ class TreeMemorySampler:
             "ray_system_peak_rss_mib": mib(self.peak_rss["ray_system"]),
             "total_peak_rss_mib": mib(self.peak_total_rss),
             "max_worker_processes": self.max_workers,
+            # Per role: the largest single process's peak RSS and USS, the role's summed RSS, and
+            # how many processes it had at once. Roles never seen are left out.
+            "by_role": {
+                role: {"process_peak_rss_mib": mib(p["process_rss"]), "process_peak_uss_mib": mib(p["process_uss"]),
+                       "sum_peak_rss_mib": mib(p["sum_rss"]), "max_processes": p["processes"]}
+                for role, p in self.roles.items() if p["processes"]
+            },
             "samples": self.samples,
             "interval_s": self._interval,
         }

@@ -8,7 +8,9 @@ batching and shard writing do the work and the model almost none: these figures 
 pipeline, not a model. Each size is one subprocess
 driving `run_embed` exactly as `embednv embed --cpu-threads 1` does on a fresh sample corpus (`write_sample_corpus`, seed 0; generation not timed) with a
 fresh local Ray instance, so no size inherits another's memory. A thread samples every 0.25 s the RSS of the driver and of the Ray processes under it
-(`common.TreeMemorySampler`): workers (command line `ray::...`) and Ray's own daemons.
+(`common.TreeMemorySampler`): workers (command line `ray::...`) and Ray's own daemons, and
+labels each process by role (driver, embed actor, read tasks, raylet, ...) so that `fit` can
+compare each role's largest process across sizes.
 Time should grow linearly with the notes (a fixed start-up plus a constant cost per note) and
 memory should stay flat: both are fitted and reported, with any extrapolation labelled.
 `run_all.py` calls this once per group of sizes and merges the runs (`fit` is shared with it).
@@ -107,8 +109,24 @@ def fit(runs: list[dict]) -> dict:
         "workers_peak_rss_mib": mem("workers_peak_rss_mib"),
         "total_peak_rss_mib": mem("total_peak_rss_mib"),
         "total_peak_growth": round(last["total_peak_rss_mib"] / first["total_peak_rss_mib"], 2),
+        "process_peak_growth": process_peak_growth(first, last),
         "notes_growth": round(float(n[-1] / n[0]), 1),
     }
+
+
+def process_peak_growth(first: dict, last: dict) -> dict:
+    """Per role: its largest process's peak RSS and USS (MiB) at the smallest and largest size, and last / first.
+
+    Flat means every ratio near 1 (the goal: within 10% from 100k to 1M notes). Roles missing
+    from either run (no such process sampled) are left out.
+    """
+    roles = first.get("by_role", {}).keys() & last.get("by_role", {}).keys()
+    growth: dict = {}
+    for role in sorted(roles):
+        for key in ("rss", "uss"):
+            a, b = (run["by_role"][role][f"process_peak_{key}_mib"] for run in (first, last))
+            growth.setdefault(role, {})[key] = {"mib": [a, b], "growth": round(b / a, 2) if a else None}
+    return growth
 
 
 def child(corpus: str, out: str, model: str) -> None:

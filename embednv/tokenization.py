@@ -81,23 +81,39 @@ def cached_note_tokenizer(ref: ModelRef, instruction: str) -> NoteTokenizer:
     return NoteTokenizer(hf, ref.max_tokens, prefix=instruction, suffix=registry.prompt_suffix(ref, hf))
 
 
+# Notes per tokenizer call. A batch call holds every note's `Encoding` (ids, offsets, token
+# strings: ~50 KB per note of the sample corpus) and its ids as Python ints until it returns;
+# on a 5,000-row block that was ~240 MiB of short-lived heap per block (memray), and the embed
+# actor's peak, on top of it, rose with the corpus (bench/scale.py: 672 MiB private at 30k
+# notes, 763 at 300k). 256 notes bound the burst to ~12 MiB (peak 430 and 419 MiB) and still
+# give the tokenizer's threads work.
+TOKENIZE_NOTES = 256
+
+
 def tokenize_table(table: pa.Table, ref: ModelRef, instruction: str) -> pa.Table:
     """CPU stage: add each note's token windows and length, and drop the text from the stream.
 
     Rows that already carry an error pass through with no windows. The text is dropped here
-    so that note text (PHI) never travels further than the tokenizer.
+    so that note text (PHI) never travels further than the tokenizer. Notes are tokenized
+    `TOKENIZE_NOTES` at a time, each slice's windows packed into Arrow before the next.
     """
     from embednv.readers import ERROR, TEXT
 
-    valid = table.column(ERROR).is_null().to_pylist()
-    texts = [t for t, ok in zip(table.column(TEXT).to_pylist(), valid) if ok]
-    notes = iter(cached_note_tokenizer(ref, instruction)(texts) if texts else [])
-    windows, n_tokens = [], []
-    for ok in valid:
-        note = next(notes) if ok else TokenizedNote([], 0)
-        windows.append(note.windows)
-        n_tokens.append(note.n_tokens)
-    return table.drop_columns([TEXT]).append_column(WINDOWS, nested_int32(windows)).append_column(
+    tokenizer = cached_note_tokenizer(ref, instruction)
+    parts, n_tokens = [], []
+    for start in range(0, len(table), TOKENIZE_NOTES):
+        piece = table.slice(start, TOKENIZE_NOTES)
+        valid = piece.column(ERROR).is_null().to_pylist()
+        texts = [t for t, ok in zip(piece.column(TEXT).to_pylist(), valid) if ok]
+        notes = iter(tokenizer(texts) if texts else [])
+        windows = []
+        for ok in valid:
+            note = next(notes) if ok else TokenizedNote([], 0)
+            windows.append(note.windows)
+            n_tokens.append(note.n_tokens)
+        parts.append(nested_int32(windows))
+    windows = pa.concat_arrays(parts) if parts else nested_int32([])
+    return table.drop_columns([TEXT]).append_column(WINDOWS, windows).append_column(
         N_TOKENS, pa.array(n_tokens, pa.int64())
     )
 
