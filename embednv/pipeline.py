@@ -216,8 +216,32 @@ def _actor_pool_size(config: EmbedConfig, device: str, gpus: int) -> int | tuple
     return (config.num_gpus or 1, config.max_gpus) if config.max_gpus else (config.num_gpus or gpus)
 
 
+READ_AHEAD_BYTES = 64 << 20  # tokenized notes waiting for an actor: enough to keep it fed
+WINDOWS_PER_ACTOR = 4  # embedded windows per actor that may wait in the object store for the driver
+
+
+def object_store_budget(actors: int | tuple[int, int], window_rows: int, dim: int) -> int:
+    """Bytes of Ray's object store this run may fill: a small read-ahead plus a few windows per actor.
+
+    Left to itself Ray Data reads and tokenizes as far ahead as half the object store allows
+    (the whole corpus, on a machine where reading outpaces the model), which shows as reader
+    memory that grows with the corpus. The model is the bottleneck, so a short read-ahead
+    costs nothing; the windows' share keeps every actor busy while the driver catches up.
+    """
+    n_actors = actors[1] if isinstance(actors, tuple) else actors
+    window_bytes = window_rows * (dim * 4 + 64)  # float32 vectors plus the ids and counters
+    return READ_AHEAD_BYTES + n_actors * WINDOWS_PER_ACTOR * window_bytes
+
+
 def _build_dataset(config, ref, plan, pending, device, dtype, batch_tokens, actors, events):
+    from ray.data import ExecutionResources
+
     from embednv.tokenization import tokenize_table
+
+    context = ray.data.DataContext.get_current()
+    context.execution_options.resource_limits = ExecutionResources.for_limits(
+        object_store_memory=object_store_budget(actors, config.window_rows, ref.dim)
+    )
 
     source = NotesDatasource(plan, pending, config.id_column, config.text_column)
     # One block per read task: left to itself, Ray Data splits each task's output into many
