@@ -182,7 +182,9 @@ def add_separate_scale(jobs: dict, out_dir: Path) -> dict | None:
     runs = sorted(own + new, key=lambda r: r["notes"])
     jobs["scale"] = {**job, "result": {**job["result"], "runs": runs, "fit": fit(runs)}}
     return {"file": f"docs/{SEPARATE_SCALE}", "command": separate["command"], "generated_at": separate.get("generated_at"),
-            "git_commit": separate.get("git_commit"), "seconds": separate.get("seconds"), "notes": [r["notes"] for r in new]}
+            "git_commit": separate.get("git_commit"), "seconds": separate.get("seconds"), "notes": [r["notes"] for r in new],
+            "sizes": [r["notes"] for r in separate["runs"]],
+            "process_peak_growth": (separate.get("fit") or {}).get("process_peak_growth")}
 
 
 # ---------------------------------------------------------------- the two reports
@@ -483,12 +485,32 @@ def _scale(job: dict, skipped: list[dict], separate: dict | None = None) -> str:
             out.append(f"- † measured apart by `make bench-1m` (`{separate['command']}`, {separate['seconds'] / 60:.0f} minutes) "
                        f"on {separate['generated_at']}, commit {separate['git_commit']}: too long for `make bench`'s 20 minutes "
                        f"on 2 cores. Its file: `{separate['file']}`.")
+        if separate and separate.get("process_peak_growth"):
+            out += ["", _process_flatness(separate)]
         if f.get("extrapolated"):
             e = f["extrapolated"]
             out.append(f"- **1M notes: not measured.** Extrapolated from the linear fit: about {e['seconds'] / 60:.0f} minutes "
                        f"(label: extrapolation, {e['how']}).")
     measured = {r["notes"] for r in s["runs"]}
     return "\n".join(out + _skipped_lines([k for k in skipped if k["size"] not in measured], "notes") + _failures(job))
+
+
+def _process_flatness(separate: dict) -> str:
+    """Each process role's peak at the smallest and largest size `make bench-1m` ran side by side."""
+    first, last = separate["sizes"][0], separate["sizes"][-1]
+    rows, worst = [], 0.0
+    for role, g in sorted(separate["process_peak_growth"].items()):
+        uss, rss = g["uss"], g["rss"]
+        worst = max(worst, uss["growth"] or 0)
+        rows.append([role, f"{uss['mib'][0]:,.0f} → {uss['mib'][1]:,.0f}", uss["growth"], f"{rss['mib'][0]:,.0f} → {rss['mib'][1]:,.0f}",
+                     rss["growth"], "yes" if (uss["growth"] or 0) <= 1 + FLAT_AT_1M else "**no**"])
+    verdict = "met" if worst <= 1 + FLAT_AT_1M else "**MISSED**"
+    return "\n".join([
+        f"**Every process, {first:,} → {last:,} notes** (measured side by side by `make bench-1m`, same code and machine): "
+        "each role's largest process, peak private memory (USS: what the process holds itself) and peak RSS (which also "
+        "counts object-store pages it maps, shared with other processes). Goal: every USS peak at the largest size within "
+        f"{FLAT_AT_1M:.0%} of the smallest: {verdict} (worst {worst:.2f}x).", "",
+        md_table(["Process role", f"USS MiB", "USS ratio", "RSS MiB", "RSS ratio", f"within {FLAT_AT_1M:.0%}"], rows)])
 
 
 def _map(job: dict, skipped: list[dict]) -> str:
