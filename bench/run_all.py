@@ -184,6 +184,7 @@ def add_separate_scale(jobs: dict, out_dir: Path) -> dict | None:
     return {"file": f"docs/{SEPARATE_SCALE}", "command": separate["command"], "generated_at": separate.get("generated_at"),
             "git_commit": separate.get("git_commit"), "seconds": separate.get("seconds"), "notes": [r["notes"] for r in new],
             "sizes": [r["notes"] for r in separate["runs"]],
+            "load_average_1m_at_start": (separate.get("machine") or {}).get("load_average_1m_at_start"),
             "process_peak_growth": (separate.get("fit") or {}).get("process_peak_growth")}
 
 
@@ -484,7 +485,9 @@ def _scale(job: dict, skipped: list[dict], separate: dict | None = None) -> str:
         if separate:
             out.append(f"- † measured apart by `make bench-1m` (`{separate['command']}`, {separate['seconds'] / 60:.0f} minutes) "
                        f"on {separate['generated_at']}, commit {separate['git_commit']}: too long for `make bench`'s 20 minutes "
-                       f"on 2 cores. Its file: `{separate['file']}`.")
+                       f"on 2 cores. Its file: `{separate['file']}`. Its wall times are comparable with the rows above only "
+                       f"when both machines were quiet (load average at its start: {separate.get('load_average_1m_at_start', 'not recorded')}); "
+                       "the time fit mixes the two measurements.")
         if separate and separate.get("process_peak_growth"):
             out += ["", _process_flatness(separate)]
         if f.get("extrapolated"):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -152,6 +153,7 @@ def main() -> None:
     sizes = [500, 2_000] if args.quick else [int(s) for s in args.sizes.split(",")]
 
     started = time.perf_counter()
+    load_at_start = round(os.getloadavg()[0], 2)
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         workdir = Path(tmp)
         model = write_tiny_bert(workdir / "tiny-bert")
@@ -164,6 +166,7 @@ def main() -> None:
         "git_commit": git_commit(),
         "runs": runs,
         "fit": fit(runs),
+        "machine": {"load_average_1m_at_start": load_at_start},
         "seconds": round(time.perf_counter() - started, 1),
     }, args.json)
 
