@@ -5,8 +5,10 @@ This is the only module that imports `ray`. The stages themselves (`readers`, `t
 
 Flow: `plan_inputs` checks every file and cuts the corpus into shards on the driver (fail fast,
 before any GPU work); a Ray `Datasource` reads the pending shards; tokenization is fused into
-the read tasks; an actor pool embeds windows of `window_rows` rows; the driver streams results
-back and writes each shard when complete. A rerun skips finished shards.
+the read tasks, which also cut the stream into blocks of one window (`window_rows` rows); an
+actor pool embeds one window per task, so each window's vectors reach the driver as soon as it
+is done; the driver writes each shard the moment its last row is back (`_stream`, with
+`progress.Progress` saying how far it is). A rerun skips finished shards.
 """
 
 from __future__ import annotations

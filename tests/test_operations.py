@@ -98,7 +98,7 @@ def test_the_log_says_what_runs_then_counts_up_to_the_rows_in(logged_run):
     assert any(re.match(r"^embednv: model loaded in \d+\.\ds \(cpu on .+\)$", line) for line in lines), lines
     counts = [(int(m[1].replace(",", "")), int(m[3])) for m in map(PROGRESS.match, lines) if m]
     assert len(counts) >= 3
-    assert [c for c in counts] == sorted(counts), "progress went backwards"
+    assert counts == sorted(counts), "progress went backwards"
     assert counts[-1] == (400, 10)
     rows_seen = {rows for rows, _ in counts}
     assert len(rows_seen - {0, 400}) >= 2, f"rows arrived all at once, not window by window: {counts}"
