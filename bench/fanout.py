@@ -10,6 +10,10 @@ on MiniLM's vocabulary and tokenizer. What limits it is then the pipeline itself
 tokenizing, moving 16 KiB vectors through Ray's object store, and the driver assembling and
 writing shards. Rows/s and MB/s (of float32 vectors) are measured between the first and the
 last progress line of the run's own log, so start-up is reported apart.
+
+Known limit (docs/scaling.md): at width 4,096 this BERT is not free on one CPU thread (embedding
+lookup, LayerNorm and the pooler dominate, py-spy showed the actor busy there while the driver
+waited), so today the figure bounds this model rather than the pipeline.
 """
 
 from __future__ import annotations
