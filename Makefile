@@ -57,7 +57,7 @@ bench-1m: setup
 	$(PY) bench/scale.py --sizes 100000,1000000 --json docs/benchmarks-scale-1m.json
 	$(PY) bench/run_all.py --render
 
-# Operating figures measured apart (about 12 minutes on 2 cores): rows lost to a SIGKILL at
+# Operating figures measured apart (about 30 minutes on 2 quiet cores, 60 here under load): rows lost to a SIGKILL at
 # 25/50/75% of a 3,000-note run, and how many rows/s one driver moves with a free 4096-d model.
 bench-ops: setup
 	$(PY) bench/crash.py --json docs/benchmarks-crash.json
