@@ -320,6 +320,14 @@ def _summary(doc: dict) -> str:
         linear, flat = _scale_verdicts(scale)
         rows.append(["Scale: wall time linear in notes", linear[0], "linear", linear[1], "`bench/scale.py`: 1 run per size"])
         rows.append(["Scale: peak memory flat", flat[0], "flat", flat[1], "`bench/scale.py`: 1 run per size"])
+        growth = (doc.get("separate_scale") or {}).get("process_peak_growth")
+        if growth:
+            worst_role, worst = max(((r, g["uss"]["growth"] or 0) for r, g in growth.items()), key=lambda x: x[1])
+            sizes = doc["separate_scale"]["sizes"]
+            rows.append([f"Scale: each process's peak private memory, {sizes[0]:,} → {sizes[-1]:,} notes (side by side)",
+                         f"worst {worst:.2f}x ({worst_role}); embed actor {growth.get('embed_actor', {}).get('uss', {}).get('growth', '–')}x",
+                         f"each ≤ {1 + FLAT_AT_1M:.2f}x", "met" if worst <= 1 + FLAT_AT_1M else "**MISSED**",
+                         "`make bench-1m`: 1 run per size, USS sampled every 0.25 s"])
     else:
         rows.append(["Scale: time linear, memory flat", "–", "linear, flat", "not measured", "`bench/scale.py`"])
     gpu = _result(jobs, "gpu")
