@@ -73,6 +73,10 @@ class ClusterUnreachable(ConnectionError):
 
 
 CONNECT_TIMEOUT_S = 30.0
+# Ray's GCS keeps the events of its last 100,000 tasks (about 1.5 KB each, so it grows for the
+# first hours of a long run, measured in docs/benchmarks.md). Nothing reads them in a private
+# instance without a dashboard, so it keeps a few; a cluster sets its own (cluster/README.md).
+PRIVATE_TASK_EVENTS = 1_000
 
 
 def init_ray(debug: bool = False, address: str | None = None) -> None:
@@ -91,7 +95,8 @@ def init_ray(debug: bool = False, address: str | None = None) -> None:
             os.environ["RAY_ADDRESS"] = address  # Ray prefers the variable over the argument: keep them one
             ray.init(address=address, **kwargs)
         else:
-            ray.init(address="local", include_dashboard=False, **kwargs)
+            ray.init(address="local", include_dashboard=False,
+                     _system_config={"task_events_max_num_task_in_gcs": PRIVATE_TASK_EVENTS}, **kwargs)
     from ray.data import DataContext
 
     context = DataContext.get_current()

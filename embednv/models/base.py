@@ -22,7 +22,7 @@ class ModelRef:
     load from `path` with local files only (never a download mid-job).
     """
 
-    kind: str  # "hf-encoder" or "nvembed": which loader builds it
+    kind: str  # "hf-encoder", "nvembed" or "probe" (costs nothing, for benchmarks): which loader builds it
     name: str  # what the user asked for, resolved ("minilm", "nvidia/NV-Embed-v2", a path)
     path: str  # local directory holding config.json, tokenizer files and weights
     revision: str  # hub commit or a sha256 of the weight files: what exactly produced the output

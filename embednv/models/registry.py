@@ -72,6 +72,10 @@ def load_encoder(ref: ModelRef, device: str, dtype: str, instruction: str):
         from embednv.models.nvembed import NVEmbedEncoder
 
         return NVEmbedEncoder(local_path(ref), device=device, dtype=dtype, instruction=instruction)
+    if ref.kind == "probe":
+        from embednv.models.probe import ProbeEncoder
+
+        return ProbeEncoder(local_path(ref))
     from embednv.models.hf_encoder import HFEncoder
 
     return HFEncoder(local_path(ref), device=device, dtype=dtype)
@@ -95,7 +99,10 @@ def _local_ref(name: str, path: str, max_tokens: int | None, revision: str | Non
         # The encoder's own limit: a checkpoint with a shorter context must get shorter windows.
         kind, dim, window = "nvembed", nv.output_dim, min(DEFAULT_MAX_TOKENS, nv.text.max_position_embeddings)
     else:
-        kind, dim, window = "hf-encoder", int(config["hidden_size"]), int(config.get("max_position_embeddings", 512))
+        from embednv.models.probe import PROBE_MODEL_TYPE
+
+        kind = "probe" if config.get("model_type") == PROBE_MODEL_TYPE else "hf-encoder"
+        dim, window = int(config["hidden_size"]), int(config.get("max_position_embeddings", 512))
     if max_tokens is not None and max_tokens > window:
         raise ModelError(f"--max-tokens {max_tokens} exceeds the model window of {window} tokens")
     return ModelRef(kind, name, path, revision or weights_digest(Path(path)), dim, max_tokens or window)
