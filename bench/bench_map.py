@@ -129,7 +129,8 @@ def child(
     from embednv.mapping.clusters import auto_clusters, fit_clusters
     from embednv.mapping.pca import auto_batch_size, reduce
     from embednv.mapping.reader import open_shards
-    from embednv.mapping.tsne import TSNEParams, embed
+    from embednv.mapping.tsne import embed
+    from embednv.mapping.tsne_params import TSNEParams
 
     emb_dir = workdir / f"emb-{n}-{dim}-{seed}"
     start = time.perf_counter()

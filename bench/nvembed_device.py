@@ -231,13 +231,14 @@ def embed_corpus(embedder, source: Path, text_column: str, out_dir: Path, second
     """The pipeline's stages in this process, in its order and window sizes, without Ray."""
     import pyarrow.parquet as pq
 
-    from embednv.assembler import ShardAssembler
-    from embednv.config import EmbedConfig
-    from embednv.embedding import EmbedWorker
-    from embednv.output import OutputDir
-    from embednv.readers import read_shards
-    from embednv.sources import plan_inputs
-    from embednv.tokenization import WINDOWS, tokenize_table
+    from embednv.embed.assemble import ShardAssembler
+    from embednv.embed.config import EmbedConfig
+    from embednv.embed.worker import EmbedWorker
+    from embednv.embed.output import OutputDir
+    from embednv.embed.read import read_shards
+    from embednv.embed.plan import plan_inputs
+    from embednv.columns import WINDOWS
+    from embednv.embed.tokenize import tokenize_table
 
     defaults = EmbedConfig(inputs=(), out="")
     plan = plan_inputs([str(source)], "note_id", text_column, defaults.rows_per_shard)
@@ -311,10 +312,10 @@ def cosine(embedder, texts: list[str], args) -> dict:
 
 def oom(embedder, texts: list[str], args) -> dict:
     """A long note whose batch of windows cannot fit under a memory cap is still embedded, by halving."""
-    from embednv.batching import plan_batches
-    from embednv.embedding import embed_notes
+    from embednv.embed.batching import plan_batches
+    from embednv.embed.worker import embed_notes
     from embednv.models.registry import prompt_suffix
-    from embednv.tokenization import NoteTokenizer
+    from embednv.embed.tokenize import NoteTokenizer
 
     hf = embedder.tokenizer.hf
     target, window = (2_000, 128) if args.dry_run else (32_000, OOM_WINDOW)
@@ -368,7 +369,7 @@ def run_map_stage(work: Path, args) -> dict:
     """`embednv.mapping` on synthetic unit vectors, with the best backend present here."""
     from bench.bench_map import write_synthetic
     from embednv.mapping.backends import cuml_status
-    from embednv.mapping.tsne import TSNEParams
+    from embednv.mapping.tsne_params import TSNEParams
 
     n, dim = (300, 64) if args.dry_run else (args.map_points, 4096)
     # One perplexity: the wide second scale is CPU-only and grows ~n^2 (docs/map.md). The dry run

@@ -28,8 +28,8 @@ from typing import Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from bench.common import MTSAMPLES, MTSAMPLES_TEXT, emit, log, mtsamples_path  # noqa: E402
-from embednv.batching import MicroBatch, padding_efficiency, plan_batches  # noqa: E402
-from embednv.config import DEFAULT_BATCH_TOKENS, EmbedConfig  # noqa: E402
+from embednv.embed.batching import MicroBatch, padding_efficiency, plan_batches  # noqa: E402
+from embednv.embed.config import DEFAULT_BATCH_TOKENS, EmbedConfig  # noqa: E402
 
 GOAL = 0.97
 FIXED = 32
@@ -38,7 +38,7 @@ FIXED = 32
 def note_windows(texts: Sequence[str | None]) -> list[list[int]]:
     """Per row, the token-window lengths the pipeline embeds (none for an empty row: an error row)."""
     from embednv.models.registry import resolve_model
-    from embednv.tokenization import cached_note_tokenizer
+    from embednv.embed.tokenize import cached_note_tokenizer
 
     tokenizer = cached_note_tokenizer(resolve_model("minilm", has_gpu=False), "")
     rows = [i for i, t in enumerate(texts) if t is not None and t.strip()]

@@ -134,8 +134,8 @@ def child(corpus: str, out: str, model: str) -> None:
     """The driver of one run: `run_embed` as the CLI calls it, with one torch thread in the actor."""
     import logging
 
-    from embednv.config import EmbedConfig
-    from embednv.pipeline import run_embed
+    from embednv.embed.config import EmbedConfig
+    from embednv.embed.run import run_embed
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     config = EmbedConfig(inputs=(corpus,), out=out, model=model, max_tokens=MAX_TOKENS, cpu_threads=ACTOR_THREADS)

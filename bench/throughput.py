@@ -120,8 +120,8 @@ class EmbednvSteps:
     """(d): embednv's tokenize and embed steps on this process's CPU, as its actor runs them, minus Ray."""
 
     def __init__(self, batch_tokens: int | None = None):
-        from embednv.config import DEFAULT_BATCH_TOKENS, EmbedConfig
-        from embednv.embedding import EmbedWorker
+        from embednv.embed.config import DEFAULT_BATCH_TOKENS, EmbedConfig
+        from embednv.embed.worker import EmbedWorker
         from embednv.models.registry import resolve_model
 
         self.ref = resolve_model("minilm", has_gpu=False)
@@ -134,9 +134,9 @@ class EmbednvSteps:
         import numpy as np
         import pyarrow as pa
 
-        from embednv.embedding import EMBEDDING
-        from embednv.readers import ERROR, TEXT
-        from embednv.tokenization import tokenize_table
+        from embednv.columns import EMBEDDING
+        from embednv.columns import ERROR, TEXT
+        from embednv.embed.tokenize import tokenize_table
 
         table = pa.table({"note_id": pa.array(range(len(texts)), pa.int64()), TEXT: pa.array(texts, pa.large_string()),
                           ERROR: pa.nulls(len(texts), pa.string())})
@@ -195,8 +195,9 @@ def steady_state(notes: Path, small: Path, workdir: Path, rounds: int) -> dict:
     """
     import ray
 
-    from embednv.config import EmbedConfig
-    from embednv.pipeline import init_ray, run_embed
+    from embednv.embed.config import EmbedConfig
+    from embednv.embed.ray_job import init_ray
+    from embednv.embed.run import run_embed
 
     started = time.perf_counter()
     init_ray()

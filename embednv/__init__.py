@@ -4,13 +4,15 @@ The Python API, each imported on first use so that `import embednv` (and `embedn
 stays instant:
 - `Embedder(model=...).encode(texts)`: texts to unit vectors in this process (`embednv.api`);
 - `run_embed(EmbedConfig(inputs=..., out=...))`: the `embednv embed` job itself, on Ray
-  (`embednv.pipeline`), returning its `RunSummary`.
+  (`embednv.embed.run`), returning its `RunSummary`;
+- `run_map(MapConfig(emb_dir=..., out_dir=...))`: the `embednv map` command (`embednv.mapping.run`).
 """
 
 __version__ = "0.1.0"
-__all__ = ["EmbedConfig", "Embedder", "__version__", "run_embed"]
+__all__ = ["EmbedConfig", "Embedder", "MapConfig", "__version__", "run_embed", "run_map"]
 
-_LAZY = {"Embedder": "embednv.api", "EmbedConfig": "embednv.config", "run_embed": "embednv.pipeline"}
+_LAZY = {"Embedder": "embednv.api", "EmbedConfig": "embednv.embed.config", "run_embed": "embednv.embed.run",
+         "MapConfig": "embednv.mapping.run", "run_map": "embednv.mapping.run"}
 
 
 def __getattr__(name: str):

@@ -15,7 +15,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from embednv.config import DEFAULT_BATCH_TOKENS, DType, Device
+from embednv.embed.config import DEFAULT_BATCH_TOKENS, DType, Device, check_device_and_dtype, default_dtype
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +64,9 @@ class Embedder:
         import torch
 
         from embednv.models import registry
-        from embednv.tokenization import cached_note_tokenizer
+        from embednv.embed.tokenize import cached_note_tokenizer
 
-        if device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"Invalid device: {device!r}. Valid: auto, cpu, cuda")
-        if dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise ValueError(f"Invalid dtype: {dtype!r}. Valid: auto, float32, bfloat16, float16")
+        check_device_and_dtype(device, dtype, prefix="")
         if task and instruction:
             raise ValueError("Give task or instruction, not both")
         if batch_tokens is not None and batch_tokens < 1:
@@ -77,7 +74,7 @@ class Embedder:
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("device='cuda', but torch sees no CUDA device")
-        self.dtype = ("bfloat16" if self.device == "cuda" else "float32") if dtype == "auto" else dtype
+        self.dtype = default_dtype(dtype, self.device)
         self.ref = registry.resolve_model(model, has_gpu=self.device == "cuda", max_tokens=max_tokens)
         if task:
             from embednv.models.nvembed import build_instruction
@@ -99,7 +96,7 @@ class Embedder:
         `errors="raise"` (the default), or gets a row of NaN with `errors="nan"`, so that one bad
         text in a large list does not discard the others' vectors.
         """
-        from embednv.embedding import embed_notes
+        from embednv.embed.worker import embed_notes
 
         if errors not in ERRORS:
             raise ValueError(f"Invalid errors: {errors!r}. Valid: {', '.join(ERRORS)}")

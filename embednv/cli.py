@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+from embednv.console import fail, setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Clinical notes to embeddings (NV-Embed-v2 on Ray) and a map of their cohorts.")
 log = logging.getLogger("embednv")
@@ -22,36 +23,6 @@ log = logging.getLogger("embednv")
 for _name, _value in {"RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                       "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "true"}.items():
     os.environ.setdefault(_name, _value)
-
-
-# Ray lines that every healthy run prints and that read like failures; shown with --debug.
-# Token authentication on a private instance is what we want, and progress bars are ours.
-QUIET_RAY_LOGGERS = ("ray._private.authentication.authentication_token_setup", "ray.data._internal.progress")
-
-
-def _setup_logging(debug: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="embednv: %(message)s", stream=sys.stderr, force=True)
-    for noisy in ("ray", "urllib3", "filelock", "transformers", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.INFO if debug else logging.WARNING)
-    if not debug:
-        for name in QUIET_RAY_LOGGERS:
-            logging.getLogger(name).setLevel(logging.ERROR)
-        from embednv.stderr_filter import drop_benign_ray_lines
-
-        drop_benign_ray_lines()
-
-
-def fail(error: BaseException, debug: bool) -> None:
-    """One clear line and exit code 2; the traceback only with --debug."""
-    cause = getattr(error, "cause", None) or error  # Ray wraps worker errors; show the worker's own
-    if debug:
-        raise error
-    known = type(cause).__name__ in ("InputError", "ModelError", "OutputConflict", "MapError") or isinstance(
-        cause, (ValueError, FileNotFoundError, ConnectionError)
-    )
-    message = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-    typer.echo(f"error: {message}" if known else f"error: {type(cause).__name__}: {message} (rerun with --debug for details)", err=True)
-    raise typer.Exit(2)
 
 
 @app.command()
@@ -80,14 +51,11 @@ def embed(
     debug: bool = typer.Option(False, help="Tracebacks and Ray's own logs."),
 ) -> None:
     """Embed notes into sharded Parquet: every input row ends up embedded or in _errors.parquet."""
-    _setup_logging(debug)
+    setup_logging(debug, uses_ray=True)
     try:
-        from embednv.config import EmbedConfig
+        from embednv.embed.config import EmbedConfig, check_device_and_dtype
 
-        if device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"Invalid --device {device!r}. Valid: auto, cpu, cuda")
-        if dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise ValueError(f"Invalid --dtype {dtype!r}. Valid: auto, float32, bfloat16, float16")
+        check_device_and_dtype(device, dtype)
         if task and instruction:
             raise ValueError("Give --task or --instruction, not both")
         if task:
@@ -103,7 +71,7 @@ def embed(
             skip_bad_files=skip_bad_files, allow_download=allow_download, debug=debug, cpu_threads=cpu_threads,
             address=address, log_every=log_every,
         )
-        from embednv.pipeline import run_embed
+        from embednv.embed.run import run_embed
 
         summary = run_embed(config)
     except (KeyboardInterrupt, typer.Exit):

@@ -21,7 +21,7 @@ def ray_local():
 
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
-    from embednv.pipeline import init_ray
+    from embednv.embed.ray_job import init_ray
 
     init_ray()  # applies embednv's DataContext settings to the running instance
     yield ray

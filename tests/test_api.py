@@ -13,9 +13,10 @@ from nvembed_fixtures import write_tiny_nvembed_checkpoint
 from test_nvembed import official_inputs, reference_embed
 
 from embednv import Embedder
-from embednv.embedding import EMBEDDING, N_CHUNKS, EmbedWorker
-from embednv.readers import ERROR, TEXT
-from embednv.tokenization import tokenize_table
+from embednv.columns import EMBEDDING, N_CHUNKS
+from embednv.embed.worker import EmbedWorker
+from embednv.columns import ERROR, TEXT
+from embednv.embed.tokenize import tokenize_table
 
 REPO = Path(__file__).resolve().parents[1]
 TEXTS = ["Chest pain radiating to the left arm.", "Follow up for type 2 diabetes, A1c 7.9.", "Knee effusion after a fall."]
@@ -92,9 +93,9 @@ def replace_encoder(embedder, monkeypatch, fits):
 
 
 def test_invalid_arguments_name_the_valid_ones():
-    with pytest.raises(ValueError, match="Invalid device: 'tpu'. Valid: auto, cpu, cuda"):
+    with pytest.raises(ValueError, match="Invalid device 'tpu'. Valid: auto, cpu, cuda"):
         Embedder(model="minilm", device="tpu")
-    with pytest.raises(ValueError, match="Invalid dtype: 'int8'"):
+    with pytest.raises(ValueError, match="Invalid dtype 'int8'"):
         Embedder(model="minilm", dtype="int8")
     with pytest.raises(ValueError, match="task or instruction, not both"):
         Embedder(model="minilm", task="specialty", instruction="Instruct: x\nQuery: ")

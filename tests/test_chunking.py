@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from embednv.chunking import combine_chunks, split_into_windows
+from embednv.embed.chunking import combine_chunks, split_into_windows
 
 
 def test_short_note_is_one_window_unchanged():

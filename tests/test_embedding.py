@@ -5,9 +5,10 @@ import pyarrow as pa
 import pytest
 
 from minilm_reference import direct_minilm
-from embednv.embedding import EMBEDDING, N_CHUNKS, EmbedWorker, embed_notes, embed_splitting
-from embednv.readers import ERROR, ROW, SHARD, TEXT
-from embednv.tokenization import tokenize_table
+from embednv.columns import EMBEDDING, N_CHUNKS
+from embednv.embed.worker import EmbedWorker, embed_notes, embed_splitting
+from embednv.columns import ERROR, ROW, SHARD, TEXT
+from embednv.embed.tokenize import tokenize_table
 
 TEXTS = ["Chest pain radiating to the left arm.", "Follow up for type 2 diabetes, A1c 7.9.", "Knee effusion after a fall."]
 
@@ -111,7 +112,7 @@ def test_cpu_worker_uses_its_cores_unless_told_otherwise(minilm):
     # Ray starts a num_cpus=1 actor with OMP_NUM_THREADS=1; the worker must override it.
     import torch
 
-    from embednv.embedding import usable_cpus
+    from embednv.runtime import usable_cpus
 
     before = torch.get_num_threads()
     try:

@@ -187,7 +187,7 @@ def test_pool_mask_skips_instruction_from_position_zero(tokenizer, encoder):
 
 
 def test_pipeline_tokenizer_matches_official_batch(checkpoint, tokenizer, encoder):
-    from embednv.tokenization import NoteTokenizer
+    from embednv.embed.tokenize import NoteTokenizer
 
     note_tokenizer = NoteTokenizer(tokenizer, DEFAULT_MAX_TOKENS, prefix=INSTRUCTION, suffix=tokenizer.eos_token)
     notes = note_tokenizer(NOTES)

@@ -27,7 +27,7 @@ from embednv.models.nvembed import (  # noqa: E402
     build_instruction,
     load_nvembed_tokenizer,
 )
-from embednv.tokenization import NoteTokenizer  # noqa: E402
+from embednv.embed.tokenize import NoteTokenizer  # noqa: E402
 
 BOS, EOS = 1, 2
 INSTRUCTIONS = {"no-instruction": "", "instruction": build_instruction("similar-notes")}
@@ -74,7 +74,7 @@ def tokenizer(checkpoint):
 
 
 def note_tokenizer(tokenizer, instruction: str, max_tokens: int = DEFAULT_MAX_TOKENS, **kwargs) -> NoteTokenizer:
-    """As `embednv.tokenization.cached_note_tokenizer` builds it for NV-Embed."""
+    """As `embednv.embed.tokenize.cached_note_tokenizer` builds it for NV-Embed."""
     return NoteTokenizer(tokenizer, max_tokens, prefix=instruction, suffix=tokenizer.eos_token, **kwargs)
 
 

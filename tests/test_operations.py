@@ -13,7 +13,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from embednv.progress import Progress, format_seconds
+from embednv.embed.progress import Progress, format_seconds
 from embednv.sample_corpus import write_sample_corpus
 
 EMBEDNV = [sys.executable, "-m", "embednv.cli"]

@@ -2,7 +2,6 @@
 
 import json
 import os
-from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -11,8 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from minilm_reference import direct_minilm
-from embednv.config import EmbedConfig
-from embednv.pipeline import OutputConflict, run_embed
+from embednv.embed.config import EmbedConfig
+from embednv.embed.run import run_embed
+from embednv.errors import OutputConflict
 from embednv.sample_corpus import write_sample_corpus
 
 BAD_ROWS = [(9001, None), (9002, "   "), (None, "orphan note"), (3, "a duplicate of note 3")]
@@ -139,8 +139,8 @@ def test_int32_ids_keep_their_type(ray_local, tmp_path):
 
 def test_one_read_task_per_parquet_shard_and_per_text_file(tmp_path):
     # read_datasource gets override_num_blocks=num_tasks(): it must match the tasks made.
-    from embednv.pipeline import NotesDatasource
-    from embednv.sources import plan_inputs
+    from embednv.embed.ray_job import NotesDatasource
+    from embednv.embed.plan import plan_inputs
 
     pq.write_table(pa.table({"note_id": range(5), "text": ["a"] * 5}), tmp_path / "a.parquet", row_group_size=2)
     (tmp_path / "b.csv").write_text("note_id,text\n" + "".join(f"{i},b\n" for i in range(10, 15)))

@@ -16,8 +16,8 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from embednv.config import EmbedConfig
-from embednv.pipeline import run_embed
+from embednv.embed.config import EmbedConfig
+from embednv.embed.run import run_embed
 from embednv.sample_corpus import write_sample_corpus
 
 ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}

@@ -10,11 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from minilm_reference import direct_minilm
-from embednv.batching import padding_efficiency, plan_batches
-from embednv.config import DEFAULT_BATCH_TOKENS, EmbedConfig
+from embednv.embed.batching import padding_efficiency, plan_batches
+from embednv.embed.config import DEFAULT_BATCH_TOKENS, EmbedConfig
 from embednv.models.registry import resolve_model
-from embednv.pipeline import run_embed
-from embednv.tokenization import cached_note_tokenizer
+from embednv.embed.run import run_embed
+from embednv.embed.tokenize import cached_note_tokenizer
 
 
 def test_padding_efficiency_on_all_of_mtsamples(mtsamples_path):

@@ -6,8 +6,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from embednv.readers import ERROR, ROW, SHARD, TEXT, read_shards
-from embednv.sources import InputError, expand_inputs, plan_inputs
+from embednv.columns import ERROR, ROW, SHARD, TEXT
+from embednv.embed.read import read_shards
+from embednv.embed.plan import expand_inputs, plan_inputs
+from embednv.errors import InputError
 
 
 def write_parquet(path, ids, texts, id_type=pa.int64()):

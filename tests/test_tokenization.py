@@ -2,9 +2,10 @@
 
 import pyarrow as pa
 
-from embednv import tokenization
-from embednv.readers import ERROR, TEXT
-from embednv.tokenization import N_TOKENS, WINDOWS, tokenize_table
+from embednv.embed import tokenize as tokenization
+from embednv.columns import ERROR, TEXT
+from embednv.columns import NOTE_TOKENS, WINDOWS
+from embednv.embed.tokenize import tokenize_table
 
 
 def test_tokenizing_in_slices_equals_one_call(minilm, monkeypatch):
@@ -18,5 +19,5 @@ def test_tokenizing_in_slices_equals_one_call(minilm, monkeypatch):
     sliced = tokenize_table(table, ref, "")
 
     assert sliced.equals(whole)
-    assert sliced.column(N_TOKENS).to_pylist()[0] == 0 and sliced.column(WINDOWS).to_pylist()[0] == []
+    assert sliced.column(NOTE_TOKENS).to_pylist()[0] == 0 and sliced.column(WINDOWS).to_pylist()[0] == []
     assert tokenize_table(table.slice(0, 0), ref, "").schema == whole.schema

@@ -7,15 +7,17 @@ embedding id column. Only the id and the requested columns are read.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pyarrow as pa
 
-from embednv.mapping.errors import MapError
+from embednv.errors import MapError
+from embednv.io import FORMATS, filesystem_and_path, format_of
 
 log = logging.getLogger(__name__)
 
-FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "json", ".ndjson": "json", ".json": "json"}
+DATASET_FORMATS = {"parquet": "parquet", "csv": "csv", "jsonl": "json"}  # embednv's names -> pyarrow.dataset's
 
 
 def read_columns(path: str | Path, id_column: str, columns: list[str]) -> pa.Table:
@@ -31,14 +33,17 @@ def check_columns(path: str | Path, id_column: str, columns: list[str]) -> None:
 
 def _open(path: str | Path, id_column: str, columns: list[str]):
     import pyarrow.dataset as ds
+    from pyarrow import fs
 
-    path = Path(path)
-    if not path.exists():
+    filesystem, inner = filesystem_and_path(str(path))
+    kind = filesystem.get_file_info(inner).type
+    if kind == fs.FileType.NotFound:
         raise MapError(f"Input not found: {path}")
-    fmt = "parquet" if path.is_dir() else FORMATS.get(path.suffix.lower())
+    fmt = "parquet" if kind == fs.FileType.Directory else format_of(inner)
     if fmt is None:
-        raise MapError(f"Unknown input format {path.suffix!r} for {path}. Valid: {', '.join(sorted(FORMATS))}")
-    dataset = ds.dataset(path, format=fmt)
+        suffix = os.path.splitext(inner)[1]
+        raise MapError(f"Unknown input format {suffix!r} for {path}. Valid: {', '.join(sorted(FORMATS))}")
+    dataset = ds.dataset(inner, format=DATASET_FORMATS[fmt], filesystem=filesystem)
     wanted = [id_column, *dict.fromkeys(c for c in columns if c != id_column)]
     missing = [c for c in wanted if c not in dataset.schema.names]
     if missing:

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from embednv.mapping.errors import BackendUnavailable, MapError
+from embednv.errors import BackendUnavailable, MapError
 
 if TYPE_CHECKING:
-    from embednv.mapping.tsne import TSNEParams
+    from embednv.mapping.tsne_params import TSNEParams
 
 log = logging.getLogger(__name__)
 

@@ -6,19 +6,19 @@ instant; the mapping code (numpy, scikit-learn, openTSNE, plotly) loads when the
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from embednv.console import fail, setup_logging
 
 BACKEND_CHOICES = ("auto", "cuml", "cpu")
 MULTISCALE_CHOICES = {"auto": "auto", "on": True, "off": False}
 
 
 def map_command(
-    emb_dir: Annotated[str, typer.Argument(help="Embedding directory (part-*.parquet shards from `embednv embed`): a path or file:// URI.")],
+    emb_dir: Annotated[str, typer.Argument(help="Embedding directory (part-*.parquet shards from `embednv embed`): a local path or an s3://, gs:// or file:// URI.")],
     out: Annotated[
         Path,
         typer.Option("--out", "-o", help="Map directory to write (map.parquet, clusters, map.png, map.html, metrics)."),
@@ -60,19 +60,17 @@ def map_command(
     debug: Annotated[bool, typer.Option("--debug", help="Debug logging and full tracebacks.")] = False,
 ) -> None:
     """Map note embeddings: PCA, k-means cohorts, t-SNE, cluster terms, PNG and offline HTML."""
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(debug)
     try:
         from embednv.mapping.run import MapConfig, run_map
-        from embednv.mapping.tsne import TSNEParams
+        from embednv.mapping.tsne_params import TSNEParams
 
         if backend not in BACKEND_CHOICES:
             raise ValueError(f"Invalid --backend {backend!r}. Valid: {', '.join(BACKEND_CHOICES)}")
         if multiscale not in MULTISCALE_CHOICES:
             raise ValueError(f"Invalid --multiscale {multiscale!r}. Valid: {', '.join(MULTISCALE_CHOICES)}")
         config = MapConfig(
-            emb_dir=_local_path(emb_dir, "EMB_DIR"),
+            emb_dir=emb_dir,
             out_dir=out,
             clusters=_auto_or(clusters, int, "--clusters"),
             tsne=TSNEParams(
@@ -80,29 +78,19 @@ def map_command(
             ),
             backend=backend,
             seed=seed,
-            texts=_local_path(texts, "--texts") if texts else None,
+            texts=texts,
             text_column=text_column,
-            labels=_local_path(labels, "--labels") if labels else None,
+            labels=labels,
             labels_column=labels_column,
             show_text=show_text,
             overwrite=overwrite,
         )
         result = run_map(config)
-    except Exception as e:  # one line and exit 2; the traceback only with --debug
-        if debug:
-            raise
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        raise typer.Exit(2) from None
+    except (KeyboardInterrupt, typer.Exit):
+        raise
+    except Exception as error:  # noqa: BLE001 - the edge: one line for the user
+        fail(error, debug)
     typer.echo(f"map of {result.n:,} notes ({result.k} clusters, {result.backend}) written to {result.out_dir}")
-
-
-def _local_path(value: str, name: str) -> Path:
-    """A local path or a file:// URI, as `embednv embed --out` accepts; other filesystems are not read yet."""
-    if value.startswith("file://"):
-        return Path(value[len("file://") :])
-    if "://" in value:
-        raise ValueError(f"Invalid {name} {value!r}: embednv map reads local paths and file:// URIs")
-    return Path(value)
 
 
 def _auto_or(value: str, kind: type, option: str):
@@ -113,11 +101,3 @@ def _auto_or(value: str, kind: type, option: str):
     except ValueError:
         what = "an integer" if kind is int else "a number"
         raise ValueError(f"Invalid {option} {value!r}: expected 'auto' or {what}") from None
-
-
-def _one_line(e: Exception) -> str:
-    from embednv.mapping.errors import MapError
-
-    message = " ".join(str(e).split()) or type(e).__name__
-    # Our own errors are written for users; anything else gets its type so it can be searched.
-    return message if isinstance(e, (MapError, ValueError)) else f"{type(e).__name__}: {message}"

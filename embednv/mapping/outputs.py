@@ -11,14 +11,13 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+
+from embednv.io import atomic_path
 
 MAP_FILE = "map.parquet"
 CLUSTERS_FILE = "clusters.parquet"
@@ -28,17 +27,6 @@ HTML_FILE = "map.html"
 METRICS_FILE = "metrics.json"
 MANIFEST_FILE = "_manifest.json"
 OUTPUT_FILES = (MANIFEST_FILE, MAP_FILE, CLUSTERS_FILE, CLUSTERS_MD, PNG_FILE, HTML_FILE, METRICS_FILE)
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temp path beside `path`; rename it over `path` only if the block succeeds."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_json(path: Path, obj: dict) -> None:

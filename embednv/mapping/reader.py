@@ -1,6 +1,7 @@
 """Stream the embedding shards written by the pipeline, one record batch at a time.
 
-An embedding directory holds `part-*.parquet` shards with an id column, `embedding`
+An embedding directory (a local path or an `s3://`, `gs://` or `file://` URI) holds
+`part-*.parquet` shards with an id column, `embedding`
 (`fixed_size_list<float32>[dim]`), `n_tokens` and `n_chunks`. The id column is named in
 `_manifest.json` (`"id_column"`); without a manifest it is the first other column. Shards are
 read in name order, so every pass over them yields the rows in the same order.
@@ -12,21 +13,17 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from embednv.mapping.errors import MapError
+from embednv.columns import EMBEDDING, OUTPUT_VALUE_COLUMNS
+from embednv.errors import MapError
+from embednv.io import filesystem_and_path
 
 log = logging.getLogger(__name__)
 
-EMBEDDING_COLUMN = "embedding"
-N_TOKENS_COLUMN = "n_tokens"
-N_CHUNKS_COLUMN = "n_chunks"
-NON_ID_COLUMNS = (EMBEDDING_COLUMN, N_TOKENS_COLUMN, N_CHUNKS_COLUMN)
 SHARD_GLOB = "part-*.parquet"
-MANIFEST_NAME = "_manifest.json"
 READ_BUFFER_BYTES = 8 << 20
 
 
@@ -34,49 +31,75 @@ READ_BUFFER_BYTES = 8 << 20
 class ShardSet:
     """The shards of one embedding directory and what their schema says."""
 
-    paths: tuple[Path, ...]
+    paths: tuple[str, ...]  # paths inside `filesystem`
     id_column: str
     dim: int
     n_rows: int  # from the Parquet footers, before reading any data
+    filesystem: object = None  # a pyarrow FileSystem; None = local
+
+    def open(self, path: str, **kwargs):
+        """A pyarrow ParquetFile for one of `paths`."""
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(self.filesystem.open_input_file(path) if self.filesystem else path, **kwargs)
 
 
-def open_shards(emb_dir: str | Path) -> ShardSet:
+def open_shards(emb_dir: str) -> ShardSet:
     """Find the shards, the id column and the embedding width; fail early if any is missing."""
-    import pyarrow.parquet as pq
+    import fnmatch
 
-    emb_dir = Path(emb_dir)
-    if not emb_dir.is_dir():
+    from pyarrow import fs
+
+    from embednv.embed.output import MANIFEST
+
+    filesystem, root = filesystem_and_path(str(emb_dir))
+    if filesystem.get_file_info(root).type != fs.FileType.Directory:
         raise MapError(f"Embedding directory not found: {emb_dir}")
-    paths = tuple(sorted(emb_dir.glob(SHARD_GLOB)))
+    listing = filesystem.get_file_info(fs.FileSelector(root))
+    paths = tuple(sorted(i.path for i in listing if i.type == fs.FileType.File and fnmatch.fnmatch(i.base_name, SHARD_GLOB)))
     if not paths:
         raise MapError(f"No {SHARD_GLOB} shards in {emb_dir}")
-    schema = pq.read_schema(paths[0])
-    if EMBEDDING_COLUMN not in schema.names:
-        raise MapError(f"{paths[0].name} has no {EMBEDDING_COLUMN!r} column; columns: {schema.names}")
-    id_column = _id_column(emb_dir, schema.names)
-    emb_type = schema.field(EMBEDDING_COLUMN).type
+    shards = ShardSet(paths, "", 0, 0, filesystem)
+    schema = shards.open(paths[0]).schema_arrow
+    if EMBEDDING not in schema.names:
+        raise MapError(f"{_name(paths[0])} has no {EMBEDDING!r} column; columns: {schema.names}")
+    manifest = f"{root.rstrip('/')}/{MANIFEST}"
+    with_manifest = filesystem.get_file_info(manifest).type == fs.FileType.File
+    id_column = _id_column(emb_dir, schema.names, _read_json(filesystem, manifest) if with_manifest else None)
+    emb_type = schema.field(EMBEDDING).type
     if pa.types.is_fixed_size_list(emb_type):
         dim = emb_type.list_size
     elif pa.types.is_list(emb_type) or pa.types.is_large_list(emb_type):
         # Variable-length lists are tolerated (older writers); the width is that of the first row.
-        first = next(pq.ParquetFile(paths[0]).iter_batches(batch_size=1, columns=[EMBEDDING_COLUMN]))
+        first = next(shards.open(paths[0]).iter_batches(batch_size=1, columns=[EMBEDDING]))
         dim = len(first.column(0)[0])
     else:
-        raise MapError(f"{EMBEDDING_COLUMN!r} must be a list of floats, got {emb_type}")
-    n_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+        raise MapError(f"{EMBEDDING!r} must be a list of floats, got {emb_type}")
+    n_rows = sum(shards.open(p).metadata.num_rows for p in paths)
     log.info("%d shards, %d rows, dim %d, id column %r", len(paths), n_rows, dim, id_column)
-    return ShardSet(paths=paths, id_column=id_column, dim=dim, n_rows=n_rows)
+    return ShardSet(paths=paths, id_column=id_column, dim=dim, n_rows=n_rows, filesystem=filesystem)
 
 
-def _id_column(emb_dir: Path, names: list[str]) -> str:
-    manifest = emb_dir / MANIFEST_NAME
-    if manifest.exists():
-        name = json.loads(manifest.read_text()).get("id_column")
+def _read_json(filesystem, path: str) -> dict:
+    with filesystem.open_input_stream(path) as stream:
+        return json.loads(stream.read().decode())
+
+
+def _name(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
+def _id_column(emb_dir: str, names: list[str], manifest: dict | None) -> str:
+    """The id column the manifest names; without a manifest, the first column that is not an output value."""
+    from embednv.embed.output import MANIFEST
+
+    if manifest is not None:
+        name = manifest.get("id_column")
         if name is not None:
             if name not in names:
-                raise MapError(f"{MANIFEST_NAME} names id column {name!r}, shards have {names}")
+                raise MapError(f"{MANIFEST} names id column {name!r}, shards have {names}")
             return name
-    candidates = [c for c in names if c not in NON_ID_COLUMNS]
+    candidates = [c for c in names if c not in OUTPUT_VALUE_COLUMNS]
     if not candidates:
         raise MapError(f"No id column in shards of {emb_dir}: columns are {names}")
     return candidates[0]
@@ -90,26 +113,24 @@ def iter_batches(
     Only one batch of at most `batch_size` rows is decoded at a time, so memory does not
     grow with the number of rows.
     """
-    import pyarrow.parquet as pq
-
-    columns = [shards.id_column, EMBEDDING_COLUMN] if with_ids else [EMBEDDING_COLUMN]
+    columns = [shards.id_column, EMBEDDING] if with_ids else [EMBEDDING]
     for path in shards.paths:
         # A buffered stream decodes pages as batches need them; without it a row group's whole
         # column chunk is read first (1.1 GB for one 50k x 4096 row group, 0.33 GB with it).
-        shard = pq.ParquetFile(path, buffer_size=READ_BUFFER_BYTES)
+        shard = shards.open(path, buffer_size=READ_BUFFER_BYTES)
         # One iter_batches call per row group: a single call over the whole file kept every
         # earlier row group's buffers allocated (pyarrow 26: +160 MB per 10k x 4096 group, so a
         # 50k-row shard peaked at 1 GB); per group it stays at one group's worth (~0.3 GB).
         for group in range(shard.num_row_groups):
             for batch in shard.iter_batches(batch_size=batch_size, columns=columns, row_groups=[group]):
-                vectors = unit_vectors(batch.column(EMBEDDING_COLUMN), shards.dim, path)
+                vectors = unit_vectors(batch.column(EMBEDDING), shards.dim, path)
                 yield (batch.column(shards.id_column) if with_ids else None), vectors
 
 
-def unit_vectors(column: pa.Array, dim: int, source: Path | str = "?") -> np.ndarray:
+def unit_vectors(column: pa.Array, dim: int, source: str = "?") -> np.ndarray:
     """L2-normalise a list<float> column into a `(b, dim)` float32 array."""
     if column.null_count:
-        raise MapError(f"{source}: {column.null_count} rows have a null {EMBEDDING_COLUMN!r}")
+        raise MapError(f"{source}: {column.null_count} rows have a null {EMBEDDING!r}")
     flat = column.flatten().to_numpy(zero_copy_only=False)  # flatten() honours slice offsets
     if flat.size != len(column) * dim:
         raise MapError(f"{source}: embeddings are not all {dim}-dimensional")

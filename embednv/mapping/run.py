@@ -8,7 +8,6 @@ texts  --terms--> cluster names;  labels --metrics--> NMI/ARI, composition
 from __future__ import annotations
 
 import logging
-import platform
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -16,8 +15,9 @@ from pathlib import Path
 from typing import Literal
 
 from embednv.mapping import outputs as out
-from embednv.mapping.errors import MapError
-from embednv.mapping.tsne import TSNEParams
+from embednv.errors import MapError
+from embednv.mapping.tsne_params import TSNEParams
+from embednv.runtime import library_versions
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +28,15 @@ MIN_POINTS = 10  # below this, clusters and neighbourhoods say nothing
 class MapConfig:
     """What `embednv map` was asked to do; every field is recorded in the manifest."""
 
-    emb_dir: Path  # directory of part-*.parquet embedding shards
+    emb_dir: str | Path  # directory of part-*.parquet embedding shards: a path or an s3://, gs://, file:// URI
     out_dir: Path  # MAP_DIR; must be empty or absent unless overwrite
     clusters: int | Literal["auto"] = "auto"  # k; "auto" = clamp(round(sqrt(n/2)), 2, 50)
     tsne: TSNEParams = field(default_factory=TSNEParams)
     backend: str = "auto"  # auto|cuml|cpu
     seed: int = 0  # one seed for k-means, t-SNE and metric samples: same inputs, same map
-    texts: Path | None = None  # notes file (Parquet/CSV/JSONL) with the id column and text
+    texts: str | Path | None = None  # notes file (a path or URI) (Parquet/CSV/JSONL) with the id column and text
     text_column: str = "text"
-    labels: Path | None = None  # file with known labels; defaults to `texts`
+    labels: str | Path | None = None  # file with known labels; defaults to `texts`
     labels_column: str | None = None  # e.g. "medical_specialty": NMI/ARI and composition
     show_text: bool = False  # put note text in map.html hovers (PHI: off unless asked)
     overwrite: bool = False  # replace map files already in out_dir
@@ -71,11 +71,11 @@ def run_map(config: MapConfig) -> MapResult:
     shards = open_shards(config.emb_dir)
     if shards.n_rows < MIN_POINTS:
         raise MapError(f"{config.emb_dir} holds {shards.n_rows} embeddings; a map needs at least {MIN_POINTS}")
-    wanted: dict[Path, list[str]] = {}  # annotation file -> columns to read from it
+    wanted: dict[str, list[str]] = {}  # annotation file -> columns to read from it
     if config.texts:
-        wanted.setdefault(Path(config.texts), []).append(config.text_column)
+        wanted.setdefault(str(config.texts), []).append(config.text_column)
     if config.labels_column:
-        wanted.setdefault(Path(labels_path), []).append(config.labels_column)
+        wanted.setdefault(str(labels_path), []).append(config.labels_column)
     for path, columns in wanted.items():
         annotations.check_columns(path, shards.id_column, columns)
     if config.clusters != "auto" and not 2 <= int(config.clusters) <= shards.n_rows:
@@ -97,9 +97,9 @@ def run_map(config: MapConfig) -> MapResult:
     with _phase("annotations", timings):
         for path, columns in wanted.items():
             table = annotations.read_columns(path, shards.id_column, columns)
-            if config.texts and path == Path(config.texts):
+            if config.texts and path == str(config.texts):
                 texts = annotations.align(ids, table, shards.id_column, config.text_column, path).to_pylist()
-            if config.labels_column and path == Path(labels_path):
+            if config.labels_column and path == str(labels_path):
                 known = annotations.align(ids, table, shards.id_column, config.labels_column, path).to_pylist()
     if texts is not None:
         with _phase("terms", timings):
@@ -149,7 +149,7 @@ def run_map(config: MapConfig) -> MapResult:
         "tool": "embednv map",
         "inputs": {
             "emb_dir": str(config.emb_dir),
-            "shards": [p.name for p in shards.paths],
+            "shards": [p.rsplit("/", 1)[-1] for p in shards.paths],
             "id_column": shards.id_column,
             "dim": shards.dim,
             "texts": str(config.texts) if config.texts else None,
@@ -170,7 +170,7 @@ def run_map(config: MapConfig) -> MapResult:
         "tsne": asdict(tsne_params),
         "render": {"png": drawn, "html": "plotly scattergl, plotly.js inlined", "show_text": config.show_text},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "versions": _versions(backend.name),
+        "versions": library_versions(),
     }
     out.write_json(out_dir / out.MANIFEST_FILE, manifest)
     log.info("map of %d notes written to %s in %.1f s", n, out_dir, sum(timings.values()))
@@ -201,17 +201,3 @@ def _phase(name: str, timings: dict[str, float]):
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
-
-
-def _versions(backend: str) -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    packages = ["embednv", "numpy", "pyarrow", "scikit-learn", "openTSNE", "plotly", "matplotlib", "datashader"]
-    packages += ["cuml", "cupy"] if backend == "cuml" else []
-    found = {"python": platform.python_version()}
-    for name in packages:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from embednv.mapping.tsne import TSNEParams
+from embednv.mapping.tsne_params import TSNEParams
 
 TOPIC_WORDS = {
     "cardiology": ["cardiac", "atrial", "fibrillation", "stent", "angiography", "ventricular"],

@@ -4,7 +4,7 @@ import pyarrow as pa
 import pytest
 
 from embednv.mapping.annotations import align, check_columns, read_columns
-from embednv.mapping.errors import MapError
+from embednv.errors import MapError
 
 ROWS = [
     {"note_id": 3, "text": "three", "dept": "a"},

@@ -3,7 +3,7 @@ import logging
 import pytest
 
 from embednv.mapping import backends
-from embednv.mapping.errors import BackendUnavailable, MapError
+from embednv.errors import BackendUnavailable, MapError
 
 
 @pytest.mark.skipif(backends.cuml_status()[0], reason="cuML and a GPU are present: auto picks cuml")
@@ -68,7 +68,7 @@ def _fake_cuml(monkeypatch, tsne_class):
 def test_cuml_tsne_gets_our_parameters_with_adaptive_mode_off(monkeypatch, iter_name):
     import numpy as np
 
-    from embednv.mapping.tsne import TSNEParams
+    from embednv.mapping.tsne_params import TSNEParams
 
     seen = {}
 

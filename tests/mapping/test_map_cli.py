@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from embednv.mapping import run as run_module
 from embednv.mapping.cli import map_command
-from embednv.mapping.errors import MapError
+from embednv.errors import MapError
 
 app = typer.Typer()
 app.command("map")(map_command)
@@ -29,7 +29,8 @@ def _invoke(*args):
 
 
 def _error_line(result) -> str:
-    lines = result.output.strip().splitlines()
+    """The one line that is not progress logging (`embednv: ...`)."""
+    lines = [line for line in result.output.strip().splitlines() if not line.startswith("embednv: ")]
     assert len(lines) == 1, result.output
     assert "Traceback" not in result.output
     return lines[0]

@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from embednv.mapping.errors import MapError
+from embednv.errors import MapError
 from embednv.mapping.reader import iter_batches, open_shards, unit_vectors
 
 

@@ -3,7 +3,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from embednv.mapping.tsne import TSNEParams, cpu_count, pca_init
+from embednv.mapping.tsne import pca_init
+from embednv.mapping.tsne_params import TSNEParams
+from embednv.runtime import usable_cpus
 
 
 def test_defaults_for_a_mid_sized_map_follow_kobak_berens_and_belkina():
@@ -15,7 +17,7 @@ def test_defaults_for_a_mid_sized_map_follow_kobak_berens_and_belkina():
     assert p.multiscale is True
     assert p.perplexities == (30, 500)  # [30, n/100]
     assert p.init_std == 1e-4
-    assert p.n_jobs == cpu_count()
+    assert p.n_jobs == usable_cpus()
 
 
 def test_multiscale_only_up_to_100k_and_when_n_over_100_exceeds_perplexity():

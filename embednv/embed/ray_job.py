@@ -1,14 +1,11 @@
-"""The embedding job on Ray Data: read -> check -> tokenize (CPU) -> embed (actor per GPU) -> shards.
+"""The Ray wiring of an embedding run: connect, read -> tokenize -> embed on an actor pool, stream back.
 
-This is the only module that imports `ray`. The stages themselves (`readers`, `tokenization`,
-`embedding`, `assembler`) are plain functions and classes on pyarrow tables.
-
-Flow: `plan_inputs` checks every file and cuts the corpus into shards on the driver (fail fast,
-before any GPU work); a Ray `Datasource` reads the pending shards; tokenization is fused into
-the read tasks, which also cut the stream into blocks of one window (`window_rows` rows); an
-actor pool embeds one window per task, so each window's vectors reach the driver as soon as it
-is done; the driver writes each shard the moment its last row is back (`_stream`, with
-`progress.Progress` saying how far it is). A rerun skips finished shards.
+This is the only module that imports `ray`; the policy around it (planning, resume, summary)
+is `embednv.embed.run`. Flow: a Ray `Datasource` reads the pending shards; tokenization is
+fused into the read tasks, which also cut the stream into blocks of one window (`window_rows`
+rows); an actor pool embeds one window per task, so each window's vectors reach the driver as
+soon as it is done; the driver hands every block to the `ShardAssembler`, which writes each
+shard the moment its last row is back (`progress.Progress` says how far it is).
 """
 
 from __future__ import annotations
@@ -19,7 +16,6 @@ import os
 import socket
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 
 import pyarrow.compute as pc
 import ray
@@ -27,49 +23,16 @@ import ray.data
 from ray.data import Datasource, ReadTask
 from ray.data.block import BlockMetadata
 
-from embednv.config import DEFAULT_BATCH_TOKENS, EmbedConfig
-from embednv.embedding import N_TOKENS_OUT, EmbedWorker
-from embednv.manifest import build_manifest, changed_fields, fingerprint, fingerprint_fields, now
-from embednv.models.registry import resolve_model
-from embednv.output import ERROR_PARTS, ERRORS, MANIFEST, SUCCESS, OutputDir
-from embednv.progress import Progress
-from embednv.readers import ERROR
-from embednv.sources import InputPlan, Shard, plan_inputs
+from embednv.columns import ERROR, N_TOKENS
+from embednv.embed.assemble import ShardAssembler
+from embednv.embed.config import EmbedConfig
+from embednv.embed.inputs import InputPlan, Shard
+from embednv.embed.progress import Progress
+from embednv.embed.worker import EmbedWorker
+from embednv.errors import ClusterUnreachable
+from embednv.models.base import ModelRef
 
 log = logging.getLogger(__name__)
-
-
-class OutputConflict(ValueError):
-    """The output directory holds another run's results."""
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    out: str
-    already_complete: bool
-    rows_in: int
-    embedded: int
-    errored: int
-    tokens: int
-    padding_efficiency: float
-    seconds: float
-    processed: int  # notes that went through the model in this run (0 when already complete)
-    processed_tokens: int
-
-    def line(self) -> str:
-        if self.already_complete:
-            return f"{self.out} is already complete ({self.embedded:,} notes embedded, {self.errored:,} errors): nothing to do"
-        rate = self.processed / self.seconds if self.seconds else 0.0
-        token_rate = self.processed_tokens / self.seconds if self.seconds else 0.0
-        return (
-            f"embedded {self.embedded:,} of {self.rows_in:,} notes ({self.errored:,} errors) | "
-            f"{self.tokens:,} tokens | {rate:,.1f} notes/s | {token_rate:,.0f} tokens/s | "
-            f"padding efficiency {self.padding_efficiency:.3f} | output {self.out}"
-        )
-
-
-class ClusterUnreachable(ConnectionError):
-    """The Ray address given (flag or RAY_ADDRESS) does not answer."""
 
 
 CONNECT_TIMEOUT_S = 30.0
@@ -137,90 +100,20 @@ def reachable_address(address: str) -> str:
             time.sleep(1.0)
 
 
-def run_embed(config: EmbedConfig) -> RunSummary:
-    started = time.time()
-    # Check every input before starting Ray or loading a model: a bad file fails in seconds.
-    plan = plan_inputs(list(config.inputs), config.id_column, config.text_column, config.rows_per_shard, config.skip_bad_files)
-    init_ray(config.debug, config.address)
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    # An autoscaling cluster may have no GPU node yet: asking for GPUs is enough to wait for one.
-    wants_gpus = bool(gpus or config.num_gpus or config.max_gpus)
-    device = config.device if config.device != "auto" else ("cuda" if wants_gpus else "cpu")
-    if device == "cuda" and not wants_gpus:
-        raise ValueError("--device cuda, but the Ray cluster has no GPU (on an autoscaling cluster, pass --num-gpus or --max-gpus)")
-    ref = resolve_model(config.model, has_gpu=device == "cuda", max_tokens=config.max_tokens, allow_download=config.allow_download)
-    dtype = config.dtype if config.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
-    batch_tokens = config.batch_tokens or DEFAULT_BATCH_TOKENS[device]
-
-    out = OutputDir(config.out)
-    fields = fingerprint_fields(config, ref, plan, dtype)
-    if _prepare_output(out, fields, config.overwrite):
-        return _summarise(out, plan, started, processed=0, processed_tokens=0, already_complete=True)
-    out.remove_stale_temporaries()
-    finished = out.finished_shards()
-    pending = [s for s in plan.shards if s.index not in finished]
-    if finished:
-        log.info("resuming: %d of %d shards already written", len(plan.shards) - len(pending), len(plan.shards))
-    manifest = build_manifest(config, ref, plan, device, dtype, batch_tokens, fields)
-    out.write_text(MANIFEST, _json(manifest))
-
-    from embednv.assembler import ShardAssembler
-
-    assembler = ShardAssembler(plan, out, config.id_column, ref.dim)
-    if pending:
-        actors = _actor_pool_size(config, device, gpus)
-        pending_rows = sum(s.n_rows for s in pending)
-        log.info(
-            "%s rows in %d file%s -> %d shards (%d to write, %s rows) | model %s (%d-d) on %s, %s | %s embedding actor%s",
-            f"{plan.n_rows:,}", len(plan.files), "" if len(plan.files) == 1 else "s", len(plan.shards), len(pending),
-            f"{pending_rows:,}", ref.name, ref.dim, device, dtype,
-            "-".join(map(str, actors)) if isinstance(actors, tuple) else actors, "" if actors == 1 else "s",
-        )
-        events = _events_queue()
-        dataset = _build_dataset(config, ref, plan, pending, device, dtype, batch_tokens, actors, events)
-        progress = Progress(pending_rows, len(plan.shards), len(finished), config.log_every, poll_events=lambda: _drain(events))
-        _stream(dataset, assembler, progress)
-    lost = assembler.incomplete()
-    if lost:  # a bug, never a silent loss: say exactly which shards are short
-        raise RuntimeError(f"rows missing from shards (arrived, expected): {lost}")
-
-    processed = sum(s["rows"] for s in assembler.written)
-    summary = _summarise(out, plan, started, processed, sum(s["window_tokens"] for s in assembler.written))
-    _combine_errors(out, assembler)
-    manifest.update(
-        status="complete", rows_embedded=summary.embedded, rows_errored=summary.errored, tokens=summary.tokens,
-        padding_efficiency=round(summary.padding_efficiency, 4), finished_at=now(), seconds_this_run=round(summary.seconds, 2),
-        notes_per_second=round(processed / summary.seconds, 2) if summary.seconds else None,
-    )
-    out.write_text(MANIFEST, _json(manifest))
-    out.write_text(SUCCESS, "")
-    return summary
+def connect(debug: bool, address: str | None) -> int:
+    """Start or join Ray (see `init_ray`); returns the GPUs the cluster has now."""
+    init_ray(debug, address)
+    return int(ray.cluster_resources().get("GPU", 0))
 
 
-def _prepare_output(out: OutputDir, fields: dict, overwrite: bool) -> bool:
-    """True when the output is already complete for this exact run; refuses another run's output."""
-    previous = out.read_json(MANIFEST)
-    if overwrite:
-        out.clear()
-        return False
-    if previous is None:
-        if out.finished_shards():
-            raise OutputConflict(f"{out.uri} holds part-*.parquet files but no {MANIFEST}; use --overwrite or another --out")
-        return False
-    if previous.get("fingerprint") != fingerprint(fields):
-        differing = changed_fields(previous.get("fingerprint_fields", {}), fields)
-        raise OutputConflict(
-            f"{out.uri} holds the output of a different run ({', '.join(differing) or 'settings'} changed); "
-            "use --overwrite to replace it or choose another --out"
-        )
-    return out.exists(SUCCESS)
-
-
-def _actor_pool_size(config: EmbedConfig, device: str, gpus: int) -> int | tuple[int, int]:
-    if device != "cuda":
-        return 1  # one CPU actor; its torch threads use the whole node
-    # A fixed pool of every GPU present, or a range the autoscaler can grow into.
-    return (config.num_gpus or 1, config.max_gpus) if config.max_gpus else (config.num_gpus or gpus)
+def embed_shards(config: EmbedConfig, ref: ModelRef, plan: InputPlan, pending: list[Shard], device: str, dtype: str,
+                 batch_tokens: int, actors: int | tuple[int, int], assembler: ShardAssembler) -> None:
+    """Embed the rows of `pending` on an actor pool, handing every finished window to `assembler`."""
+    events = _events_queue()
+    dataset = _build_dataset(config, ref, plan, pending, device, dtype, batch_tokens, actors, events)
+    progress = Progress(sum(s.n_rows for s in pending), len(plan.shards), len(plan.shards) - len(pending),
+                        config.log_every, poll_events=lambda: _drain(events))
+    _stream(dataset, assembler, progress)
 
 
 READ_AHEAD_BYTES = 64 << 20  # tokenized notes waiting for an actor: enough to keep it fed
@@ -243,7 +136,7 @@ def object_store_budget(actors: int | tuple[int, int], window_rows: int, dim: in
 def _build_dataset(config, ref, plan, pending, device, dtype, batch_tokens, actors, events):
     from ray.data import ExecutionResources
 
-    from embednv.tokenization import tokenize_table
+    from embednv.embed.tokenize import tokenize_table
 
     context = ray.data.DataContext.get_current()
     context.execution_options.resource_limits = ExecutionResources.for_limits(
@@ -307,43 +200,14 @@ def _stream(dataset, assembler, progress: Progress) -> None:
         for block in dataset.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
             done = assembler.add(block)
             ok = block.column(ERROR).is_null()
-            tokens = pc.sum(pc.if_else(ok, block.column(N_TOKENS_OUT), 0)).as_py() or 0
+            tokens = pc.sum(pc.if_else(ok, block.column(N_TOKENS), 0)).as_py() or 0
             progress.add(len(block), int(tokens), len(done))
     if not progress.interactive:
         log.info(progress.line())
 
 
-def _summarise(out, plan, started, processed, processed_tokens, already_complete=False) -> RunSummary:
-    totals = defaultdict(int)
-    for name in sorted(out.names()):
-        if name.startswith("part-") and name.endswith(".parquet"):
-            _, stats = out.shard_stats(name)
-            for key, value in stats.items():
-                totals[key] += value
-    return RunSummary(
-        out.uri, already_complete, plan.n_rows, totals["embedded"], totals["errored"], totals["tokens"],
-        totals["window_tokens"] / totals["padded_tokens"] if totals["padded_tokens"] else 1.0,
-        time.time() - started, processed, processed_tokens,
-    )
-
-
-def _combine_errors(out: OutputDir, assembler) -> None:
-    import pyarrow as pa
-
-    parts = [out.read_table(f"{ERROR_PARTS}/{name}") for name in out.names(ERROR_PARTS) if name.endswith(".parquet")]
-    errors = pa.concat_tables(parts).sort_by([("file", "ascending"), ("row", "ascending")]) if parts else assembler.error_schema.empty_table()
-    out.write_table(ERRORS, errors)
-    out.delete(ERROR_PARTS)
-
-
-def _json(payload: dict) -> str:
-    import json
-
-    return json.dumps(payload, indent=2, default=str) + "\n"
-
-
 def _read_file_shards(file, shards, id_column, text_column, duplicates):
-    from embednv.readers import read_shards
+    from embednv.embed.read import read_shards
 
     yield from read_shards(file, shards, id_column, text_column, duplicates)
 

@@ -37,3 +37,22 @@ class EmbedConfig:
     address: str | None = None  # Ray cluster to join; None = RAY_ADDRESS, else a private local instance
     log_every: float = 30.0  # seconds between progress lines when there is no terminal
     debug: bool = False
+
+
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def check_device_and_dtype(device: str, dtype: str, prefix: str = "--") -> None:
+    """Refuse an unknown device or dtype by name; `prefix` is how the caller spells options ("--" on the CLI)."""
+    from embednv.errors import ConfigError
+
+    if device not in DEVICES:
+        raise ConfigError(f"Invalid {prefix}device {device!r}. Valid: {', '.join(DEVICES)}")
+    if dtype not in DTYPES:
+        raise ConfigError(f"Invalid {prefix}dtype {dtype!r}. Valid: {', '.join(DTYPES)}")
+
+
+def default_dtype(dtype: str, device: str) -> str:
+    """"auto" is bfloat16 on a GPU (NV-Embed-v2's own), float32 on CPU (bfloat16 is slow there)."""
+    return dtype if dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")

@@ -15,7 +15,8 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
-from embednv.chunking import split_into_windows
+from embednv.columns import ERROR, NOTE_TOKENS, TEXT, WINDOWS
+from embednv.embed.chunking import split_into_windows
 from embednv.models import registry
 from embednv.models.base import ModelRef
 
@@ -71,7 +72,6 @@ def special_token_counts(hf_tokenizer: Any) -> tuple[int, int]:
     raise ValueError("Cannot locate the text inside the tokenizer's special-token template")
 
 
-WINDOWS, N_TOKENS = "__windows", "__n_tokens"
 
 
 @functools.lru_cache(maxsize=4)
@@ -97,7 +97,6 @@ def tokenize_table(table: pa.Table, ref: ModelRef, instruction: str) -> pa.Table
     so that note text (PHI) never travels further than the tokenizer. Notes are tokenized
     `TOKENIZE_NOTES` at a time, each slice's windows packed into Arrow before the next.
     """
-    from embednv.readers import ERROR, TEXT
 
     tokenizer = cached_note_tokenizer(ref, instruction)
     parts, n_tokens = [], []
@@ -114,7 +113,7 @@ def tokenize_table(table: pa.Table, ref: ModelRef, instruction: str) -> pa.Table
         parts.append(nested_int32(windows))
     windows = pa.concat_arrays(parts) if parts else nested_int32([])
     return table.drop_columns([TEXT]).append_column(WINDOWS, windows).append_column(
-        N_TOKENS, pa.array(n_tokens, pa.int64())
+        NOTE_TOKENS, pa.array(n_tokens, pa.int64())
     )
 
 

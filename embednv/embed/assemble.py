@@ -14,10 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from embednv.embedding import EMBEDDING, N_CHUNKS, N_TOKENS_OUT, PADDED, WINDOW_TOKENS
-from embednv.output import ERROR_PARTS, OutputDir, shard_name
-from embednv.readers import ERROR, ROW, SHARD
-from embednv.sources import InputPlan
+from embednv.columns import EMBEDDING, ERROR, N_CHUNKS, N_TOKENS, PADDED, ROW, SHARD, WINDOW_TOKENS
+from embednv.embed.inputs import InputPlan
+from embednv.embed.output import ERROR_PARTS, OutputDir, shard_name
 
 
 class ShardAssembler:
@@ -25,7 +24,7 @@ class ShardAssembler:
         self.plan, self.out, self.id_column = plan, out, id_column
         self.schema = pa.schema(
             [pa.field(id_column, plan.id_type), pa.field(EMBEDDING, pa.list_(pa.float32(), dim)),
-             pa.field(N_TOKENS_OUT, pa.int64()), pa.field(N_CHUNKS, pa.int32())]
+             pa.field(N_TOKENS, pa.int64()), pa.field(N_CHUNKS, pa.int32())]
         )
         self.error_schema = pa.schema(
             [pa.field(id_column, plan.id_type), pa.field("file", pa.string()), pa.field("row", pa.int64()), pa.field("reason", pa.string())]
@@ -76,7 +75,7 @@ class ShardAssembler:
             self.out.write_table(f"{ERROR_PARTS}/{shard_name(shard_index)}", errors)
         stats = {
             "rows": len(table), "embedded": len(embedded), "errored": len(failed),
-            "tokens": int(pc.sum(embedded.column(N_TOKENS_OUT)).as_py() or 0),
+            "tokens": int(pc.sum(embedded.column(N_TOKENS)).as_py() or 0),
             "window_tokens": int(pc.sum(table.column(WINDOW_TOKENS)).as_py() or 0),
             "padded_tokens": int(pc.sum(table.column(PADDED)).as_py() or 0),
         }

@@ -13,9 +13,11 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from embednv.sources import InputError, InputFile, Shard, filesystem_and_path
+from embednv.columns import ERROR, ROW, SHARD, TEXT
+from embednv.embed.inputs import InputFile, Shard
+from embednv.errors import InputError
+from embednv.io import filesystem_and_path
 
-TEXT, ERROR, SHARD, ROW = "__text", "__error", "__shard", "__row"
 _BLOCK = 16 << 20  # bytes per read for CSV and JSONL: streams, never the whole file
 
 

@@ -13,23 +13,20 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
-import os
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
 
-from embednv.batching import plan_batches
-from embednv.chunking import combine_chunks
+from embednv.embed.batching import plan_batches
+from embednv.embed.chunking import combine_chunks
 from embednv.models.base import ModelRef
-from embednv.readers import ERROR
-from embednv.tokenization import N_TOKENS, WINDOWS
+from embednv.runtime import usable_cpus
+from embednv.columns import EMBEDDING, ERROR, N_CHUNKS, N_TOKENS, NOTE_TOKENS, PADDED, WINDOW_TOKENS, WINDOWS
 
 log = logging.getLogger(__name__)
 
-EMBEDDING, N_TOKENS_OUT, N_CHUNKS = "embedding", "n_tokens", "n_chunks"
-PADDED, WINDOW_TOKENS = "__padded_tokens", "__window_tokens"  # for padding efficiency
 
 
 class EmbedWorker:
@@ -74,10 +71,10 @@ class EmbedWorker:
         embeddings = pa.FixedSizeListArray.from_arrays(pa.array(result.vectors.reshape(-1)), self.dim, mask=pa.array(~valid))
         _return_freed_memory()
         return (
-            table.drop_columns([WINDOWS, ERROR, N_TOKENS])
+            table.drop_columns([WINDOWS, ERROR, NOTE_TOKENS])
             .append_column(ERROR, pa.array(errors, pa.string()))
             .append_column(EMBEDDING, embeddings)
-            .append_column(N_TOKENS_OUT, table.column(N_TOKENS))
+            .append_column(N_TOKENS, table.column(NOTE_TOKENS))
             .append_column(N_CHUNKS, pa.array(counts.astype(np.int32)))
             .append_column(PADDED, pa.array(result.padded_tokens))
             .append_column(WINDOW_TOKENS, pa.array(result.window_tokens))
@@ -162,11 +159,6 @@ def _return_freed_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
-
-
-def usable_cpus() -> int:
-    """Cores this process may run on (its affinity mask, as containers and Ray set it)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def embed_splitting(

@@ -1,20 +1,18 @@
 """The output directory: atomic shard writes, the manifest, and what a rerun finds there.
 
-Every file is written under a temporary name and renamed into place, so a reader (or a rerun
-after a crash) never sees half a shard. On object stores, where rename is copy-then-delete,
-the final object still appears whole because a single PUT is atomic.
+Every file goes through `embednv.io.atomic_write`, so a reader (or a rerun after a crash)
+never sees half a shard, locally or on an object store.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import uuid
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from embednv.sources import filesystem_and_path
+from embednv.io import atomic_write, filesystem_and_path, is_temporary
 
 SUCCESS, MANIFEST, ERRORS, ERROR_PARTS = "_SUCCESS", "_manifest.json", "_errors.parquet", "_errors"
 SHARD_NAME = re.compile(r"^part-(\d{5,})\.parquet$")
@@ -54,7 +52,7 @@ class OutputDir:
     def clear(self) -> None:
         """Remove embednv's own files only: never delete what a user put beside them."""
         for name in self.names():
-            if SHARD_NAME.match(name) or name in (SUCCESS, MANIFEST, ERRORS) or (name.startswith(".") and name.endswith(".tmp")):
+            if SHARD_NAME.match(name) or name in (SUCCESS, MANIFEST, ERRORS) or is_temporary(name):
                 self.fs.delete_file(self._full(name))
         if self.names(ERROR_PARTS):
             self.fs.delete_dir(self._full(ERROR_PARTS))
@@ -62,7 +60,7 @@ class OutputDir:
     def remove_stale_temporaries(self) -> int:
         """Delete half-written files a killed run left behind (never visible under a final name)."""
         stale = [f"{folder + '/' if folder else ''}{name}" for folder in ("", ERROR_PARTS)
-                 for name in self.names(folder) if name.startswith(".") and name.endswith(".tmp")]
+                 for name in self.names(folder) if is_temporary(name)]
         for name in stale:
             self.fs.delete_file(self._full(name))
         return len(stale)
@@ -101,8 +99,6 @@ class OutputDir:
             (self.fs.delete_dir if info.type.name == "Directory" else self.fs.delete_file)(self._full(name))
 
     def _atomic(self, name: str, write) -> None:
-        folder, _, base = name.rpartition("/")
+        folder = name.rpartition("/")[0]
         self.fs.create_dir(self._full(folder) if folder else self.path, recursive=True)
-        temporary = self._full(f"{folder + '/' if folder else ''}.{base}.{uuid.uuid4().hex[:8]}.tmp")
-        write(temporary)
-        self.fs.move(temporary, self._full(name))
+        atomic_write(self.fs, self._full(name), write)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 from dataclasses import asdict
 from datetime import datetime, timezone
 
-from embednv import __version__
-from embednv.config import EmbedConfig
+from embednv.embed.config import EmbedConfig
 from embednv.models.base import ModelRef
-from embednv.sources import InputPlan
+from embednv.runtime import library_versions
+from embednv.embed.inputs import InputPlan
 
 
 def fingerprint_fields(config: EmbedConfig, ref: ModelRef, plan: InputPlan, dtype: str) -> dict:
@@ -34,18 +33,6 @@ def fingerprint(fields: dict) -> str:
 
 def changed_fields(old: dict, new: dict) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-
-
-def library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {"python": platform.python_version(), "embednv": __version__}
-    for package in ("torch", "transformers", "ray", "pyarrow", "numpy"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return versions
 
 
 def now() -> str:

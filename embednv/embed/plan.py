@@ -13,62 +13,15 @@ import fnmatch
 import glob
 import logging
 import os
-from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from embednv.embed.inputs import InputFile, InputPlan, Shard
+from embednv.embed.read import read_ids
+from embednv.errors import InputError
+from embednv.io import filesystem_and_path, format_of
+
 log = logging.getLogger(__name__)
-
-FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
-
-
-class InputError(ValueError):
-    """An input file cannot be used; the message names the file and the problem in one line."""
-
-
-@dataclass(frozen=True)
-class InputFile:
-    uri: str  # as the user wrote it or as it was expanded from a directory or glob
-    format: str  # "parquet", "csv" or "jsonl"
-    size: int
-    mtime_ns: int
-    n_rows: int = 0
-    id_type: str = ""  # str() of the pyarrow type, kept for the output schema
-
-
-@dataclass(frozen=True)
-class Shard:
-    index: int  # global shard number: output file part-{index:05d}.parquet
-    file: int  # position in InputPlan.files
-    start: int  # first row (0-based, in file order)
-    stop: int  # one past the last row
-
-    @property
-    def n_rows(self) -> int:
-        return self.stop - self.start
-
-
-@dataclass(frozen=True)
-class InputPlan:
-    files: tuple[InputFile, ...]
-    shards: tuple[Shard, ...]
-    id_type: pa.DataType
-    duplicates: dict[int, frozenset[int]] = field(default_factory=dict)  # file -> rows repeating an earlier id
-    skipped_files: tuple[tuple[str, str], ...] = ()  # (uri, reason) with --skip-bad-files
-
-    @property
-    def n_rows(self) -> int:
-        return sum(f.n_rows for f in self.files)
-
-
-def filesystem_and_path(uri: str):
-    """A pyarrow filesystem and the path inside it for a local path or any pyarrow URI (s3://, gs://, file://)."""
-    from pyarrow import fs
-
-    if "://" in uri:
-        return fs.FileSystem.from_uri(uri)
-    return fs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
-
 
 def expand_inputs(inputs: list[str]) -> list[InputFile]:
     """Files, directories (recursively) and globs to a sorted, de-duplicated list of input files."""
@@ -89,14 +42,14 @@ def expand_inputs(inputs: list[str]) -> list[InputFile]:
             if info.type == pafs.FileType.Directory:
                 infos = [
                     i for i in filesystem.get_file_info(pafs.FileSelector(path, recursive=True))
-                    if i.type == pafs.FileType.File and _format_of(i.path) and not _hidden(i.path, path)
+                    if i.type == pafs.FileType.File and format_of(i.path) and not _hidden(i.path, path)
                 ]
                 if not infos:
                     raise InputError(f"{given}: the directory holds no .parquet, .csv or .jsonl file")
             else:
                 infos = [info]
         for info in sorted(infos, key=lambda i: i.path):
-            fmt = _format_of(info.path)
+            fmt = format_of(info.path)
             if fmt is None:
                 suffix = os.path.splitext(info.path)[1] or "(none)"
                 raise InputError(f"{given}: unsupported file type {suffix}; use .parquet, .csv or .jsonl")
@@ -109,8 +62,6 @@ def plan_inputs(
     inputs: list[str], id_column: str, text_column: str, rows_per_shard: int, skip_bad_files: bool = False
 ) -> InputPlan:
     """Check every input file and cut the corpus into shards; raises InputError on the first bad file."""
-    from embednv.readers import read_ids
-
     files, id_arrays, skipped = [], [], []
     for candidate in expand_inputs(inputs):
         try:
@@ -162,10 +113,6 @@ def _duplicate_rows(id_arrays: list[pa.Array]) -> dict[int, frozenset[int]]:
         file_index = int(np.searchsorted(bounds, position, side="right") - 1)
         result.setdefault(file_index, set()).add(int(position - bounds[file_index]))
     return {k: frozenset(v) for k, v in result.items()}
-
-
-def _format_of(path: str) -> str | None:
-    return FORMATS.get(os.path.splitext(path)[1].lower())
 
 
 def _hidden(path: str, root: str) -> bool:

@@ -1,0 +1,16 @@
+"""Column names: the output shards' public ones, and the private ones rows carry between stages.
+
+Private names start with two underscores so they can never clash with a user's id column;
+they never reach an output file.
+"""
+
+# Output shards (part-*.parquet), besides the id column, which keeps the input's own name.
+EMBEDDING, N_TOKENS, N_CHUNKS = "embedding", "n_tokens", "n_chunks"
+OUTPUT_VALUE_COLUMNS = (EMBEDDING, N_TOKENS, N_CHUNKS)
+
+# Between stages: set by the reader.
+TEXT, ERROR, SHARD, ROW = "__text", "__error", "__shard", "__row"
+# Set by the tokenizer (the text is dropped there).
+WINDOWS, NOTE_TOKENS = "__windows", "__n_tokens"
+# Set by the embed worker, for padding efficiency.
+PADDED, WINDOW_TOKENS = "__padded_tokens", "__window_tokens"

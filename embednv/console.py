@@ -1,0 +1,42 @@
+"""What the commands print: one log format, and one way to report an error (one line, exit 2).
+
+Imports only the standard library and typer, so every command can use it before anything heavy
+is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from embednv.errors import one_line
+
+LOG_FORMAT = "embednv: %(message)s"
+
+# Ray lines that every healthy run prints and that read like failures; shown with --debug.
+# Token authentication on a private instance is what we want, and progress bars are ours.
+QUIET_RAY_LOGGERS = ("ray._private.authentication.authentication_token_setup", "ray.data._internal.progress")
+NOISY_LIBRARIES = ("ray", "urllib3", "filelock", "transformers", "httpx", "matplotlib", "numba")
+
+
+def setup_logging(debug: bool, uses_ray: bool = False) -> None:
+    """Our INFO lines on stderr; libraries' only from WARNING (everything with --debug)."""
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format=LOG_FORMAT, stream=sys.stderr, force=True)
+    for noisy in NOISY_LIBRARIES:
+        logging.getLogger(noisy).setLevel(logging.INFO if debug else logging.WARNING)
+    if uses_ray and not debug:
+        for name in QUIET_RAY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        from embednv.stderr_filter import drop_benign_ray_lines
+
+        drop_benign_ray_lines()
+
+
+def fail(error: BaseException, debug: bool) -> None:
+    """One clear line and exit code 2; the traceback only with --debug."""
+    if debug:
+        raise error
+    typer.echo(f"error: {one_line(error)}", err=True)
+    raise typer.Exit(2)

@@ -1,0 +1,175 @@
+"""One embedding run from start to end, without Ray: plan, resume, execute, finish.
+
+`run_embed` is the whole policy in order; the Ray wiring it calls (`ray_job`) only moves rows.
+Resume lives in `pending_shards`: a shard is done when its file exists under its final name
+(written atomically), so a rerun embeds exactly the shards that are missing, and
+`check_output` refuses to resume into the output of a run with other settings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from embednv.embed.assemble import ShardAssembler
+from embednv.embed.config import DEFAULT_BATCH_TOKENS, EmbedConfig, default_dtype
+from embednv.embed.inputs import InputPlan, Shard
+from embednv.embed.manifest import build_manifest, changed_fields, fingerprint, fingerprint_fields, now
+from embednv.embed.output import ERROR_PARTS, ERRORS, MANIFEST, SUCCESS, OutputDir
+from embednv.embed.plan import plan_inputs
+from embednv.errors import ConfigError, OutputConflict
+from embednv.models.registry import resolve_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    out: str
+    already_complete: bool
+    rows_in: int
+    embedded: int
+    errored: int
+    tokens: int
+    padding_efficiency: float
+    seconds: float
+    processed: int  # notes that went through the model in this run (0 when already complete)
+    processed_tokens: int
+
+    def line(self) -> str:
+        if self.already_complete:
+            return f"{self.out} is already complete ({self.embedded:,} notes embedded, {self.errored:,} errors): nothing to do"
+        rate = self.processed / self.seconds if self.seconds else 0.0
+        token_rate = self.processed_tokens / self.seconds if self.seconds else 0.0
+        return (
+            f"embedded {self.embedded:,} of {self.rows_in:,} notes ({self.errored:,} errors) | "
+            f"{self.tokens:,} tokens | {rate:,.1f} notes/s | {token_rate:,.0f} tokens/s | "
+            f"padding efficiency {self.padding_efficiency:.3f} | output {self.out}"
+        )
+
+
+def run_embed(config: EmbedConfig) -> RunSummary:
+    """Embed every pending shard of `config.inputs` into `config.out`; see the module docstring."""
+    from embednv.embed import ray_job  # the only module that imports Ray
+
+    started = time.time()
+    # Check every input before starting Ray or loading a model: a bad file fails in seconds.
+    plan = plan_inputs(list(config.inputs), config.id_column, config.text_column, config.rows_per_shard, config.skip_bad_files)
+    gpus = ray_job.connect(config.debug, config.address)
+    device = choose_device(config, gpus)
+    ref = resolve_model(config.model, has_gpu=device == "cuda", max_tokens=config.max_tokens, allow_download=config.allow_download)
+    dtype = default_dtype(config.dtype, device)
+    batch_tokens = config.batch_tokens or DEFAULT_BATCH_TOKENS[device]
+
+    out = OutputDir(config.out)
+    fields = fingerprint_fields(config, ref, plan, dtype)
+    if check_output(out, fields, config.overwrite):
+        return summarise(out, plan, started, processed=0, processed_tokens=0, already_complete=True)
+    pending = pending_shards(out, plan)
+    manifest = build_manifest(config, ref, plan, device, dtype, batch_tokens, fields)
+    out.write_text(MANIFEST, to_json(manifest))
+
+    assembler = ShardAssembler(plan, out, config.id_column, ref.dim)
+    if pending:
+        actors = actor_pool_size(config, device, gpus)
+        log.info(
+            "%s rows in %d file%s -> %d shards (%d to write, %s rows) | model %s (%d-d) on %s, %s | %s embedding actor%s",
+            f"{plan.n_rows:,}", len(plan.files), "" if len(plan.files) == 1 else "s", len(plan.shards), len(pending),
+            f"{sum(s.n_rows for s in pending):,}", ref.name, ref.dim, device, dtype,
+            "-".join(map(str, actors)) if isinstance(actors, tuple) else actors, "" if actors == 1 else "s",
+        )
+        ray_job.embed_shards(config, ref, plan, pending, device, dtype, batch_tokens, actors, assembler)
+    lost = assembler.incomplete()
+    if lost:  # a bug, never a silent loss: say exactly which shards are short
+        raise RuntimeError(f"rows missing from shards (arrived, expected): {lost}")
+
+    processed = sum(s["rows"] for s in assembler.written)
+    summary = summarise(out, plan, started, processed, sum(s["window_tokens"] for s in assembler.written))
+    combine_errors(out, assembler)
+    manifest.update(
+        status="complete", rows_embedded=summary.embedded, rows_errored=summary.errored, tokens=summary.tokens,
+        padding_efficiency=round(summary.padding_efficiency, 4), finished_at=now(), seconds_this_run=round(summary.seconds, 2),
+        notes_per_second=round(processed / summary.seconds, 2) if summary.seconds else None,
+    )
+    out.write_text(MANIFEST, to_json(manifest))
+    out.write_text(SUCCESS, "")
+    return summary
+
+
+def choose_device(config: EmbedConfig, gpus: int) -> str:
+    """cuda when asked for or when the cluster has (or may scale up) GPUs; else cpu."""
+    # An autoscaling cluster may have no GPU node yet: asking for GPUs is enough to wait for one.
+    wants_gpus = bool(gpus or config.num_gpus or config.max_gpus)
+    device = config.device if config.device != "auto" else ("cuda" if wants_gpus else "cpu")
+    if device == "cuda" and not wants_gpus:
+        raise ConfigError("--device cuda, but the Ray cluster has no GPU (on an autoscaling cluster, pass --num-gpus or --max-gpus)")
+    return device
+
+
+def actor_pool_size(config: EmbedConfig, device: str, gpus: int) -> int | tuple[int, int]:
+    """Embedding actors: one per GPU (fixed, or a range the autoscaler grows into); one on CPU."""
+    if device != "cuda":
+        return 1  # one CPU actor; its torch threads use the whole node
+    return (config.num_gpus or 1, config.max_gpus) if config.max_gpus else (config.num_gpus or gpus)
+
+
+def check_output(out: OutputDir, fields: dict, overwrite: bool) -> bool:
+    """True when the output is already complete for this exact run; refuses another run's output."""
+    previous = out.read_json(MANIFEST)
+    if overwrite:
+        out.clear()
+        return False
+    if previous is None:
+        if out.finished_shards():
+            raise OutputConflict(f"{out.uri} holds part-*.parquet files but no {MANIFEST}; use --overwrite or another --out")
+        return False
+    if previous.get("fingerprint") != fingerprint(fields):
+        differing = changed_fields(previous.get("fingerprint_fields", {}), fields)
+        raise OutputConflict(
+            f"{out.uri} holds the output of a different run ({', '.join(differing) or 'settings'} changed); "
+            "use --overwrite to replace it or choose another --out"
+        )
+    return out.exists(SUCCESS)
+
+
+def pending_shards(out: OutputDir, plan: InputPlan) -> list[Shard]:
+    """Resume: the planned shards not yet on disk, after removing what a killed run half-wrote."""
+    out.remove_stale_temporaries()
+    finished = out.finished_shards()
+    pending = [s for s in plan.shards if s.index not in finished]
+    if finished:
+        log.info("resuming: %d of %d shards already written", len(plan.shards) - len(pending), len(plan.shards))
+    return pending
+
+
+def summarise(out: OutputDir, plan: InputPlan, started: float, processed: int, processed_tokens: int,
+              already_complete: bool = False) -> RunSummary:
+    """Totals over every shard on disk (this run's and earlier ones'), from the shard footers alone."""
+    totals: dict[str, int] = defaultdict(int)
+    for name in sorted(out.names()):
+        if name.startswith("part-") and name.endswith(".parquet"):
+            _, stats = out.shard_stats(name)
+            for key, value in stats.items():
+                totals[key] += value
+    return RunSummary(
+        out.uri, already_complete, plan.n_rows, totals["embedded"], totals["errored"], totals["tokens"],
+        totals["window_tokens"] / totals["padded_tokens"] if totals["padded_tokens"] else 1.0,
+        time.time() - started, processed, processed_tokens,
+    )
+
+
+def combine_errors(out: OutputDir, assembler: ShardAssembler) -> None:
+    """Merge the per-shard error files into one `_errors.parquet`, sorted by file and row."""
+    import pyarrow as pa
+
+    parts = [out.read_table(f"{ERROR_PARTS}/{name}") for name in out.names(ERROR_PARTS) if name.endswith(".parquet")]
+    errors = pa.concat_tables(parts).sort_by([("file", "ascending"), ("row", "ascending")]) if parts else assembler.error_schema.empty_table()
+    out.write_table(ERRORS, errors)
+    out.delete(ERROR_PARTS)
+
+
+def to_json(payload: dict) -> str:
+    return json.dumps(payload, indent=2, default=str) + "\n"

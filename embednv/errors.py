@@ -1,0 +1,57 @@
+"""Every error embednv raises for a user to read, and the one function that prints them.
+
+All share `EmbednvError`, whose message is one line that names the file, row, option or
+address at fault. The CLI imports this module without Ray, torch or numpy, so it can tell its
+own errors from bugs before anything heavy is loaded.
+"""
+
+from __future__ import annotations
+
+
+class EmbednvError(Exception):
+    """An error written for the user: its message alone says what is wrong and what to do."""
+
+
+class ConfigError(EmbednvError, ValueError):
+    """An option or a combination of options is invalid."""
+
+
+class InputError(EmbednvError, ValueError):
+    """An input file cannot be used; the message names the file and the problem."""
+
+
+class ModelError(EmbednvError, ValueError):
+    """The model cannot be resolved or loaded; the message says which and why."""
+
+
+class OutputConflict(EmbednvError, ValueError):
+    """The output directory holds another run's results."""
+
+
+class ClusterUnreachable(EmbednvError, ConnectionError):
+    """The Ray address given (flag or RAY_ADDRESS) does not answer."""
+
+
+class MapError(EmbednvError, ValueError):
+    """The map cannot be made from these inputs; the message says why."""
+
+
+class BackendUnavailable(MapError):
+    """The requested compute backend (cuML) cannot run here."""
+
+
+# Errors from the standard library whose messages are already written for a person.
+PLAIN_ERRORS = (ValueError, FileNotFoundError, ConnectionError)
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of `error`'s message; unknown error types keep their name so they can be searched.
+
+    Ray wraps an error raised in a worker; the worker's own error (`.cause`) is what is shown.
+    """
+    cause = getattr(error, "cause", None) or error
+    lines = [line for line in str(cause).splitlines() if line.strip()]
+    message = " ".join(lines[0].split()) if lines else type(cause).__name__
+    if isinstance(cause, (EmbednvError, *PLAIN_ERRORS)):
+        return message
+    return f"{type(cause).__name__}: {message} (rerun with --debug for details)"

@@ -1,0 +1,30 @@
+"""Facts about the machine and the software a run used: CPUs it may use, library versions."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+# Recorded in every manifest (embed and map), and in benchmark results.
+VERSIONED_PACKAGES = ("embednv", "torch", "transformers", "ray", "pyarrow", "numpy", "scikit-learn", "openTSNE",
+                      "plotly", "matplotlib", "datashader", "cuml", "cupy")
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask (as containers, job schedulers and Ray set it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def library_versions(packages: tuple[str, ...] = VERSIONED_PACKAGES) -> dict[str, str]:
+    """Python's version and each installed package's; packages not installed are left out."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for package in packages:
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return found
