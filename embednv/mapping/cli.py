@@ -28,7 +28,7 @@ def map_command(
     ] = "auto",
     perplexity: Annotated[
         str,
-        typer.Option("--perplexity", help="t-SNE perplexity; auto = 30, plus n/100 as a second scale for n <= 100k."),
+        typer.Option("--perplexity", help="t-SNE perplexity; auto = 30, plus n/100 as a second scale for n <= 20k."),
     ] = "auto",
     backend: Annotated[
         str, typer.Option("--backend", help="auto|cuml|cpu; auto = cuML when installed with a CUDA GPU, else CPU.")
@@ -37,7 +37,7 @@ def map_command(
         str,
         typer.Option(
             "--multiscale",
-            help="auto|on|off: t-SNE second scale n/100; auto = on for n <= 100k. Off is much faster on CPU.",
+            help="auto|on|off: t-SNE second scale n/100; auto = on for n <= 20k (its cost grows ~n²).",
         ),
     ] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Seed for k-means, t-SNE and metric samples.")] = 0,

@@ -1,7 +1,9 @@
 """k-means cohorts on the 50-d PCA vectors (not on the 2-D map, whose distances are distorted).
 
-Clusters are renumbered by size, largest first, so cluster 0 is the biggest cohort in every
-run and the numbering does not depend on the k-means seeding order.
+Two levels: fine clusters (k-means on the points) and coarse groups of them (k-means on the
+fine centroids, weighted by cluster size), so every fine cluster has exactly one parent and a
+reader can go from a few broad groups down to sub-cohorts. Both levels are renumbered by size,
+largest first, so cluster 0 is the biggest cohort in every run whatever the seeding order.
 """
 
 from __future__ import annotations
@@ -84,3 +86,52 @@ def nearest_to_centroids(x: np.ndarray, labels: np.ndarray, centroids: np.ndarra
         dist = np.linalg.norm(x[members] - centroids[c], axis=1)
         exemplars.append(members[np.argsort(dist, kind="stable")[:m]])
     return exemplars
+
+
+MAX_AUTO_GROUPS = 10
+MIN_CLUSTERS_FOR_GROUPS = 4  # below this a coarse level would only repeat the fine one
+
+
+def auto_groups(k: int) -> int:
+    """round(sqrt(k)) coarse groups, 2..10 and fewer than k: ~7 for the default 50 fine clusters."""
+    return int(min(MAX_AUTO_GROUPS, k - 1, max(2, round(math.sqrt(k)))))
+
+
+@dataclass(frozen=True)
+class Groups:
+    """The coarse level: which group each fine cluster belongs to."""
+
+    parent: np.ndarray  # (k,) int32: the group of each fine cluster, 0 = largest group
+    labels: np.ndarray  # (n,) int32: the group of each point
+    sizes: np.ndarray  # (g,) int64
+    exemplars: list[np.ndarray]  # per group: row indices of the points nearest its centroid
+
+    @property
+    def k(self) -> int:
+        return len(self.sizes)
+
+
+def fit_groups(x: np.ndarray, clusters: Clusters, seed: int, groups: int | Literal["auto"] = "auto") -> Groups:
+    """Group the fine clusters by k-means on their centroids, weighted by size.
+
+    It runs on k <= a few hundred centroids, so it costs nothing and stays on CPU whatever the
+    backend; points inherit the group of their cluster, so the levels nest exactly.
+    """
+    from sklearn.cluster import KMeans
+
+    k = clusters.k
+    g = auto_groups(k) if groups == "auto" else int(groups)
+    if k < MIN_CLUSTERS_FOR_GROUPS or not 2 <= g < k:
+        parent = np.arange(k, dtype=np.int32)  # one level: every cluster is its own group
+    else:
+        model = KMeans(n_clusters=g, n_init=10, random_state=seed)
+        parent = model.fit(clusters.centroids, sample_weight=clusters.sizes).labels_.astype(np.int32)
+    sizes = np.bincount(parent, weights=clusters.sizes, minlength=parent.max() + 1).astype(np.int64)
+    order = np.argsort(-sizes, kind="stable")
+    new_of_old = np.empty(len(sizes), dtype=np.int32)
+    new_of_old[order] = np.arange(len(sizes), dtype=np.int32)
+    parent, sizes = new_of_old[parent], sizes[order]
+    labels = parent[clusters.labels]
+    centroids = np.stack([x[labels == c].mean(axis=0) for c in range(len(sizes))])
+    log.info("coarse level: %d groups of the %d clusters, sizes %d..%d", len(sizes), k, sizes.min(), sizes.max())
+    return Groups(parent, labels, sizes, nearest_to_centroids(x, labels, centroids, N_EXEMPLARS))

@@ -1,8 +1,9 @@
 """The table and text files of a map directory, each written atomically (temp file, then rename).
 
-    map.parquet       one row per note: <id column>, x, y, cluster
-    clusters.parquet  one row per cluster: size, map position, top terms, exemplar ids, labels
-    clusters.md       the same for people
+    map.parquet       one row per note: <id column>, x, y, cluster, group (the coarse level)
+    clusters.parquet  one row per cluster of each level (`level` "group" or "cluster"; a cluster's
+                      `parent` is its group): size, map position, top terms, exemplar ids, labels
+    clusters.md       the same for people: the groups, then the clusters with their group
     metrics.json, _manifest.json
 
 `_manifest.json` is written last by `run.run_map`, so its presence means the directory is complete.
@@ -42,7 +43,7 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def write_map(path: Path, id_column: str, ids: pa.Array, y: np.ndarray, labels: np.ndarray) -> None:
+def write_map(path: Path, id_column: str, ids: pa.Array, y: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> None:
     import pyarrow.parquet as pq
 
     table = pa.table(
@@ -51,6 +52,7 @@ def write_map(path: Path, id_column: str, ids: pa.Array, y: np.ndarray, labels: 
             "x": y[:, 0].astype(np.float32),
             "y": y[:, 1].astype(np.float32),
             "cluster": labels.astype(np.int32),
+            "group": groups.astype(np.int32),
         }
     )
     with atomic_path(path) as tmp:
@@ -59,7 +61,7 @@ def write_map(path: Path, id_column: str, ids: pa.Array, y: np.ndarray, labels: 
 
 @dataclass(frozen=True)
 class ClusterSummary:
-    """Everything reported per cluster; optional parts are None when their input was not given."""
+    """Everything reported per cluster of one level; optional parts are None when their input was not given."""
 
     sizes: np.ndarray  # (k,)
     medians: np.ndarray  # (k, 2) position on the map
@@ -69,48 +71,73 @@ class ClusterSummary:
     composition: list[list[tuple[str, int]]] | None  # top known labels with counts
 
 
-def write_clusters(parquet: Path, markdown: Path, s: ClusterSummary, id_type: pa.DataType) -> None:
+def write_clusters(
+    parquet: Path, markdown: Path, groups: ClusterSummary, clusters: ClusterSummary, parent: np.ndarray,
+    id_type: pa.DataType,
+) -> None:
     import pyarrow.parquet as pq
 
+    table = pa.concat_tables([
+        _level_table("group", groups, None, id_type),
+        _level_table("cluster", clusters, parent, id_type),
+    ])
+    with atomic_path(parquet) as tmp:
+        pq.write_table(table, tmp)
+    with atomic_path(markdown) as tmp:
+        tmp.write_text(_markdown(groups, clusters, parent))
+
+
+def _level_table(level: str, s: ClusterSummary, parent: np.ndarray | None, id_type: pa.DataType) -> pa.Table:
     k = len(s.sizes)
+    label_count = pa.struct([("label", pa.string()), ("count", pa.int64())])
     columns = {
+        "level": pa.array([level] * k, pa.string()),
         "cluster": pa.array(np.arange(k, dtype=np.int32)),
+        "parent": pa.array(parent if parent is not None else [None] * k, pa.int32()),
         "size": pa.array(s.sizes.astype(np.int64)),
         "fraction": pa.array(s.sizes / max(s.sizes.sum(), 1)),
         "name": pa.array(s.names, pa.string()),
         "map_x": pa.array(s.medians[:, 0].astype(np.float32)),
         "map_y": pa.array(s.medians[:, 1].astype(np.float32)),
         "exemplar_ids": pa.array(s.exemplar_ids, pa.list_(id_type)),
+        "top_terms": pa.array(s.terms if s.terms is not None else [None] * k, pa.list_(pa.string())),
+        "top_labels": pa.array(
+            [[{"label": lab, "count": cnt} for lab, cnt in comp] for comp in s.composition]
+            if s.composition is not None else [None] * k,
+            pa.list_(label_count),
+        ),
     }
-    if s.terms is not None:
-        columns["top_terms"] = pa.array(s.terms, pa.list_(pa.string()))
-    if s.composition is not None:
-        label_count = pa.struct([("label", pa.string()), ("count", pa.int64())])
-        rows = [[{"label": lab, "count": cnt} for lab, cnt in comp] for comp in s.composition]
-        columns["top_labels"] = pa.array(rows, pa.list_(label_count))
-    with atomic_path(parquet) as tmp:
-        pq.write_table(pa.table(columns), tmp)
-    with atomic_path(markdown) as tmp:
-        tmp.write_text(_markdown(s))
+    return pa.table(columns)
 
 
-def _markdown(s: ClusterSummary) -> str:
-    total = max(int(s.sizes.sum()), 1)
-    head = ["cluster", "size", "exemplar ids"]
-    head[2:2] = ["top terms"] if s.terms is not None else []
+def _markdown(groups: ClusterSummary, clusters: ClusterSummary, parent: np.ndarray) -> str:
+    total = max(int(clusters.sizes.sum()), 1)
+    members = [[c for c in range(len(parent)) if parent[c] == g] for g in range(len(groups.sizes))]
+    return "\n".join([
+        f"# Clusters ({len(groups.sizes)} groups, {len(clusters.sizes)} clusters, {total} notes)", "",
+        "## Groups", "", *_table(groups, "group", total, extra=("clusters", [", ".join(map(str, m)) for m in members])), "",
+        "## Clusters", "", *_table(clusters, "cluster", total, extra=("group", [str(g) for g in parent])),
+    ]) + "\n"
+
+
+def _table(s: ClusterSummary, what: str, total: int, extra: tuple[str, list[str]]) -> list[str]:
+    head = [what, "size", extra[0], "exemplar ids"]
+    head[3:3] = ["top terms"] if s.terms is not None else []
     head += ["top labels"] if s.composition is not None else []
-    lines = [
-        f"# Clusters ({len(s.sizes)} clusters, {total} notes)",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
-    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c, size in enumerate(s.sizes):
-        row = [str(c), f"{size} ({100 * size / total:.1f}%)"]
+        row = [str(c), f"{size} ({100 * size / total:.1f}%)", extra[1][c]]
         if s.terms is not None:
             row.append(", ".join(s.terms[c]))
         row.append(", ".join(str(i) for i in s.exemplar_ids[c]))
         if s.composition is not None:
             row.append(", ".join(f"{lab} {100 * cnt / max(size, 1):.0f}%" for lab, cnt in s.composition[c]))
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
-    return "\n".join(lines) + "\n"
+        lines.append("| " + " | ".join(markdown_cell(cell) for cell in row) + " |")
+    return lines
+
+
+def markdown_cell(text: str) -> str:
+    """Untrusted text (ids, terms, labels) as one Markdown table cell: no row breaks, no column breaks, no HTML."""
+    import html
+
+    return html.escape(" ".join(str(text).split()), quote=False).replace("|", "\\|")

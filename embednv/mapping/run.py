@@ -60,7 +60,7 @@ def run_map(config: MapConfig) -> MapResult:
     """Build the map of `config.emb_dir` into `config.out_dir` and return what was done."""
     from embednv.mapping import annotations, metrics, render, terms
     from embednv.mapping.backends import get_backend
-    from embednv.mapping.clusters import N_INIT, auto_clusters, fit_clusters
+    from embednv.mapping.clusters import N_INIT, auto_clusters, fit_clusters, fit_groups
     from embednv.mapping.pca import auto_batch_size, reduce
     from embednv.mapping.reader import open_shards
     from embednv.mapping.tsne import embed
@@ -90,10 +90,11 @@ def run_map(config: MapConfig) -> MapResult:
     x, ids, n = reduced.x, reduced.ids, len(reduced.x)
     with _phase("kmeans", timings):
         clusters = fit_clusters(x, config.clusters, backend, config.seed)
+        groups = fit_groups(x, clusters, config.seed)
     with _phase("tsne", timings):
         y, tsne_params = embed(x, config.tsne, backend, config.seed)
 
-    texts = known = top_terms = composition = None
+    texts = known = top_terms = composition = group_terms = group_composition = None
     with _phase("annotations", timings):
         for path, columns in wanted.items():
             table = annotations.read_columns(path, shards.id_column, columns)
@@ -104,6 +105,7 @@ def run_map(config: MapConfig) -> MapResult:
     if texts is not None:
         with _phase("terms", timings):
             top_terms = terms.cluster_terms(texts, clusters.labels, clusters.k)
+            group_terms = terms.cluster_terms(texts, groups.labels, groups.k)
 
     with _phase("metrics", timings):
         scores = {
@@ -117,16 +119,26 @@ def run_map(config: MapConfig) -> MapResult:
         if known is not None:
             scores.update(metrics.label_agreement(known, clusters.labels))
             composition = metrics.label_composition(known, clusters.labels, clusters.k)
+            group_composition = metrics.label_composition(known, groups.labels, groups.k)
     log.info("kNN preservation@10 %.3f, silhouette %s", scores["knn_preservation_10"], _fmt(scores["silhouette"]))
     if "nmi" in scores:
         log.info("against %r: NMI %.3f, ARI %.3f", config.labels_column, scores["nmi"], scores["ari"])
 
     # A cluster's name is its number and top three terms; the number links it to clusters.md.
     names = [f"{c}: {', '.join(t[:3])}" if t else f"cluster {c}" for c, t in enumerate(top_terms or [[]] * clusters.k)]
+    group_names = [f"group {g}: {', '.join(t[:3])}" if t else f"group {g}" for g, t in enumerate(group_terms or [[]] * groups.k)]
     title = f"{n:,} notes, {clusters.k} clusters"
     id_list = ids.to_pylist()
     with _phase("write", timings):
-        out.write_map(out_dir / out.MAP_FILE, shards.id_column, ids, y, clusters.labels)
+        out.write_map(out_dir / out.MAP_FILE, shards.id_column, ids, y, clusters.labels, groups.labels)
+        group_summary = out.ClusterSummary(
+            sizes=groups.sizes,
+            medians=render.cluster_medians(y, groups.labels, groups.k),
+            exemplar_ids=[[id_list[i] for i in rows] for rows in groups.exemplars],
+            names=group_names,
+            terms=group_terms,
+            composition=group_composition,
+        )
         summary = out.ClusterSummary(
             sizes=clusters.sizes,
             medians=render.cluster_medians(y, clusters.labels, clusters.k),
@@ -135,7 +147,8 @@ def run_map(config: MapConfig) -> MapResult:
             terms=top_terms,
             composition=composition,
         )
-        out.write_clusters(out_dir / out.CLUSTERS_FILE, out_dir / out.CLUSTERS_MD, summary, ids.type)
+        out.write_clusters(out_dir / out.CLUSTERS_FILE, out_dir / out.CLUSTERS_MD, group_summary, summary, groups.parent,
+                           ids.type)
         out.write_json(out_dir / out.METRICS_FILE, scores)
     with _phase("render", timings):
         with out.atomic_path(out_dir / out.PNG_FILE) as tmp:
@@ -166,6 +179,8 @@ def run_map(config: MapConfig) -> MapResult:
             "k_source": "auto: clamp(round(sqrt(n/2)), 2, 50)" if config.clusters == "auto" else "given",
             "auto_k_would_be": auto_clusters(n),
             "n_init": N_INIT,
+            "groups": groups.k,
+            "groups_method": "k-means of the cluster centroids weighted by size; auto = clamp(round(sqrt(k)), 2, 10)",
         },
         "tsne": asdict(tsne_params),
         "render": {"png": drawn, "html": "plotly scattergl, plotly.js inlined", "show_text": config.show_text},

@@ -3,7 +3,7 @@
 Defaults follow Kobak & Berens, "The art of using t-SNE for single-cell transcriptomics"
 (Nat. Commun. 2019) and Belkina et al., "Automated optimized parameters for t-SNE" (Nat.
 Commun. 2019): PCA initialisation, a learning rate that grows with n, early exaggeration 12,
-and a multi-scale perplexity for up to ~100k points. `TSNEParams.resolve(n)` turns every
+and a multi-scale perplexity for up to 20k points. `TSNEParams.resolve(n)` turns every
 "auto" into a number and the manifest records the result.
 """
 

@@ -22,11 +22,13 @@ class TSNEParams:
     multiscale: "auto" adds a second, wide kernel of perplexity n/100 when n <= multiscale_max_n
         and n/100 > perplexity (Kobak & Berens): it keeps related clusters near each other, so
         the map's large-scale layout means something. Turn off for speed.
-    multiscale_max_n: above this the wide kernel is too slow and too large: it needs 3·n/100
-        neighbours per point (3,000 at 100k: ~3e8 affinities), so its cost grows ~n². Measured
-        on 2 CPU cores: 10k points, 59 CPU-s for the whole t-SNE; 100k points, still building
-        affinities after 23 CPU-minutes when it passed 12 GiB RSS (single scale: 285 CPU-s,
-        1.3 GB). On small machines lower it (~20-30k) or pass --multiscale off.
+    multiscale_max_n: the wide kernel's cost: it needs 3·n/100 neighbours per point, so its
+        affinities grow as 0.03·n² (1.2e7 at 20k, 3e8 at 100k). Measured on 2 CPU cores: 10k
+        points, 59 CPU-s for the whole t-SNE; 100k points, still building affinities after 23
+        CPU-minutes when it passed 12 GiB RSS (single scale: 285 CPU-s, 1.3 GB). So "auto"
+        stops at 20k, where it still costs about as much as the single-scale run of 100k;
+        past it the default map is single-scale (Kobak & Berens' large-n recipe: PCA
+        initialisation and learning rate n/12 keep the global layout). Force with --multiscale on.
     learning_rate: "auto" is max(200, n/12) (Belkina et al.; Kobak & Berens use the floor of
         200 for small n): with the old fixed 200, large maps stop before converging.
     early_exaggeration / early_exaggeration_iter: 12 for 250 iterations pulls clusters together
@@ -44,7 +46,7 @@ class TSNEParams:
 
     perplexity: float | Auto = "auto"
     multiscale: bool | Auto = "auto"
-    multiscale_max_n: int = 100_000
+    multiscale_max_n: int = 20_000
     learning_rate: float | Auto = "auto"
     early_exaggeration: float = 12.0
     early_exaggeration_iter: int = 250

@@ -14,7 +14,7 @@ def test_writes_every_output(planted_map):
     out = planted_map["config"].out_dir
     assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
     table = pq.read_table(out / "map.parquet")
-    assert table.schema.names == ["note_id", "x", "y", "cluster"]
+    assert table.schema.names == ["note_id", "x", "y", "cluster", "group"]
     assert table.schema.field("note_id").type == pa.int32()  # original id type kept
     assert table.column("note_id").to_pylist() == planted_map["ids"].to_pylist()
     assert table.num_rows == 600
@@ -31,7 +31,8 @@ def test_writes_every_output(planted_map):
 
 def test_planted_topics_come_out_on_top_of_their_clusters(planted_map):
     out = planted_map["config"].out_dir
-    clusters = pq.read_table(out / "clusters.parquet").to_pylist()
+    table = pq.read_table(out / "clusters.parquet").to_pylist()
+    clusters = [row for row in table if row["level"] == "cluster"]
     assert len(clusters) == 4
     assert planted_map["result"].metrics["nmi"] > 0.95
     words = planted_map["topic_words"]
@@ -41,13 +42,23 @@ def test_planted_topics_come_out_on_top_of_their_clusters(planted_map):
         assert set(row["top_terms"][:5]) <= set(words[topic]), (topic, row["top_terms"])
         assert len(row["exemplar_ids"]) == 5
     md = (out / "clusters.md").read_text()
-    assert "| cluster | size | top terms | exemplar ids | top labels |" in md
+    assert "| cluster | size | group | top terms | exemplar ids | top labels |" in md
+    groups = [row for row in table if row["level"] == "group"]
+    assert len(groups) == 2 and {row["parent"] for row in clusters} == {0, 1}
+    assert sum(row["size"] for row in groups) == 600 and groups[0]["size"] >= groups[1]["size"]
+    for group in groups:  # a group holds exactly its clusters' notes and labels
+        mine = [row for row in clusters if row["parent"] == group["cluster"]]
+        assert group["size"] == sum(row["size"] for row in mine)
+        assert {lab["label"] for lab in group["top_labels"]} == {row["top_labels"][0]["label"] for row in mine}
+    points = pq.read_table(out / "map.parquet").to_pydict()
+    parent = {row["cluster"]: row["parent"] for row in clusters}
+    assert points["group"] == [parent[c] for c in points["cluster"]]
 
 
 def test_html_shows_ids_not_note_text_by_default(planted_map):
     out = planted_map["config"].out_dir
     page = (out / "map.html").read_text()
-    for name in pq.read_table(out / "clusters.parquet").column("name").to_pylist():
+    for name in pq.read_table(out / "clusters.parquet", filters=[("level", "=", "cluster")]).column("name").to_pylist():
         assert name in page  # cluster names (from terms) are drawn and in the legend
     first_note = pq.read_table(planted_map["notes"]).column("transcription")[0].as_py()
     assert first_note not in page and first_note[:40] not in page

@@ -9,20 +9,22 @@ from embednv.runtime import usable_cpus
 
 
 def test_defaults_for_a_mid_sized_map_follow_kobak_berens_and_belkina():
-    p = TSNEParams().resolve(50_000)
-    assert p.learning_rate == pytest.approx(50_000 / 12)
+    p = TSNEParams().resolve(15_000)
+    assert p.learning_rate == pytest.approx(15_000 / 12)
     assert p.early_exaggeration == 12
     assert p.early_exaggeration_iter == 250
     assert p.perplexity == 30
     assert p.multiscale is True
-    assert p.perplexities == (30, 500)  # [30, n/100]
+    assert p.perplexities == (30, 150)  # [30, n/100]
     assert p.init_std == 1e-4
     assert p.n_jobs == usable_cpus()
 
 
-def test_multiscale_only_up_to_100k_and_when_n_over_100_exceeds_perplexity():
-    assert TSNEParams().resolve(100_000).perplexities == (30, 1000)
-    assert TSNEParams().resolve(100_001).perplexities == (30,)
+def test_multiscale_only_up_to_20k_and_when_n_over_100_exceeds_perplexity():
+    assert TSNEParams().resolve(20_000).perplexities == (30, 200)
+    assert TSNEParams().resolve(20_001).perplexities == (30,)
+    assert TSNEParams().resolve(100_000).perplexities == (30,)  # the default 100k map must finish
+    assert TSNEParams(multiscale=True).resolve(50_000).perplexities == (30, 500)
     assert TSNEParams().resolve(2_357).perplexities == (30,)  # n/100 = 23.6 < 30: one scale
     assert TSNEParams(multiscale=False).resolve(50_000).perplexities == (30,)
     assert TSNEParams(perplexity=50).resolve(20_000).perplexities == (50, 200)
