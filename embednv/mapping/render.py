@@ -1,16 +1,13 @@
-"""Draw the map: `map.png` (static, density-aware) and `map.html` (interactive, offline).
+"""Draw the map: `map.png` (static, density-aware), and the helpers it shares with `map.html`.
 
 PNG: up to `SCATTER_MAX_POINTS` points are drawn as small translucent dots; above that, dots
 overplot into a solid blob, so the image is a per-pixel density of each cluster's colour
 (datashader, histogram-equalised) or, without datashader, a log-scaled 2-D histogram.
-HTML: plotly WebGL scatter (one trace per cluster, so the legend toggles clusters) with
-plotly.js inlined: the file opens offline and fetches nothing. Hover shows the id, cluster and
-known label; note text only when `show_text` is set (notes are PHI).
+`map.html` (interactive, offline) is written by `render_html.py` with the same cluster colours.
 """
 
 from __future__ import annotations
 
-import html
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +18,6 @@ log = logging.getLogger(__name__)
 
 SCATTER_MAX_POINTS = 100_000
 PNG_INCHES, PNG_DPI = 12, 150  # 1800 x 1800 pixels
-HOVER_TEXT_CHARS = 300
 
 
 def palette(k: int) -> list[str]:
@@ -116,75 +112,3 @@ def _density(ax, y: np.ndarray, labels: np.ndarray, colours: np.ndarray, bounds:
         interpolation="nearest",
     )
     return "datashader"
-
-
-def render_html(
-    path: Path,
-    ids: Sequence,
-    y: np.ndarray,
-    labels: np.ndarray,
-    names: Sequence[str],
-    title: str,
-    known: Sequence | None = None,
-    texts: Sequence[str | None] | None = None,
-) -> None:
-    """Write the interactive map; `texts` (shown on hover) only when the user asked for them."""
-    import plotly.graph_objects as go
-
-    k, n = len(names), len(y)
-    colours = palette(k)
-    size = 6 if n <= 10_000 else 4 if n <= 100_000 else 2
-    hover = [np.array([html.escape(str(v)) for v in ids], dtype=object)]
-    template = "id %{customdata[0]}<br>cluster %s"  # %s: the trace's cluster name, filled below
-    if known is not None:
-        hover.append(np.array(["" if v is None else html.escape(str(v)) for v in known], dtype=object))
-        template += "<br>label %{customdata[1]}"
-    if texts is not None:
-        hover.append(np.array([_hover_text(t) for t in texts], dtype=object))
-        template += f"<br>%{{customdata[{len(hover) - 1}]}}"
-    customdata = np.stack(hover, axis=1)  # (n, fields)
-    fig = go.Figure()
-    for c in range(k):
-        m = labels == c
-        fig.add_trace(
-            go.Scattergl(
-                x=y[m, 0], y=y[m, 1], mode="markers", name=names[c],
-                marker={"size": size, "color": colours[c], "opacity": 0.75},
-                customdata=customdata[m],
-                hovertemplate=template.replace("%s", html.escape(names[c])) + "<extra></extra>",
-            )
-        )  # fmt: skip
-    for c, (mx, my) in enumerate(cluster_medians(y, labels, k)):
-        if np.isfinite(mx):
-            fig.add_annotation(
-                x=mx,
-                y=my,
-                text=html.escape(names[c]),
-                showarrow=False,
-                font={"size": 11},
-                bgcolor="rgba(255,255,255,0.6)",
-            )
-    fig.update_layout(
-        title=title, template="plotly_white", dragmode="pan", hovermode="closest",
-        xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"},
-        legend={"itemsizing": "constant", "font": {"size": 10}},
-    )  # fmt: skip
-    # include_plotlyjs=True inlines plotly.js (~4.6 MB): the page must open offline, no CDN.
-    config = {"scrollZoom": True, "displaylogo": False, "responsive": True}
-    page = fig.to_html(
-        include_plotlyjs=True, full_html=True, config=config, default_height="96vh", default_width="100%"
-    )
-    Path(path).write_text(page, encoding="utf-8")
-
-
-def _hover_text(text: str | None) -> str:
-    if not text:
-        return ""
-    short = " ".join(text.split())[:HOVER_TEXT_CHARS]
-    words, lines, line = short.split(" "), [], ""
-    for word in words:  # wrap at ~60 characters so the hover box stays narrow
-        if len(line) + len(word) > 60:
-            lines.append(line)
-            line = ""
-        line = f"{line} {word}" if line else word
-    return "<br>".join(html.escape(s) for s in [*lines, line])

@@ -58,7 +58,7 @@ class MapResult:
 
 def run_map(config: MapConfig) -> MapResult:
     """Build the map of `config.emb_dir` into `config.out_dir` and return what was done."""
-    from embednv.mapping import annotations, metrics, render, terms
+    from embednv.mapping import annotations, metrics, render, render_html, terms
     from embednv.mapping.backends import get_backend
     from embednv.mapping.clusters import N_INIT, auto_clusters, fit_clusters, fit_groups
     from embednv.mapping.pca import auto_batch_size, reduce
@@ -154,8 +154,8 @@ def run_map(config: MapConfig) -> MapResult:
         with out.atomic_path(out_dir / out.PNG_FILE) as tmp:
             drawn = render.render_png(tmp, y, clusters.labels, names, title)
         with out.atomic_path(out_dir / out.HTML_FILE) as tmp:
-            render.render_html(
-                tmp, id_list, y, clusters.labels, names, title, known, texts if config.show_text else None
+            render_html.render_html(
+                tmp, id_list, y, clusters.labels, names, title, known, texts if config.show_text else None, summary
             )
 
     manifest = {
@@ -183,7 +183,7 @@ def run_map(config: MapConfig) -> MapResult:
             "groups_method": "k-means of the cluster centroids weighted by size; auto = clamp(round(sqrt(k)), 2, 10)",
         },
         "tsne": asdict(tsne_params),
-        "render": {"png": drawn, "html": "plotly scattergl, plotly.js inlined", "show_text": config.show_text},
+        "render": {"png": drawn, "html": "canvas 2-D, script inlined", "show_text": config.show_text},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "versions": library_versions(),
     }

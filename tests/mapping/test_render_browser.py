@@ -1,8 +1,12 @@
-"""Open map.html in a real headless Chromium: no errors, no network, points drawn, hover works."""
+"""Open map.html in a real headless Chromium and use it: no errors, no network, points drawn, hover,
+search, the cluster panel, box and lasso selection with the CSV download, colour by label, and
+hostile strings that stay text."""
 
+import csv
+import io
 import os
-import re
 import shutil
+from contextlib import contextmanager
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -13,19 +17,54 @@ ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run", "--disable-quic",
 ]  # fmt: skip
+TWO_FRAMES = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))"
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM), reason="chromium not installed (apt-get install chromium)"
 )
 
 
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (pip) not installed")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@contextmanager
+def opened(browser, html_path):
+    """The page, loaded and drawn; afterwards: no console error, no request beyond the file, no dialog."""
+    errors, requests, dialogs = [], [], []
+    context = browser.new_context(viewport={"width": 1200, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    try:
+        page.goto(html_path.as_uri(), wait_until="load")
+        page.wait_for_function("() => window.embednvMap && window.embednvMap.ready")
+        page.evaluate(TWO_FRAMES)
+        yield page
+    finally:
+        context.close()
+    assert errors == []
+    assert [u for u in requests if not u.startswith(("file:", "data:", "blob:", "about:"))] == []
+    assert dialogs == []
+
+
+def painted(page) -> bytes:
+    page.evaluate(TWO_FRAMES)
+    return page.locator("#plot").screenshot()  # the plot only: legend swatches would count too
+
+
 def _colour_pixels(png: bytes, colours: list[str], opacity: float = 0.75, tol: int = 30) -> list[int]:
     """Pixels of each colour as drawn: markers at `opacity` over the white background."""
-    from io import BytesIO
-
     from PIL import Image
 
-    img = np.asarray(Image.open(BytesIO(png)).convert("RGB")).astype(int)  # (H, W, 3)
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)  # (H, W, 3)
     counts = []
     for hex_colour in colours:
         rgb = np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)])
@@ -34,48 +73,240 @@ def _colour_pixels(png: bytes, colours: list[str], opacity: float = 0.75, tol: i
     return counts
 
 
-def test_map_html_renders_offline_with_points_and_hover(planted_map):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (pip) not installed")
+@pytest.fixture(scope="module")
+def planted_page(planted_map):
+    """map.html of the planted map with the inputs it was made from, as the page should show them."""
+    out = planted_map["config"].out_dir
+    table = pq.read_table(out / "map.parquet").to_pandas()
+    notes = pq.read_table(planted_map["notes"]).to_pandas().set_index("note_id")
+    table["label"] = notes.loc[table.note_id, "medical_specialty"].to_numpy()
+    clusters = pq.read_table(out / "clusters.parquet").to_pylist()
+    return {"html": out / "map.html", "table": table, "clusters": clusters}
+
+
+def test_map_html_renders_offline_with_points_and_hover(planted_page, browser):
     from embednv.mapping.render import palette
 
-    out = planted_map["config"].out_dir
-    html = out / "map.html"
-    table = pq.read_table(out / "map.parquet").to_pandas()
-    point = table.loc[table.cluster == 0, ["x", "y"]].iloc[0].astype(float).tolist()
-    errors, requests = [], []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 1000})
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto(html.as_uri(), wait_until="load")
-            plotted = "() => { const g = document.querySelector('.js-plotly-plot'); return g && g._fullLayout; }"
-            page.wait_for_function(plotted)
-            page.wait_for_selector(".js-plotly-plot canvas")
-            page.wait_for_timeout(500)  # WebGL draws on the next frames
-            screenshot = page.screenshot()
-            if os.environ.get("EMBEDNV_SCREENSHOT"):  # to look at it: EMBEDNV_SCREENSHOT=/tmp/map.png
-                with open(os.environ["EMBEDNV_SCREENSHOT"], "wb") as f:
-                    f.write(screenshot)
-            # Hover over the first point: the label must show its id, cluster and known label.
-            xy = page.evaluate(
-                """([x, y]) => { const g = document.querySelector('.js-plotly-plot');
-                  const xa = g._fullLayout.xaxis, ya = g._fullLayout.yaxis, r = g.getBoundingClientRect();
-                  return [r.left + xa._offset + xa.l2p(x), r.top + ya._offset + ya.l2p(y)]; }""",
-                point,
-            )
-            page.mouse.move(*xy)
-            page.wait_for_selector(".hoverlayer .hovertext", timeout=5000)
-            hover = page.text_content(".hoverlayer .hovertext")  # an SVG group: no inner_text
-            dragmode = page.evaluate("() => document.querySelector('.js-plotly-plot')._fullLayout.dragmode")
-        finally:
-            browser.close()
-    assert errors == []
-    assert [u for u in requests if not u.startswith(("file:", "data:", "blob:", "about:"))] == []
+    table = planted_page["table"]
+    row = table[table.cluster == 0].iloc[0]
+    with opened(browser, planted_page["html"]) as page:
+        screenshot = painted(page)
+        if os.environ.get("EMBEDNV_SCREENSHOT"):  # to look at it: EMBEDNV_SCREENSHOT=/tmp/map.png
+            page.screenshot(path=os.environ["EMBEDNV_SCREENSHOT"])
+        page.mouse.move(*page.evaluate("([x, y]) => embednvMap.toScreen(x, y)", [float(row.x), float(row.y)]))
+        page.wait_for_selector("#tooltip:not([hidden])", timeout=5000)
+        hover = page.inner_text("#tooltip").splitlines()
+        title = page.inner_text("#title")
     counts = _colour_pixels(screenshot, palette(4))
     assert all(c > 1000 for c in counts), counts  # every cluster's colour is drawn, many dots each
-    assert re.search(r"id \d{4}", hover) and re.search(r"cluster \d+: ", hover), hover
-    assert re.search(r"label (cardiology|orthopedics|neurology|gastroenterology)", hover), hover
-    assert dragmode == "pan"
+    name0 = planted_page["clusters"][0]["name"]
+    assert hover == [f"id {row.note_id}", f"cluster {name0}", f"label {row.label}"]  # no note text by default
+    assert title == "600 notes, 4 clusters"
+
+
+def _expected_matches(planted_page, query: str) -> tuple[list[int], list[int]]:
+    """The rows the page must match for `query` (id exact, term or label substring), and the clusters by term."""
+    q, table = query.strip().lower(), planted_page["table"]
+    by_term = [c["cluster"] for c in planted_page["clusters"] if any(q in t.lower() for t in c["top_terms"])]
+    by_label = table.label.str.lower().str.contains(q, regex=False)
+    hit = (table.note_id.astype(str).str.lower() == q) | table.cluster.isin(by_term) | by_label
+    return np.flatnonzero(hit.to_numpy()).tolist(), by_term
+
+
+def test_search_counts_and_highlights_matches(planted_page, browser):
+    from embednv.mapping.render import palette
+
+    clusters, table = planted_page["clusters"], planted_page["table"]
+    term = clusters[2]["top_terms"][0]
+    rows, by_term = _expected_matches(planted_page, term)
+    assert 2 in by_term and len(rows) >= clusters[2]["size"]
+    with opened(browser, planted_page["html"]) as page:
+        page.fill("#search", term)  # typed; the page searches 120 ms after the last key
+        page.wait_for_function("() => document.getElementById('match-count').textContent !== ''")
+        count_text = page.inner_text("#match-count")
+        matches = page.evaluate("embednvMap.matches()")
+        shot = painted(page)
+        page.fill("#search", str(table.note_id[7]))
+        page.press("#search", "Enter")
+        id_text, id_matches = page.inner_text("#match-count"), page.evaluate("embednvMap.matches()")
+        page.fill("#search", "Neurology")
+        page.press("#search", "Enter")
+        label_text, label_matches = page.inner_text("#match-count"), page.evaluate("embednvMap.matches()")
+    plural = "" if len(by_term) == 1 else "s"
+    assert count_text == f"{len(rows)} matches (term: {len(by_term)} cluster{plural})"
+    assert matches == rows
+    # Highlighted: the matching clusters opaque; every other point faded to grey.
+    colours = palette(4)
+    assert all(c > 500 for c in _colour_pixels(shot, [colours[c] for c in by_term], opacity=1.0))
+    others = [colours[c] for c in range(4) if c not in by_term]
+    assert all(c < 50 for c in _colour_pixels(shot, others)), _colour_pixels(shot, others)
+    assert id_text == "1 match (id 1)" and id_matches == [7]
+    label_rows, _ = _expected_matches(planted_page, "Neurology")
+    assert label_matches == label_rows and len(label_rows) == (table.label == "neurology").sum() == 150
+    assert label_text.startswith("150 matches (") and "label: 1 label" in label_text
+
+
+def test_a_click_on_a_legend_entry_or_a_point_opens_the_cluster_panel(planted_page, browser):
+    clusters, table = planted_page["clusters"], planted_page["table"]
+    c1 = table[table.cluster == 1]
+    core = c1.iloc[int(np.argmin(np.hypot(c1.x - c1.x.median(), c1.y - c1.y.median())))]  # deep inside cluster 1
+    with opened(browser, planted_page["html"]) as page:
+        page.click("#legend li[data-group='2'] .name")
+        panel2 = _panel(page)
+        page.click("#panel-exemplars li:first-child button")  # an exemplar id finds its note
+        page.wait_for_function("() => document.getElementById('match-count').textContent !== ''")
+        found = page.inner_text("#match-count"), page.evaluate("embednvMap.matches()")
+        page.mouse.click(*page.evaluate("([x, y]) => embednvMap.toScreen(x, y)", [float(core.x), float(core.y)]))
+        panel1 = _panel(page)
+    for panel, row in ((panel2, clusters[2]), (panel1, clusters[1])):
+        assert panel["title"] == row["name"]
+        assert panel["size"] == str(row["size"]) and panel["share"] == f"{100 * row['size'] / 600:.1f}%"
+        assert panel["exemplars"] == [str(i) for i in row["exemplar_ids"]] and len(panel["exemplars"]) == 5
+        assert panel["terms"] == ", ".join(row["top_terms"])
+        mix = [f"{d['label']}: {d['count']} ({100 * d['count'] / row['size']:.0f}%)" for d in row["top_labels"]]
+        assert panel["labels"] == mix
+    row_index = int(np.flatnonzero(table.note_id.to_numpy() == clusters[2]["exemplar_ids"][0])[0])
+    assert found == ("1 match (id 1)", [row_index]) and table.cluster[row_index] == 2
+
+
+def _panel(page) -> dict:
+    page.wait_for_selector("#panel:not([hidden])")
+    return {
+        "title": page.inner_text("#panel-title"),
+        "size": page.inner_text("#panel-size"),
+        "share": page.inner_text("#panel-share"),
+        "terms": page.inner_text("#panel-terms"),
+        "exemplars": page.locator("#panel-exemplars li").all_inner_texts(),
+        "labels": page.locator("#panel-labels li").all_inner_texts(),
+    }
+
+
+def _download_csv(page) -> str:
+    with page.expect_download() as info:
+        page.click("#export-csv")
+    download = info.value
+    assert download.suggested_filename == "selected-ids.csv"
+    with open(download.path(), encoding="utf-8", newline="") as f:
+        return f.read()
+
+
+def test_box_and_lasso_selection_count_and_download_the_selected_ids(planted_page, browser):
+    from matplotlib.path import Path as Polygon
+
+    table = planted_page["table"]
+    c3 = table[table.cluster == 3]
+    lo, hi = (float(c3.x.min()), float(c3.y.min())), (float(c3.x.max()), float(c3.y.max()))
+    with opened(browser, planted_page["html"]) as page:
+        screen = lambda x, y: page.evaluate("([x, y]) => embednvMap.toScreen(x, y)", [x, y])
+        (ax, ay), (bx, by) = screen(lo[0], hi[1]), screen(hi[0], lo[1])  # top-left, bottom-right on screen
+        page.click("#mode-box")
+        page.mouse.move(ax - 8, ay - 8)
+        page.mouse.down()
+        page.mouse.move((ax + bx) / 2, (ay + by) / 2, steps=4)
+        page.mouse.move(bx + 8, by + 8, steps=4)
+        page.mouse.up()
+        box = page.evaluate("embednvMap.selection()")
+        box_count, box_selected = page.inner_text("#selection-count"), page.evaluate("embednvMap.selected()")
+        box_csv = _download_csv(page)
+        # A lasso: an octagon drawn around the middle of cluster 0, a third as wide as the cluster.
+        c0 = table[table.cluster == 0]
+        cx, cy = screen(float(c0.x.median()), float(c0.y.median()))
+        r = (screen(float(c0.x.max()), 0.0)[0] - screen(float(c0.x.min()), 0.0)[0]) / 6
+        page.click("#mode-lasso")
+        page.mouse.move(cx + r, cy)
+        page.mouse.down()
+        for a in np.linspace(0, 2 * np.pi, 9)[1:]:
+            page.mouse.move(cx + r * np.cos(a), cy + r * np.sin(a), steps=3)
+        page.mouse.up()
+        lasso = page.evaluate("embednvMap.selection()")
+        lasso_count, lasso_selected = page.inner_text("#selection-count"), page.evaluate("embednvMap.selected()")
+        lasso_csv = _download_csv(page)
+        page.click("#clear-selection")
+        cleared = page.is_hidden("#selection"), page.evaluate("embednvMap.selected()")
+    xa, ya, xb, yb = box["rect"]
+    assert box["kind"] == "box" and xa < lo[0] and ya < lo[1] and xb > hi[0] and yb > hi[1]
+    in_box = np.flatnonzero(((table.x >= xa) & (table.x <= xb) & (table.y >= ya) & (table.y <= yb)).to_numpy()).tolist()
+    assert box_selected == in_box and set(c3.index) <= set(in_box)
+    assert box_count == f"{len(in_box)} selected"
+    assert box_csv == _csv_of(table, in_box)
+    assert lasso["kind"] == "lasso" and len(lasso["polygon"]) >= 8
+    inside = Polygon(np.array(lasso["polygon"])).contains_points(table[["x", "y"]].to_numpy())
+    assert lasso_selected == np.flatnonzero(inside).tolist() and 0 < len(lasso_selected) < len(c0)
+    assert lasso_count == f"{len(lasso_selected)} selected" and lasso_csv == _csv_of(table, lasso_selected)
+    assert cleared == (True, [])
+
+
+def _csv_of(table, rows) -> str:
+    lines = ['"id","cluster","label"'] + [f'"{table.note_id[i]}","{table.cluster[i]}","{table.label[i]}"' for i in rows]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def test_colour_by_known_label(planted_page, browser):
+    from embednv.mapping.render import palette
+    from embednv.mapping.render_html import _label_payload
+
+    table = planted_page["table"]
+    label_colours = [g["colour"] for g in _label_payload(table.label.tolist())["groups"]]
+    with opened(browser, planted_page["html"]) as page:
+        page.select_option("#colour-by", "label")
+        shot = painted(page)
+        legend = page.locator("#legend .name").all_inner_texts()
+        heading, mode = page.inner_text("#legend-title"), page.evaluate("embednvMap.colourBy()")
+        page.click("#legend li[data-group='1'] .name")  # a label's legend entry finds its notes
+        found = page.evaluate("embednvMap.matches()")
+        page.uncheck("#legend li[data-group='0'] input")  # hidden points can be neither hovered nor selected
+        page.evaluate("embednvMap.selectBox(-1e9, -1e9, 1e9, 1e9)")
+        shown = page.evaluate("embednvMap.selected()")
+    assert legend == sorted(set(table.label)) and heading.lower() == "labels" and mode == "label"  # 150 each: by name
+    assert all(c > 1000 for c in _colour_pixels(shot, label_colours)), _colour_pixels(shot, label_colours)
+    assert all(c < 50 for c in _colour_pixels(shot, palette(4))), _colour_pixels(shot, palette(4))
+    assert found == np.flatnonzero((table.label == legend[1]).to_numpy()).tolist()
+    assert shown == np.flatnonzero((table.label != legend[0]).to_numpy()).tolist()
+
+
+HOSTILE_IDS = [
+    "</script><img src=x onerror=alert(1)>", "=cmd|' /C calc'!A0", "+1-2", "@SUM(1)", "-5", 'say "hi", ok', "<b>x</b>",
+    "-cmd", "\tTAB", "plain",
+]  # fmt: skip
+CSV_IDS = [
+    "</script><img src=x onerror=alert(1)>", "'=cmd|' /C calc'!A0", "'+1-2", "'@SUM(1)", "-5", 'say ""hi"", ok',
+    "<b>x</b>", "'-cmd", "'\tTAB", "plain",
+]  # fmt: skip  -- as written between the quotes of the CSV: '-prefixed formulas, doubled quotes
+
+
+def test_hostile_strings_stay_text_in_the_page_and_the_csv(tmp_path, browser):
+    from embednv.mapping.outputs import ClusterSummary
+    from embednv.mapping.render_html import render_html
+
+    n = len(HOSTILE_IDS)
+    y = np.stack([np.arange(n) % 5 * 10.0, np.arange(n) // 5 * 10.0], axis=1)  # a grid: no two points close
+    labels = (np.arange(n) % 2).astype(np.int32)
+    names = ["0: <img src=x onerror=alert(3)>", "1: </script>"]
+    summary = ClusterSummary(
+        sizes=np.bincount(labels), medians=y[:2], exemplar_ids=[HOSTILE_IDS[0::2][:3], HOSTILE_IDS[1::2][:3]],
+        names=names, terms=[["<script>alert(4)</script>"], ["&lt;"]], composition=[[("<i>x</i>", 3)], [("=1+1", 2)]],
+    )  # fmt: skip
+    known = ["<i>x</i>" if c == 0 else "=1+1" for c in labels]
+    texts = [f"<img src=x onerror=alert({i})> note {i}" for i in range(n)]
+    html_path = tmp_path / "hostile.html"
+    render_html(html_path, HOSTILE_IDS, y, labels, names, "<script>alert(5)</script>", known, texts, summary)
+    with opened(browser, html_path) as page:
+        injected = page.evaluate("document.querySelectorAll('img, iframe, object, embed, b, i').length")
+        scripts = page.evaluate("document.scripts.length")
+        page.mouse.move(*page.evaluate("([x, y]) => embednvMap.toScreen(x, y)", [0.0, 0.0]))
+        page.wait_for_selector("#tooltip:not([hidden])")
+        hover = page.inner_text("#tooltip").splitlines()
+        page.evaluate("embednvMap.openCluster(0)")
+        panel = _panel(page)
+        page.evaluate(f"embednvMap.selectIndices([...Array({n}).keys()])")
+        text = _download_csv(page)
+        title = page.title()
+    assert injected == 0 and scripts == 2 and title == "<script>alert(5)</script>"
+    assert hover == [f"id {HOSTILE_IDS[0]}", f"cluster {names[0]}", "label <i>x</i>", "<img src=x onerror=alert(0)> note 0"]
+    assert panel["exemplars"] == HOSTILE_IDS[0::2][:3] and panel["terms"] == "<script>alert(4)</script>"
+    rows = text.split("\r\n")
+    assert rows[0] == '"id","cluster","label"' and rows[-1] == ""
+    label_cells = {0: "<i>x</i>", 1: "'=1+1"}
+    assert rows[1:-1] == [f'"{i}","{c}","{label_cells[c]}"' for i, c in zip(CSV_IDS, labels)]
+    parsed = list(csv.reader(io.StringIO(text)))
+    assert [r[0] for r in parsed[1:]] == [s.replace('""', '"') for s in CSV_IDS]
