@@ -80,7 +80,7 @@ def planted_page(planted_map):
     table = pq.read_table(out / "map.parquet").to_pandas()
     notes = pq.read_table(planted_map["notes"]).to_pandas().set_index("note_id")
     table["label"] = notes.loc[table.note_id, "medical_specialty"].to_numpy()
-    clusters = pq.read_table(out / "clusters.parquet").to_pylist()
+    clusters = pq.read_table(out / "clusters.parquet", filters=[("level", "=", "cluster")]).to_pylist()
     return {"html": out / "map.html", "table": table, "clusters": clusters}
 
 
@@ -268,10 +268,11 @@ HOSTILE_IDS = [
     "</script><img src=x onerror=alert(1)>", "=cmd|' /C calc'!A0", "+1-2", "@SUM(1)", "-5", 'say "hi", ok', "<b>x</b>",
     "-cmd", "\tTAB", "plain",
 ]  # fmt: skip
+# The ids as the CSV must write them between its quotes: formulas prefixed with ', quotes doubled.
 CSV_IDS = [
     "</script><img src=x onerror=alert(1)>", "'=cmd|' /C calc'!A0", "'+1-2", "'@SUM(1)", "-5", 'say ""hi"", ok',
     "<b>x</b>", "'-cmd", "'\tTAB", "plain",
-]  # fmt: skip  -- as written between the quotes of the CSV: '-prefixed formulas, doubled quotes
+]  # fmt: skip
 
 
 def test_hostile_strings_stay_text_in_the_page_and_the_csv(tmp_path, browser):
@@ -302,7 +303,12 @@ def test_hostile_strings_stay_text_in_the_page_and_the_csv(tmp_path, browser):
         text = _download_csv(page)
         title = page.title()
     assert injected == 0 and scripts == 2 and title == "<script>alert(5)</script>"
-    assert hover == [f"id {HOSTILE_IDS[0]}", f"cluster {names[0]}", "label <i>x</i>", "<img src=x onerror=alert(0)> note 0"]
+    assert hover == [
+        f"id {HOSTILE_IDS[0]}",
+        f"cluster {names[0]}",
+        "label <i>x</i>",
+        "<img src=x onerror=alert(0)> note 0",
+    ]
     assert panel["exemplars"] == HOSTILE_IDS[0::2][:3] and panel["terms"] == "<script>alert(4)</script>"
     rows = text.split("\r\n")
     assert rows[0] == '"id","cluster","label"' and rows[-1] == ""
