@@ -13,7 +13,7 @@ MODEL ?= auto
 MAP_OUT ?= out/map
 ARGS ?=
 
-.PHONY: setup test embed-corpus map-corpus bench bench-1m bench-ops check-fullsize clean browser
+.PHONY: setup test lint embed-corpus map-corpus bench bench-1m bench-ops check-fullsize clean browser
 
 setup: $(STAMP)
 
@@ -34,8 +34,12 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "chromium not installed: the browser test will be skipped"; }
 
-test: setup browser
+test: setup browser lint
 	$(PY) -m pytest -q $(ARGS)
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 data/sample_corpus.parquet: | setup
 	$(VENV)/bin/embednv sample-corpus $@ --n $(SAMPLE_N) --seed 0

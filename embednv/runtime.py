@@ -7,7 +7,7 @@ import platform
 
 # Recorded in every manifest (embed and map), and in benchmark results.
 VERSIONED_PACKAGES = ("embednv", "torch", "transformers", "ray", "pyarrow", "numpy", "scikit-learn", "openTSNE",
-                      "plotly", "matplotlib", "datashader", "cuml", "cupy")
+                      "matplotlib", "datashader", "cuml", "cupy")
 
 
 def usable_cpus() -> int:

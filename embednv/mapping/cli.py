@@ -1,7 +1,7 @@
 """`embednv map EMB_DIR --out MAP_DIR`: the typer command; registered by the main app.
 
 Only typer and the standard library are imported at module level, so `embednv --help` stays
-instant; the mapping code (numpy, scikit-learn, openTSNE, plotly) loads when the command runs.
+instant; the mapping code (numpy, scikit-learn, openTSNE, matplotlib) loads when the command runs.
 """
 
 from __future__ import annotations
