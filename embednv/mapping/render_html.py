@@ -48,13 +48,15 @@ def render_html(
     known: Sequence | None = None,
     texts: Sequence[str | None] | None = None,
     summary: ClusterSummary | None = None,
+    groups: tuple[ClusterSummary, np.ndarray] | None = None,
 ) -> None:
     """Write the interactive map; `texts` (shown on hover) only when the user asked for them.
 
     `summary` (what clusters.parquet holds) fills the cluster panel; without it the panel shows
-    sizes only.
+    sizes only. `groups` (the coarse level's summary and each cluster's parent) adds "colour by
+    group": the coarse regions, named, with the clusters' names on top.
     """
-    page = page_html(map_payload(ids, y, labels, names, title, known, texts, summary), title)
+    page = page_html(map_payload(ids, y, labels, names, title, known, texts, summary, groups), title)
     Path(path).write_text(page, encoding="utf-8")
 
 
@@ -67,6 +69,7 @@ def map_payload(
     known: Sequence | None = None,
     texts: Sequence[str | None] | None = None,
     summary: ClusterSummary | None = None,
+    groups: tuple[ClusterSummary, np.ndarray] | None = None,
 ) -> dict:
     """The JSON document the page reads: everything it shows, nothing it does not."""
     k, n = len(names), len(y)
@@ -86,6 +89,8 @@ def map_payload(
         }
         if summary is not None and summary.composition is not None:
             entry["labels"] = [[str(lab), int(cnt)] for lab, cnt in summary.composition[c]]
+        if groups is not None:
+            entry["group"] = int(groups[1][c])
         clusters.append(entry)
     return {
         "title": str(title),
@@ -96,8 +101,24 @@ def map_payload(
         "ids": [str(v) for v in ids],
         "clusters": clusters,
         "labels": _label_payload(known) if known is not None else None,
+        "groups": _group_payload(*groups) if groups is not None else None,
         "texts": [_short_text(t) for t in texts] if texts is not None else None,
     }
+
+
+def _group_payload(summary: ClusterSummary, parent: np.ndarray) -> list[dict]:
+    """The coarse level: one colour group per group of clusters, named by its top terms."""
+    colours = palette(60)[20:] + palette(60)[:20]  # away from the first clusters' colours
+    return [
+        {
+            "name": str(summary.names[g]),
+            "colour": colours[g % 60],
+            "size": int(summary.sizes[g]),
+            "median": [float(v) for v in summary.medians[g]] if np.isfinite(summary.medians[g]).all() else None,
+            "clusters": [int(c) for c in np.flatnonzero(parent == g)],
+        }
+        for g in range(len(summary.sizes))
+    ]
 
 
 def _label_payload(known: Sequence) -> dict:
@@ -233,6 +254,7 @@ _PAGE = """<!DOCTYPE html>
     <section id="panel" hidden>
       <button type="button" id="panel-close" title="close">×</button>
       <h2 id="panel-title"></h2>
+      <p id="panel-group" hidden></p>
       <p><span id="panel-size"></span> notes (<span id="panel-share"></span>)</p>
       <h3>top terms</h3><p id="panel-terms"></p>
       <h3>exemplar ids <small>(nearest the centre; click to find)</small></h3><ol id="panel-exemplars"></ol>

@@ -155,7 +155,8 @@ def run_map(config: MapConfig) -> MapResult:
             drawn = render.render_png(tmp, y, clusters.labels, names, title)
         with out.atomic_path(out_dir / out.HTML_FILE) as tmp:
             render_html.render_html(
-                tmp, id_list, y, clusters.labels, names, title, known, texts if config.show_text else None, summary
+                tmp, id_list, y, clusters.labels, names, title, known, texts if config.show_text else None, summary,
+                groups=(group_summary, groups.parent),
             )
 
     manifest = {

@@ -264,6 +264,28 @@ def test_colour_by_known_label(planted_page, browser):
     assert shown == np.flatnonzero((table.label != legend[0]).to_numpy()).tolist()
 
 
+def test_colour_by_group_shows_the_coarse_level(planted_page, browser):
+    """Groups of clusters: named regions in the legend, each point coloured by its cluster's group."""
+    import pyarrow.parquet as pq
+
+    out = planted_page["html"].parent
+    levels = pq.read_table(out / "clusters.parquet").to_pylist()
+    groups = [row for row in levels if row["level"] == "group"]
+    parent = {row["cluster"]: row["parent"] for row in levels if row["level"] == "cluster"}
+    with opened(browser, planted_page["html"]) as page:
+        options = page.locator("#colour-by option").all_inner_texts()
+        page.select_option("#colour-by", "group")
+        legend = page.locator("#legend .name").all_inner_texts()
+        counts = page.locator("#legend .count").all_inner_texts()
+        heading, mode = page.inner_text("#legend-title"), page.evaluate("embednvMap.colourBy()")
+        page.click("#legend li[data-group='0'] .name")  # opens the group's largest cluster
+        title, within = page.inner_text("#panel-title"), page.inner_text("#panel-group")
+    assert "group of clusters" in options and mode == "group" and heading.lower() == "groups of clusters"
+    assert legend == [row["name"] for row in groups] and counts == [str(row["size"]) for row in groups]
+    first = min(c for c, g in parent.items() if g == 0)
+    assert title.startswith(f"{first}") and within == f"in {groups[0]['name']}"
+
+
 HOSTILE_IDS = [
     "</script><img src=x onerror=alert(1)>", "=cmd|' /C calc'!A0", "+1-2", "@SUM(1)", "-5", 'say "hi", ok', "<b>x</b>",
     "-cmd", "\tTAB", "plain",

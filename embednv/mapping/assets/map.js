@@ -16,7 +16,7 @@
   }
 
   const n = D.n, xy = decode(D.xy), cluster = decode(D.cluster), ids = D.ids, texts = D.texts;
-  const clusters = D.clusters, L = D.labels;
+  const clusters = D.clusters, L = D.labels, CG = D.groups;  // CG: the coarse level, groups of clusters
   const labelCode = L ? decode(L.codes) : null;
   const FADED = [214, 214, 214], OUTLINE = [40, 40, 40];
 
@@ -78,10 +78,13 @@
   const hexRgb = (h) => [1, 3, 5].map((k) => parseInt(h.slice(k, k + 2), 16));
 
   function setColourBy(mode) {
-    if (mode !== "cluster" && !(mode === "label" && L)) throw new Error("cannot colour by " + mode);
+    if (mode !== "cluster" && !(mode === "label" && L) && !(mode === "group" && CG)) throw new Error("cannot colour by " + mode);
     colourBy = mode;
     if (mode === "cluster") {
       groups = clusters; group = cluster;
+    } else if (mode === "group") {
+      groups = CG; group = new Uint16Array(n);
+      for (let i = 0; i < n; i++) group[i] = clusters[cluster[i]].group;
     } else {
       groups = L.groups; group = new Uint16Array(n);
       for (let i = 0; i < n; i++) group[i] = L.group_of_value[labelCode[i]];
@@ -89,7 +92,7 @@
     rgb = groups.map((g) => hexRgb(g.colour));
     hidden = new Uint8Array(groups.length);
     $("colour-by").value = mode;
-    $("legend-title").textContent = mode === "cluster" ? "clusters" : "labels";
+    $("legend-title").textContent = mode === "cluster" ? "clusters" : mode === "group" ? "groups of clusters" : "labels";
     buildLegend(); schedule();
   }
 
@@ -105,9 +108,12 @@
       box.addEventListener("change", () => { hidden[k] = box.checked ? 0 : 1; schedule(); });
       swatch.className = "swatch"; swatch.style.background = g.colour;
       name.type = "button"; name.className = "name"; name.textContent = g.name;
-      name.title = colourBy === "cluster" ? "show this cluster's panel" : "find the notes with this label";
+      name.title = colourBy === "cluster" ? "show this cluster's panel"
+        : colourBy === "group" ? "show the panel of this group's largest cluster" : "find the notes with this label";
       name.addEventListener("click", () => {
-        if (colourBy === "cluster") openCluster(k); else if (g.value != null) setSearch(g.value);
+        if (colourBy === "cluster") openCluster(k);
+        else if (colourBy === "group") openCluster(g.clusters[0]);
+        else if (g.value != null) setSearch(g.value);
       });
       count.className = "count"; count.textContent = g.size.toLocaleString("en-US");
       li.append(box, swatch, name, count);
@@ -162,12 +168,22 @@
       stamp(px, sx, sy, dot, rgb[group[i]], 256);
     }
     ctx.putImageData(image, 0, 0);
-    if (colourBy === "cluster") {
+    if (colourBy === "group") {  // coarse regions named in large type; the clusters' names follow
+      ctx.font = `bold ${Math.round(15 * dpr)}px system-ui, sans-serif`;
+      ctx.textAlign = "center"; ctx.textBaseline = "middle"; ctx.lineJoin = "round";
+      ctx.lineWidth = 4 * dpr; ctx.strokeStyle = "rgba(255,255,255,0.9)"; ctx.fillStyle = "#000";
+      CG.forEach((g, k) => {
+        if (!g.median || hidden[k]) return;
+        const sx = g.median[0] * s + ox, sy = oy - g.median[1] * s - 14 * dpr;
+        ctx.strokeText(g.name, sx, sy); ctx.fillText(g.name, sx, sy);
+      });
+    }
+    if (colourBy === "cluster" || colourBy === "group") {
       ctx.font = `${Math.round(11 * dpr)}px system-ui, sans-serif`;
       ctx.textAlign = "center"; ctx.textBaseline = "middle"; ctx.lineJoin = "round";
       ctx.lineWidth = 3 * dpr; ctx.strokeStyle = "rgba(255,255,255,0.85)"; ctx.fillStyle = "#111";
       clusters.forEach((c, k) => {
-        if (!c.median || hidden[k]) return;
+        if (!c.median || hidden[colourBy === "group" ? c.group : k]) return;
         const sx = c.median[0] * s + ox, sy = oy - c.median[1] * s;
         ctx.strokeText(c.name, sx, sy); ctx.fillText(c.name, sx, sy);
       });
@@ -230,6 +246,8 @@
     if (!c) throw new Error("no cluster " + k);
     openK = k;
     $("panel-title").textContent = c.name;
+    $("panel-group").hidden = !(CG && c.group != null);
+    $("panel-group").textContent = CG && c.group != null ? `in ${CG[c.group].name}` : "";
     $("panel-size").textContent = c.size.toLocaleString("en-US");
     $("panel-share").textContent = (100 * c.size / Math.max(n, 1)).toFixed(1) + "%";
     $("panel-terms").textContent = c.terms.length ? c.terms.join(", ") : "(no note text given)";
@@ -427,13 +445,17 @@
 
   // ---- start -----------------------------------------------------------------------------------
   $("title").textContent = D.title;
+  if (CG) {
+    const opt = document.createElement("option");
+    opt.value = "group"; opt.textContent = "group of clusters";
+    $("colour-by").append(opt);
+  }
   if (L) {
     const opt = document.createElement("option");
     opt.value = "label"; opt.textContent = "known label";
     $("colour-by").append(opt);
-  } else {
-    $("colour-label").hidden = true;
   }
+  if (!CG && !L) $("colour-label").hidden = true;
   resize();
   setColourBy("cluster");
   resetView();
