@@ -1,4 +1,4 @@
-"""The `embednv` command line: embed notes, make a sample corpus, map the corpus.
+"""The `embednv` command line: embed notes, make a sample corpus, map the corpus, draw cohorts.
 
 Everything heavy (torch, transformers, ray) is imported inside the commands, so
 `embednv --help` answers at once. Environment defaults that keep PHI on the machine are set
@@ -100,6 +100,10 @@ def sample_corpus(
 from embednv.mapping.cli import map_command  # noqa: E402 - typer-only module: keeps --help instant
 
 app.command("map")(map_command)
+
+from embednv.cohort_cli import cohort_command  # noqa: E402 - typer-only module, as map's
+
+app.command("cohort")(cohort_command)
 
 
 def main() -> None:

@@ -40,6 +40,10 @@ class BackendUnavailable(MapError):
     """The requested compute backend (cuML) cannot run here."""
 
 
+class CohortError(EmbednvError, ValueError):
+    """A cohort cannot be drawn: unknown cluster or note id, wrong directory, model not here."""
+
+
 # Errors from the standard library whose messages are already written for a person.
 PLAIN_ERRORS = (ValueError, FileNotFoundError, ConnectionError)
 

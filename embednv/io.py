@@ -3,7 +3,8 @@
 Paths may be local or any URI pyarrow opens (`s3://`, `gs://`, `file://`). Every file embednv
 writes goes to a temporary name beside its final one and is renamed into place, so a reader (or
 a rerun after a crash) never sees half a file. On object stores, where rename is copy then
-delete, the final object still appears whole because a single PUT is atomic.
+delete, the final object still appears whole because a single PUT is atomic. Tables meant for
+people (`cohort`'s id lists) are written as Parquet or as CSV safe to open in a spreadsheet.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+# A text cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 # File extension -> format, for notes (embed's inputs, map's --texts and --labels).
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
@@ -66,3 +70,59 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def safe_cell(value):
+    """A text cell a spreadsheet would run as a formula gets a leading quote; other cells are unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def csv_text(table) -> str:
+    """A pyarrow table as CSV for people and spreadsheets: text quoted (quotes doubled), formula-like
+    text neutralised by `safe_cell` (ids are untrusted), numbers bare, float32 in its shortest form."""
+    import csv
+    import io
+
+    import numpy as np
+    import pyarrow as pa
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+    writer.writerow([safe_cell(name) for name in table.column_names])
+    columns = []
+    for column in table.columns:
+        if pa.types.is_floating(column.type):  # the shortest text that reads back as the same float32
+            columns.append([None if v is None else float(str(np.float32(v))) for v in column.to_pylist()])
+        else:
+            columns.append([safe_cell(v) for v in column.to_pylist()])
+    writer.writerows(zip(*columns))
+    return buffer.getvalue()
+
+
+def write_table_file(table, out: str) -> None:
+    """Write a pyarrow table to `out` (a local path or URI) atomically: Parquet for .parquet, CSV for .csv.
+
+    Parquet keeps every value and type as it is; CSV goes through `csv_text`.
+    """
+    import pyarrow.parquet as pq
+
+    from embednv.errors import ConfigError
+
+    if not out.lower().endswith((".csv", ".parquet")):
+        raise ConfigError(f"--out {out}: give a .csv or .parquet file")
+    filesystem, path = filesystem_and_path(out)
+    folder = path.rpartition("/")[0]
+    if folder:
+        filesystem.create_dir(folder, recursive=True)
+    if out.lower().endswith(".parquet"):
+        atomic_write(filesystem, path, lambda tmp: pq.write_table(table, tmp, filesystem=filesystem))
+        return
+    data = csv_text(table).encode()
+
+    def write(tmp: str) -> None:
+        with filesystem.open_output_stream(tmp) as stream:
+            stream.write(data)
+
+    atomic_write(filesystem, path, write)

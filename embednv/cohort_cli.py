@@ -1,0 +1,131 @@
+"""`embednv cohort DIR (--cluster C | --near ID | --query TEXT)`: the typer command; registered by the main app.
+
+Only typer and the standard library are imported at module level, so `embednv --help` stays
+instant; `embednv.cohort` (numpy, pyarrow, and torch for --query) loads when the command runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+from embednv.console import fail, setup_logging
+
+log = logging.getLogger("embednv")
+DEFAULT_K = 50
+
+
+def cohort_command(
+    directory: Annotated[
+        str,
+        typer.Argument(
+            help="A map directory (map.parquet) for --cluster; an embedding directory (part-*.parquet) for --near "
+            "and --query. A local path or an s3://, gs:// or file:// URI.",
+            show_default=False,
+        ),
+    ],
+    cluster: Annotated[int | None, typer.Option("--cluster", help="Write the ids of this cluster (a number from clusters.parquet).")] = None,
+    level: Annotated[
+        str | None,
+        typer.Option("--level", help="With --cluster: fine (map.parquet's 'cluster', the default) or coarse (its group of clusters, map.parquet's 'group')."),
+    ] = None,
+    near: Annotated[
+        str | None, typer.Option("--near", help="A note id: write the --k notes nearest it by cosine, the note itself excluded.")
+    ] = None,
+    query: Annotated[
+        str | None,
+        typer.Option(
+            "--query",
+            help="Text to embed with the model the embeddings' manifest names; write the --k notes nearest it. "
+            "'-' reads it from stdin (keeps it out of the process list and shell history). Never logged.",
+        ),
+    ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task",
+            help="With --query on NV-Embed-v2 embeddings: a preset (similar-notes, specialty, diagnosis, cohort) or "
+            "free text, giving 'Instruct: {task}\\nQuery: '. Default: similar-notes, the retrieval preset. "
+            "Other models (minilm) take no instruction.",
+        ),
+    ] = None,
+    k: Annotated[int | None, typer.Option("--k", help=f"Notes to write for --near and --query. Default: {DEFAULT_K}.")] = None,
+    out: Annotated[
+        str | None,
+        typer.Option("--out", "-o", help="A .csv or .parquet file (local or URI). Default: CSV on stdout."),
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="With --query: auto, cpu or cuda, for the model.")] = "auto",
+    debug: Annotated[bool, typer.Option("--debug", help="Debug logging and full tracebacks.")] = False,
+) -> None:
+    """Write a cohort as ids: a map cluster, the notes nearest a note, or the notes nearest a query text.
+
+    CSV cells that a spreadsheet would run as formulas (starting with = + - @) get a leading '.
+    """
+    setup_logging(debug)
+    try:
+        _check_options(cluster, level, near, query, task, k, device)
+        from embednv import cohort
+        from embednv.io import csv_text, write_table_file
+
+        if cluster is not None:
+            cohort.check_directory(directory, "map", "--cluster")
+            table = cohort.select_cluster(directory, cluster, level or "fine")
+            what = f"{table.num_rows:,} notes of cluster {cluster}"
+        else:
+            from embednv.mapping.reader import open_shards
+
+            cohort.check_directory(directory, "embeddings", "--near" if near is not None else "--query")
+            shards = open_shards(directory)
+            k = DEFAULT_K if k is None else k
+            if near is not None:
+                note_id = cohort.parse_id(near, cohort.id_type(shards))
+                vector = cohort.find_vector(shards, note_id, directory)
+                table = cohort.nearest(shards, vector, k, exclude=note_id)
+                what = f"{table.num_rows:,} notes nearest note {note_id!r}"
+            else:
+                text = sys.stdin.read() if query == "-" else query
+                if not text or not text.strip():
+                    raise ValueError("--query is empty" + (" (nothing on stdin)" if query == "-" else ""))
+                if not debug:  # one query needs no "Loading weights" bar on stderr
+                    from transformers.utils import logging as hf_logging
+
+                    hf_logging.disable_progress_bar()
+                vector = cohort.query_vector(directory, text, task, device)
+                table = cohort.nearest(shards, vector, k)
+                what = f"{table.num_rows:,} notes nearest the query"
+        if out is None:
+            sys.stdout.write(csv_text(table))
+            sys.stdout.flush()
+            log.info("wrote %s", what)
+        else:
+            write_table_file(table, out)
+    except (KeyboardInterrupt, typer.Exit):
+        raise
+    except Exception as error:  # noqa: BLE001 - the edge: one line for the user
+        fail(error, debug)
+    if out is not None:
+        typer.echo(f"wrote {what} to {out}")
+
+
+def _check_options(
+    cluster: int | None, level: str | None, near: str | None, query: str | None, task: str | None, k: int | None, device: str
+) -> None:
+    """Exactly one mode, and only the options that mode reads: a typo fails here, not after a long scan."""
+    given = [name for name, value in (("--cluster", cluster), ("--near", near), ("--query", query)) if value is not None]
+    if len(given) != 1:
+        raise ValueError(f"Give exactly one of --cluster, --near, --query (got {' and '.join(given) if given else 'none'})")
+    if level is not None and cluster is None:
+        raise ValueError("--level applies to --cluster only")
+    if level is not None and level not in ("fine", "coarse"):
+        raise ValueError(f"Invalid --level {level!r}. Valid: fine, coarse")
+    if k is not None and cluster is not None:
+        raise ValueError("--k applies to --near and --query; --cluster writes the whole cluster")
+    if k is not None and k < 1:
+        raise ValueError(f"--k must be at least 1, got {k}")
+    if task is not None and query is None:
+        raise ValueError("--task applies to --query only")
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"Invalid --device {device!r}. Valid: auto, cpu, cuda")
