@@ -43,7 +43,9 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def write_map(path: Path, id_column: str, ids: pa.Array, y: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> None:
+def write_map(
+    path: Path, id_column: str, ids: pa.Array, y: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None
+) -> None:
     import pyarrow.parquet as pq
 
     table = pa.table(
@@ -52,9 +54,10 @@ def write_map(path: Path, id_column: str, ids: pa.Array, y: np.ndarray, labels: 
             "x": y[:, 0].astype(np.float32),
             "y": y[:, 1].astype(np.float32),
             "cluster": labels.astype(np.int32),
-            "group": groups.astype(np.int32),
         }
     )
+    if groups is not None:
+        table = table.append_column("group", pa.array(groups.astype(np.int32)))
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 
