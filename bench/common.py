@@ -1,7 +1,7 @@
 """Helpers shared by the benchmark jobs: machine facts, a process-tree memory sampler, markdown tables.
 
 Each job under bench/ is a script that prints (or writes with `--json`) one JSON document;
-`run_all.py` runs them as subprocesses and turns their documents into docs/benchmarks.*.
+`run_all.py` runs them as subprocesses and writes docs/benchmarks.json; `report.py` renders docs/benchmarks.md.
 """
 
 from __future__ import annotations

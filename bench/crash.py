@@ -14,6 +14,7 @@ resume plan is deterministic (shards missing on disk). Done with the default sha
 
 Bound (docs/reliability.md): rows recomputed <= rows not yet embedded at the kill
 + one window per actor (`--window-rows`, 1,024) + the rows of shards still being assembled.
+Its section of docs/benchmarks.md is rendered by `report_separate.crash_section`.
 """
 
 from __future__ import annotations
@@ -113,34 +114,6 @@ def main() -> None:
         "machine": machine_info(), "git_commit": git_commit(), "generated_at": now(),
         "seconds": round(time.perf_counter() - started, 1),
     }, args.json)
-
-
-def markdown(doc: dict) -> str:
-    """The section docs/benchmarks.md shows for this job."""
-    lines = [
-        "## Lost work on a crash", "",
-        f"`{doc['command']}` ({doc['seconds'] / 60:.0f} minutes, commit {doc['git_commit']}, {doc['generated_at']}): "
-        f"{doc['notes']:,} sample notes, MiniLM on CPU, {doc['actors']} actor, windows of {doc['window_rows']:,} rows. "
-        "SIGKILL to the whole run (driver and its private Ray) when the log reports the fraction embedded, then the same "
-        "command again. *Recomputed* is what the rerun's first line says it will embed; *lost* is the part of it that "
-        "had already come back before the kill. Goal: lost <= one window per actor + the rows of shards being assembled.",
-        "",
-        "| shards | kill at | rows back at kill | shards on disk | rows recomputed | rows lost | within bound |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in doc["runs"]:
-        shard_rows = doc["notes"] if "default" in r["sharding"] else 200
-        bound = doc["actors"] * doc["window_rows"] + shard_rows
-        lines.append(f"| {r['sharding']} | {r['kill_at']:.0%} | {r['rows_embedded_at_kill']:,} | {r['shards_on_disk_at_kill']} "
-                     f"| {r['rows_recomputed']:,} | {r['rows_lost']:,} | {'yes' if r['rows_lost'] <= bound else '**no**'} |")
-    lines += ["", "Rows come back a whole window at a time, so the log's count moves in steps of the window (1,024 rows here: "
-              "34%, 68%, 100% of 3,000) and a kill lands on the first step past its fraction; where that step is the last "
-              "window, the run had finished its rows when it was killed and the rerun has nothing to do."]
-    complete = [r for r in doc["runs"] if "resume_complete" in r]
-    lines += ["", "Reruns taken to the end: " + ", ".join(
-        f"{r['sharding']} after {r['kill_at']:.0%}: {'every id exactly once' if r['resume_complete'] else '**incomplete**'}"
-        for r in complete) + "."]
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ arithmetic but emits NV-Embed-v2's width, 4,096-d unit vectors. What limits it i
 pipeline itself: reading, tokenizing, moving 16 KiB vectors through Ray's object store, and the
 driver assembling and writing shards. Rows/s and MB/s (of float32 vectors) are measured between
 the first and the last progress line of the run's own log, so start-up is reported apart.
+Its section of docs/benchmarks.md is rendered by `report_separate.fanout_section`.
 """
 
 from __future__ import annotations
@@ -80,24 +81,6 @@ def main() -> None:
     emit({"command": "python bench/fanout.py", "model": "probe encoder (one-hot 4,096-d unit vectors, no arithmetic), MiniLM tokenizer",
           "goal_rows_per_s": 5000, "result": result, "machine": machine_info(), "git_commit": git_commit(),
           "generated_at": now()}, args.json)
-
-
-def markdown(doc: dict) -> str:
-    r = doc["result"]
-    verdict = "met" if (r["rows_per_s_steady"] or 0) >= doc["goal_rows_per_s"] else "**MISSED**"
-    return "\n".join([
-        "## How many GPUs one driver feeds", "",
-        f"`{doc['command']}` (commit {doc['git_commit']}, {doc['generated_at']}, load {doc['machine']['load_average_1m_at_start']} "
-        f"on {doc['machine']['logical_cores']} cores): {r['notes']:,} short notes (~16 tokens) through the whole pipeline "
-        f"with a model that costs almost nothing and emits {r['dim']:,}-d unit vectors ({doc['model']}).", "",
-        "| rows/s (steady) | MB/s of vectors | rows/s incl. start-up | wall time | output | goal ≥ 5,000 rows/s |",
-        "|---|---|---|---|---|---|",
-        f"| {r['rows_per_s_steady']:,} | {r['mb_per_s_steady']:,} | {r['rows_per_s_total']:,} | {r['seconds_total']} s "
-        f"| {r['output_gb']} GB | {verdict} |", "",
-        "Steady state: between the first and the last progress line of the run's own log "
-        f"({r['steady_window']['rows']:,} rows in {r['steady_window']['to_s'] - r['steady_window']['from_s']:.1f} s). "
-        "docs/scaling.md turns this into GPUs per driver.",
-    ]) + "\n"
 
 
 if __name__ == "__main__":
