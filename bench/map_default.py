@@ -68,25 +68,5 @@ def main() -> None:
           "runs": runs, "machine": machine, "git_commit": git_commit(), "generated_at": now()}, args.json)
 
 
-def markdown(doc: dict) -> str:
-    rows = []
-    for run in doc["runs"]:
-        for label, r in (("default", run["default"]), ("--multiscale off", run.get("single_scale"))):
-            if r:
-                rows.append(f"| {run['n']:,} | {label} | {'+'.join(str(round(p)) for p in r['perplexities'])} | {r['k']} "
-                            f"| {r['seconds']} | {r['knn_preservation_10']:.3f} | {r['silhouette']:.3f} |")
-    biggest = max(doc["runs"], key=lambda run: run["n"])["default"]
-    verdict = "met" if biggest["seconds"] <= doc["goal_s"] else "**MISSED**"
-    return "\n".join([
-        "## The default map, end to end", "",
-        f"`{doc['command']}` (commit {doc['git_commit']}, {doc['generated_at']}, load "
-        f"{doc['machine']['load_average_1m_at_start']} on {doc['machine']['logical_cores']} cores): `embednv map EMB_DIR "
-        f"--out MAP_DIR` with no options on planted synthetic {doc['dim']:,}-d shards. Goal: the largest finishes within "
-        f"{doc['goal_s']} s: {verdict}.", "",
-        "| points | options | perplexities | k | wall s | kNN preservation@10 | silhouette |", "|---|---|---|---|---|---|---|",
-        *rows,
-    ]) + "\n"
-
-
 if __name__ == "__main__":
     main()

@@ -28,6 +28,7 @@ def markdown(doc: dict) -> str:
     sections = [_header(doc), _summary(doc), _padding(jobs["padding"]), _throughput(jobs["throughput"]),
                 _scale(jobs["scale"], skipped("scale"), doc.get("separate_scale")), _map(jobs["map"], skipped("map")), gpu_section(jobs["gpu"]),
                 fullsize_section(jobs.get("fullsize", {"status": "pending", "command": FULLSIZE_COMMAND, "error": "not run yet"})),
+                operations_section(jobs, "map_default"), operations_section(jobs, "map_html"),
                 operations_section(jobs, "crash"), operations_section(jobs, "fanout"), _footer(doc)]
     return "\n\n".join(s for s in sections if s) + "\n"
 

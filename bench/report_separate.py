@@ -18,7 +18,9 @@ GPU_FILE = "benchmarks-gpu.json"
 GPU_COMMAND = "PYTHONUNBUFFERED=1 python3 bench/nvembed_device.py --mtsamples .gpu/mtsamples.parquet --json $OUT/gpu_acceptance.json"
 FULLSIZE_COMMAND = "make check-fullsize"
 OPERATIONS_COMMAND = "make bench-ops"  # writes both the crash and the fan-out file
-OPERATIONS_TITLES = {"crash": "Lost work on a crash", "fanout": "How many GPUs one driver feeds"}
+MAP_COMMAND = "make bench-map"  # writes the default-map and the map.html file; part of make bench
+OPERATIONS_TITLES = {"crash": "Lost work on a crash", "fanout": "How many GPUs one driver feeds",
+                     "map_default": "The default map, end to end", "map_html": "map.html: size and load time"}
 
 
 def gpu_section(job: dict) -> str:
@@ -65,7 +67,8 @@ def operations_section(jobs: dict, name: str) -> str:
     job = jobs.get(name) or {"status": "pending", "command": OPERATIONS_COMMAND, "error": "not measured yet"}
     if job.get("status") != "ok":
         return f"## {OPERATIONS_TITLES[name]}\n\n**Not measured** ({job.get('error')}): run `{job['command']}`."
-    return {"crash": crash_section, "fanout": fanout_section}[name](job["result"])
+    return {"crash": crash_section, "fanout": fanout_section, "map_default": map_default_section,
+            "map_html": map_html_section}[name](job["result"])
 
 
 def fullsize_section(job: dict) -> str:
@@ -140,3 +143,41 @@ def fanout_section(doc: dict) -> str:
         f"({r['steady_window']['rows']:,} rows in {r['steady_window']['to_s'] - r['steady_window']['from_s']:.1f} s). "
         "docs/scaling.md turns this into GPUs per driver.",
     ])
+
+
+def map_html_section(doc: dict) -> str:
+    """`bench/bench_map_html.py`: map.html's size and load time, the canvas page beside the plotly one it replaced."""
+    rows = [[f"{r['n']:,}", r["renderer"], f"{r['mib']}", f"{r['load_s_median']}", f"{r['painted_ms_from_navigation_median']}",
+             "; ".join(r["errors_or_requests"]) or "none"] for r in doc["runs"]]
+    canvas = [r for r in doc["runs"] if r["renderer"] == "canvas"]
+    biggest = max(canvas, key=lambda r: r["n"]) if canvas else None
+    verdict = ("met" if biggest["load_s_median"] < 10 else "**MISSED**") if biggest else "not measured"
+    return "\n".join([
+        "## map.html: size and load time", "",
+        f"`{doc['command']}` (commit {doc['commit']}, {doc['date']}, load {doc['machine']['load_average_1m_at_start']} on "
+        f"{doc['machine']['logical_cores']} cores, Chromium {doc['chromium']} headless, median of {doc['repeats']} loads): "
+        f"synthetic maps, {doc['clusters']} clusters, no note text. `canvas` is the page `embednv map` writes, `plotly` "
+        f"the page it replaced. Goal: the largest canvas page loads in under 10 s: {verdict}.", "",
+        md_table(["Points", "Page", "MiB", "Load s (median)", "Painted, ms after navigation", "Errors or requests"], rows),
+    ])
+
+
+def map_default_section(doc: dict) -> str:
+    """`bench/map_default.py`: the default `embednv map` end to end at 10k, 50k and 100k points."""
+    rows = []
+    for run in doc["runs"]:
+        for label, r in (("default", run["default"]), ("--multiscale off", run.get("single_scale"))):
+            if r:
+                rows.append(f"| {run['n']:,} | {label} | {'+'.join(str(round(p)) for p in r['perplexities'])} | {r['k']} "
+                            f"| {r['seconds']} | {r['knn_preservation_10']:.3f} | {r['silhouette']:.3f} |")
+    biggest = max(doc["runs"], key=lambda run: run["n"])["default"]
+    verdict = "met" if biggest["seconds"] <= doc["goal_s"] else "**MISSED**"
+    return "\n".join([
+        "## The default map, end to end", "",
+        f"`{doc['command']}` (commit {doc['git_commit']}, {doc['generated_at']}, load "
+        f"{doc['machine']['load_average_1m_at_start']} on {doc['machine']['logical_cores']} cores): `embednv map EMB_DIR "
+        f"--out MAP_DIR` with no options on planted synthetic {doc['dim']:,}-d shards. Goal: the largest finishes within "
+        f"{doc['goal_s']} s: {verdict}.", "",
+        "| points | options | perplexities | k | wall s | kNN preservation@10 | silhouette |", "|---|---|---|---|---|---|---|",
+        *rows,
+    ]) + "\n"

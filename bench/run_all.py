@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from bench.common import REPO, git_commit, library_versions, log, machine_info, now  # noqa: E402
 from bench.report import markdown  # noqa: E402
-from bench.report_separate import FULLSIZE_COMMAND, GPU_COMMAND, GPU_FILE, OPERATIONS_COMMAND  # noqa: E402
+from bench.report_separate import FULLSIZE_COMMAND, GPU_COMMAND, GPU_FILE, MAP_COMMAND, OPERATIONS_COMMAND  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 JOBS = ("padding", "throughput", "scale", "map")
@@ -57,6 +57,7 @@ RESERVE_S = 30  # kept back for writing the reports
 TIMEOUTS_S = {"padding": 900, "throughput": 1800, "map": 3600, "scale": 3600}  # hangs only; the budget is separate
 FULLSIZE_FILE = "benchmarks-fullsize.json"  # GPU_FILE and the commands are in report_separate.py: the report shows them
 CRASH_FILE, FANOUT_FILE = "benchmarks-crash.json", "benchmarks-fanout.json"  # `make bench-ops`
+MAP_DEFAULT_FILE, MAP_HTML_FILE = "benchmarks-map-default.json", "benchmarks-map-html.json"  # `make bench-map`
 GOALS = {"padding_efficiency": 0.97, "ratio_vs_ceiling": 0.9, "ratio_vs_sentence_transformers": 1.0}
 
 
@@ -74,6 +75,8 @@ def separate_jobs(out_dir: Path, gpu_json: Path | None = None) -> dict:
         "fullsize": separate_job(out_dir / FULLSIZE_FILE, FULLSIZE_COMMAND, "no finished run recorded (it needs ~16 GB of disk, ~18 GiB of free memory and a quiet machine)"),
         "crash": separate_job(out_dir / CRASH_FILE, OPERATIONS_COMMAND, "not measured yet"),
         "fanout": separate_job(out_dir / FANOUT_FILE, OPERATIONS_COMMAND, "not measured yet"),
+        "map_default": separate_job(out_dir / MAP_DEFAULT_FILE, MAP_COMMAND, "not measured yet"),
+        "map_html": separate_job(out_dir / MAP_HTML_FILE, MAP_COMMAND, "not measured yet"),
     }
 
 
