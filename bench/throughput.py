@@ -123,11 +123,12 @@ class EmbednvSteps:
         from embednv.embed.config import DEFAULT_BATCH_TOKENS, EmbedConfig
         from embednv.embed.worker import EmbedWorker
         from embednv.models.registry import resolve_model
+        from embednv.runtime import usable_cpus
 
         self.ref = resolve_model("minilm", has_gpu=False)
         self.batch_tokens = batch_tokens or DEFAULT_BATCH_TOKENS["cpu"]
         self.window_rows = EmbedConfig(inputs=(), out="").window_rows
-        self.worker = EmbedWorker(self.ref, "cpu", "float32", "", self.batch_tokens, threads=os.cpu_count())
+        self.worker = EmbedWorker(self.ref, "cpu", "float32", "", self.batch_tokens, threads=usable_cpus())
         self(["warm-up: loads the tokenizer"])
 
     def __call__(self, texts: list[str]):

@@ -6,7 +6,7 @@ import os
 import platform
 
 # Recorded in every manifest (embed and map), and in benchmark results.
-VERSIONED_PACKAGES = ("embednv", "torch", "transformers", "ray", "pyarrow", "numpy", "scikit-learn", "openTSNE",
+VERSIONED_PACKAGES = ("embednv", "torch", "transformers", "tokenizers", "ray", "pyarrow", "numpy", "scikit-learn", "openTSNE",
                       "matplotlib", "datashader", "cuml", "cupy")
 
 
