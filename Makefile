@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+# cuML publishes wheels for Linux on x86_64 and aarch64 only.
+CUML_PLATFORM := $(filter Linux-x86_64 Linux-aarch64,$(shell uname -s)-$(shell uname -m))
 
 INPUT ?= data/sample_corpus.parquet
 SAMPLE_N ?= 2000
@@ -13,7 +15,7 @@ MODEL ?= auto
 MAP_OUT ?= out/map
 ARGS ?=
 
-.PHONY: setup test lint embed-corpus map-corpus bench bench-map bench-1m bench-ops check-fullsize clean browser
+.PHONY: setup gpu-extra test lint embed-corpus map-corpus bench bench-map bench-1m bench-ops check-fullsize clean browser
 
 setup: $(STAMP)
 
@@ -26,7 +28,23 @@ ifeq ($(HAS_GPU),)
 	$(PY) -m pip install -q torch==2.13.0
 endif
 	$(PY) -m pip install -q -e ".[test]"
+	@$(MAKE) --no-print-directory gpu-extra
 	touch $(STAMP)
+
+# cuML (the `gpu` extra) for the map's GPU path, only where it can work; never fails setup:
+# without it `embednv map` runs on CPU. One line says which, and why.
+gpu-extra:
+ifeq ($(HAS_GPU),)
+	@echo "setup: cuML not installed: no NVIDIA GPU (nvidia-smi); embednv map runs on CPU"
+else ifeq ($(CUML_PLATFORM),)
+	@echo "setup: cuML not installed: no cuML wheels for $$(uname -s) $$(uname -m); embednv map runs on CPU"
+else
+	@if $(PY) -m pip install -q -e ".[test,gpu]" >$(VENV)/gpu-extra.log 2>&1; then \
+	  echo "setup: cuML installed (the gpu extra): embednv map runs PCA, k-means and t-SNE on the GPU"; \
+	else \
+	  echo "setup: cuML not installed: pip failed ($$(grep -m1 '^ERROR' $(VENV)/gpu-extra.log || tail -n1 $(VENV)/gpu-extra.log)); embednv map runs on CPU; see $(VENV)/gpu-extra.log"; \
+	fi
+endif
 
 # Chromium (Debian) for the map.html browser test; skipped quietly where apt is unavailable.
 browser:

@@ -6,8 +6,10 @@
 
 Every option is the CLI's (`python jobs/map_corpus.py --help` prints them); this file only
 prepares the process (jobs/_entry.py), then hands its arguments to the `map`
-command of `embednv.cli`. The map runs in the job's driver, on the head node unless the
-submission reserves resources elsewhere (`--entrypoint-num-gpus 1` puts it on a GPU node).
+command of `embednv.cli`. The job's driver (on the head unless the submission reserves
+resources elsewhere) plans, reads the notes and writes the map; PCA, k-means and t-SNE run as one
+Ray task with one GPU on a GPU worker when the cluster has one (`--placement auto`, the default),
+else in the driver on CPU. See docs/map.md, "Where the heavy phases run".
 """
 
 from __future__ import annotations

@@ -62,20 +62,23 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 
 class Head:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, num_gpus: int = 0, **node_env: str):
+        """A head with `num_gpus` GPU resources (advertised only: Ray believes the number it is given);
+        `node_env` is the environment of the node, as an image would set it, seen by every worker."""
         self.root = root
         ports = _free_ports(9)
         gcs, dashboard, client, agent_listen, agent_grpc, node_manager, object_manager, metrics, runtime_env = ports
         self.dashboard = f"http://127.0.0.1:{dashboard}"
+        self.gcs = f"127.0.0.1:{gcs}"  # what a driver outside `ray job submit` joins (RAY_ADDRESS)
         # Token authentication on, as on a real cluster, with a token of our own: Ray otherwise
         # switches it on or off depending on whether ~/.ray/auth_token happens to exist.
         self.token = secrets.token_hex(32)
         # `python` in a job's entrypoint is found on the PATH the head was started with.
         self.env = _clean_env(PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", TOKENIZERS_PARALLELISM="false",
                               RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self.token,
-                              RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")  # nothing to drain: stop at once
+                              RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0", **node_env)  # nothing to drain: stop at once
         command = [
-            RAY, "start", "--head", "--block", "--num-cpus=2", "--num-gpus=0", "--node-ip-address=127.0.0.1",
+            RAY, "start", "--head", "--block", "--num-cpus=2", f"--num-gpus={num_gpus}", "--node-ip-address=127.0.0.1",
             f"--port={gcs}", "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
             f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent_listen}",
             f"--dashboard-agent-grpc-port={agent_grpc}", f"--node-manager-port={node_manager}",
@@ -101,6 +104,11 @@ class Head:
                 pass
             time.sleep(1)
         raise RuntimeError(f"the Ray dashboard did not answer within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def job_driver_pid(self, job_id: str) -> int:
+        """The pid of the job's driver process, as the cluster recorded it when the driver connected."""
+        with self.get(f"/api/jobs/{job_id}") as response:
+            return int(json.load(response)["driver_info"]["pid"])
 
     def get(self, path: str):
         request = urllib.request.Request(f"{self.dashboard}{path}", headers={"Authorization": f"Bearer {self.token}"})
@@ -246,6 +254,123 @@ def test_map_job_on_a_ray_cluster_reads_the_file_uri_embed_wrote(embedded, head)
     embedded_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in embedded["out"].glob("part-*.parquet"))
     assert pq.read_table(out / "map.parquet").num_rows == embedded_rows
     assert (out / "_manifest.json").exists()
+
+
+# --------------------------------------------------------------------------- the map's GPU task
+
+FAKE_CUML = REPO / "tests" / "fake_cuml"  # stands in for cuML and CuPy; sees a GPU only where Ray grants one
+N_MAP = 240
+HEAVY_PHASES = ("pca", "kmeans", "tsne", "metrics")
+
+
+@pytest.fixture(scope="module")
+def gpu_head():
+    """A head that advertises one GPU, whose node environment has (the fake) cuML: a GPU worker's image."""
+    root = Path(tempfile.mkdtemp(prefix="embednv-rg-", dir="/tmp"))
+    started = Head(root, num_gpus=1, PYTHONPATH=os.pathsep.join([str(FAKE_CUML), str(REPO)]))
+    try:
+        started.wait_ready()
+        yield started
+    finally:
+        started.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _planted_shards(emb_dir: Path, n: int = N_MAP, dim: int = 32) -> Path:
+    """Embedding shards as `embednv embed` writes them: 4 planted clusters, 2 shards, a manifest."""
+    import numpy as np
+    import pyarrow as pa
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((4, dim)) * 3
+    x = (centres[rng.integers(0, 4, n)] + rng.standard_normal((n, dim))).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    emb_dir.mkdir(parents=True)
+    for s, rows in enumerate(np.array_split(np.arange(n), 2)):
+        table = pa.table({"note_id": pa.array(rows + 1, pa.int64()),
+                          "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x[rows].ravel()), dim),
+                          "n_tokens": pa.array(np.full(len(rows), 50, np.int32)),
+                          "n_chunks": pa.array(np.ones(len(rows), np.int32))})
+        pq.write_table(table, emb_dir / f"part-{s:05d}.parquet")
+    (emb_dir / "_manifest.json").write_text(json.dumps({"id_column": "note_id", "dim": dim}))
+    return emb_dir
+
+
+def _placement_lines(logs: str) -> list[str]:
+    return [line for line in logs.splitlines() if "placement: " in line]
+
+
+@pytest.mark.slow
+def test_map_job_runs_pca_kmeans_tsne_as_a_gpu_task_and_writes_from_the_driver(gpu_head):
+    emb, out = _planted_shards(gpu_head.root / "emb"), gpu_head.root / "map"
+    job_id = gpu_head.submit("python", "jobs/map_corpus.py", f"file://{emb}", "--out", str(out), "--clusters", "4")
+    status, logs = gpu_head.wait_job(job_id)
+    assert status == "SUCCEEDED", f"map job {status}; its logs:\n{logs[-4000:]}"
+    manifest = json.loads((out / "_manifest.json").read_text())
+    where = manifest["placement"]
+    # Scheduled by Ray on the GPU it advertised, in another process than the job's driver ...
+    assert where["placement"] == "gpu-worker" and where["gpu_ids"] == ["0"] and where["resources"].get("GPU") == 1
+    assert manifest["driver"]["pid"] == gpu_head.job_driver_pid(job_id) != where["pid"]
+    # ... where (the fake) cuML found that GPU: the driver, holding none, would have said CPU.
+    assert manifest["backend"] == "cuml" and manifest["tsne"]["as_run"]["library"] == "cuML"
+    # The job log: one placement line, then each heavy phase with its time, node, GPU and backend.
+    lines = _placement_lines(logs)
+    assert len(lines) == 1 and re.search(r"placement: gpu-worker \(the Ray cluster at \S+ has 1 GPU\(s\)\)$", lines[0]), lines
+    for phase in HEAVY_PHASES:
+        assert re.search(rf"\] {phase}: [\d.]+ s, gpu-worker on \S+ \(node [0-9a-f]{{8}}, GPU 0\), backend cuml", logs), phase
+    assert set(manifest["timings_s"]) >= {*HEAVY_PHASES, "write", "render"}
+    assert pq.read_table(out / "map.parquet").column("note_id").to_pylist() == list(range(1, N_MAP + 1))
+
+
+@pytest.mark.slow
+def test_the_gpu_task_streams_the_shards_itself_never_the_driver(gpu_head):
+    """A driver that cannot read a vector (its shard reader and its compute replaced by failures) still maps."""
+    emb, out = _planted_shards(gpu_head.root / "emb-2"), gpu_head.root / "map-2"
+    code = (
+        "import sys\n"
+        "import embednv.mapping.compute as compute, embednv.mapping.reader as reader\n"
+        "def refuse(*args, **kwargs):\n"
+        "    raise AssertionError('the driver touched the vectors')\n"
+        "reader.iter_batches = compute.compute = refuse\n"
+        "from embednv.cli import main\n"
+        f"sys.argv = ['embednv', 'map', {str(emb)!r}, '--out', {str(out)!r}, '--placement', 'gpu-worker', '--clusters', '4']\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False,
+                          env={**gpu_head.env, "RAY_ADDRESS": gpu_head.gcs})
+    assert done.returncode == 0, done.stderr[-4000:]
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["placement"]["placement"] == "gpu-worker" and manifest["backend"] == "cuml"
+    assert pq.read_table(out / "map.parquet").num_rows == N_MAP
+
+
+@pytest.mark.slow
+def test_map_job_on_a_cluster_without_gpu_falls_back_to_cpu_in_the_driver(head):
+    emb, out = _planted_shards(head.root / "emb-cpu"), head.root / "map-cpu"
+    job_id = head.submit("python", "jobs/map_corpus.py", f"file://{emb}", "--out", str(out), "--clusters", "4")
+    status, logs = head.wait_job(job_id)
+    assert status == "SUCCEEDED", f"map job {status}; its logs:\n{logs[-4000:]}"
+    lines = _placement_lines(logs)
+    assert len(lines) == 1 and re.search(r"placement: local \(the Ray cluster at \S+ has no GPU, so the CPU path runs in "
+                                         r"this driver\)$", lines[0]), lines
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["placement"]["placement"] == "local" and manifest["backend"] == "cpu"
+    assert manifest["placement"]["pid"] == manifest["driver"]["pid"] == head.job_driver_pid(job_id)
+    for phase in HEAVY_PHASES:
+        assert re.search(rf"{phase}: [\d.]+ s, local on \S+ \(pid \d+\), backend cpu", logs), phase
+
+
+@pytest.mark.slow
+def test_gpu_worker_asked_for_on_a_cluster_without_gpu_fails_in_one_line(head, tmp_path):
+    emb = _planted_shards(tmp_path / "emb")
+    done = subprocess.run([sys.executable, "-m", "embednv.cli", "map", str(emb), "--out", str(tmp_path / "m"),
+                           "--placement", "gpu-worker"], capture_output=True, text=True, timeout=180, check=False,
+                          env={**head.env, "RAY_ADDRESS": head.gcs})
+    assert done.returncode == 2, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [(f"error: --placement gpu-worker: the Ray cluster at {head.gcs} has no GPU; start a GPU worker "
+                       "first, or use --placement auto to map on CPU in the driver")], done.stderr[-3000:]
+    assert not (tmp_path / "m").exists()
 
 
 def test_job_entry_points_take_the_cli_options():
@@ -419,8 +544,44 @@ def test_runtime_env_pins_satisfy_pyproject_and_match_the_launcher():
             continue
         assert name in pins, f"{wanted.name} is a dependency but not pinned in cluster/runtime_env.yaml"
         assert wanted.specifier.contains(pins[name]), f"{name}=={pins[name]} does not satisfy pyproject's {wanted}"
-    setup = " ".join(_load("ray-up-aws.yaml")["setup_commands"])
-    assert _pins(re.findall(r"\S+==\S+", setup)) == pins, "ray-up-aws.yaml installs other versions than runtime_env.yaml"
+    launcher = _load("ray-up-aws.yaml")
+    setup = _pins(re.findall(r"\S+==\S+", " ".join(launcher["setup_commands"])))
+    workers = _pins(re.findall(r"\S+==\S+", " ".join(launcher["worker_setup_commands"])))
+    assert setup | workers == pins, "ray-up-aws.yaml installs other versions than runtime_env.yaml"
+    assert set(workers) == {"cuml-cu13"}, "only cuML is for the (GPU) workers alone"
+
+
+def _dockerfile_pins() -> tuple[str, dict[str, str]]:
+    text = (CLUSTER / "Dockerfile.gpu").read_text()
+    (base,) = re.findall(r"^FROM (\S+)", text, re.MULTILINE)
+    return base, _pins(re.findall(r"(?<![\w-])([A-Za-z][\w.-]*==[\w.]+)", text))
+
+
+def test_cuml_is_one_pin_everywhere_and_satisfies_the_gpu_extra():
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    (extra,) = [Requirement(r) for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+                ["optional-dependencies"]["gpu"]]
+    name = canonicalize_name(extra.name)
+    runtime_env = _pins(_load("runtime_env.yaml")["pip"]["packages"])
+    job = _pins(yaml.safe_load(_load("rayjob.yaml")["spec"]["runtimeEnvYAML"])["pip"]["packages"])
+    launcher = _pins(re.findall(r"\S+==\S+", " ".join(_load("ray-up-aws.yaml")["worker_setup_commands"])))
+    image = _dockerfile_pins()[1]
+    pins = {where: found.get(name) for where, found in
+            [("runtime_env.yaml", runtime_env), ("rayjob.yaml", job), ("ray-up-aws.yaml", launcher), ("Dockerfile.gpu", image)]}
+    assert len(set(pins.values())) == 1 and None not in pins.values(), f"{name} pins differ: {pins}"
+    assert extra.specifier.contains(pins["runtime_env.yaml"]), f"{name}=={pins['runtime_env.yaml']} is outside pyproject's {extra}"
+
+
+def test_gpu_image_has_the_runtime_env_pins_on_the_ray_image():
+    from importlib.metadata import version
+
+    base, pins = _dockerfile_pins()
+    assert pins == _pins(_load("runtime_env.yaml")["pip"]["packages"]), "Dockerfile.gpu installs other versions than runtime_env.yaml"
+    assert re.fullmatch(rf"rayproject/ray:{re.escape(version('ray'))}-py311-gpu", base), base
 
 
 def test_ray_up_config_is_valid_for_ray_and_pinned():

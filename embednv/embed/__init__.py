@@ -2,5 +2,5 @@
 
 Each step is a plain function or class on pyarrow tables (plan, read, tokenize, batching,
 chunking, worker, assemble, output, manifest); `run` is the policy (plan, resume, summary) and
-`ray_job` the only module that imports Ray.
+`ray_job` the only one of them that imports Ray (the map's is `mapping/ray_stage`).
 """

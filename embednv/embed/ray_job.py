@@ -1,7 +1,7 @@
 """The Ray wiring of an embedding run: connect, read -> tokenize -> embed on an actor pool, stream back.
 
-This is the only module that imports `ray`; the policy around it (planning, resume, summary)
-is `embednv.embed.run`. Flow: a Ray `Datasource` reads the pending shards; tokenization is
+This is the only embed module that imports `ray` (the map's is `mapping/ray_stage`); the policy
+around it (planning, resume, summary) is `embednv.embed.run`. Flow: a Ray `Datasource` reads the pending shards; tokenization is
 fused into the read tasks, which also cut the stream into blocks of one window (`window_rows`
 rows); an actor pool embeds one window per task, so each window's vectors reach the driver as
 soon as it is done; the driver hands every block to the `ShardAssembler`, which writes each

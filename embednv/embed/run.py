@@ -53,7 +53,7 @@ class RunSummary:
 
 def run_embed(config: EmbedConfig) -> RunSummary:
     """Embed every pending shard of `config.inputs` into `config.out`; see the module docstring."""
-    from embednv.embed import ray_job  # the only module that imports Ray
+    from embednv.embed import ray_job  # the only embed module that imports Ray
 
     started = time.time()
     # Check every input before starting Ray or loading a model: a bad file fails in seconds.

@@ -10,6 +10,9 @@ One phase per module, composed by `run.run_map` (the CLI calls it through `cli.m
     metrics  kNN preservation, silhouette, NMI/ARI against known labels
     render   map.png (density-aware) and map.html (self-contained, offline)
 
-`backends` holds the only code that imports scikit-learn/openTSNE or cuML for the heavy steps.
+`compute` runs pca, clusters and tsne (and the metrics on the 50-d vectors) as one function;
+`placement` decides whether it runs in this process or, through `ray_stage`, as one Ray task
+with a GPU on a cluster worker. `backends` holds the only code that imports scikit-learn/openTSNE
+or cuML for the heavy steps.
 Nothing here is imported by `embednv` at start-up, so `embednv --help` stays instant.
 """

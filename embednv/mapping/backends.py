@@ -5,6 +5,8 @@ Both backends expose the same small contract, so the phase modules never know wh
     to_device(a) / to_host(a)             numpy <-> backend arrays (used by the streaming PCA)
     kmeans(x, k, seed, n_init)            -> (labels (n,) int32, centroids (k, d) float32, inertia)
     tsne(x, params, init, seed)           -> (n, 2) float32
+    describe_tsne(params)                 -> what the library is given, for the manifest
+    supports_multiscale                   whether tsne() can use more than one perplexity
 
 Parameters are chosen in the phase modules (`clusters`, `tsne`); a backend only translates them
 into its library's arguments. cuML, cupy, scikit-learn and openTSNE are imported inside the
@@ -33,6 +35,8 @@ BACKENDS = ("auto", "cuml", "cpu")
 # of 50-d points cost minutes on a few cores, mini-batches (4096 points) cost seconds and lose
 # little inertia at k <= 50. cuML's KMeans is fast enough at any n, so it has no such switch.
 MINIBATCH_KMEANS_ABOVE = 200_000
+# cuML's "pca" initialisation always scales axis 0 to this standard deviation.
+CUML_INIT_STD = 1e-4
 
 
 def cuml_status() -> tuple[bool, str]:
@@ -54,6 +58,7 @@ class CpuBackend:
     """scikit-learn KMeans and openTSNE (FFT-accelerated gradients) on all CPU cores."""
 
     name = "cpu"
+    supports_multiscale = True
 
     def to_device(self, a: np.ndarray) -> np.ndarray:
         return a
@@ -92,11 +97,21 @@ class CpuBackend:
         ).fit(affinities=aff, initialization=init)
         return np.asarray(embedding, dtype=np.float32)
 
+    def describe_tsne(self, params: TSNEParams) -> dict:
+        return {
+            "library": "openTSNE", "negative_gradient_method": "fft",
+            "init": f"first two PCA columns, centred, axis 0 scaled to std {params.init_std:g}",
+            "perplexities": list(params.perplexities),
+            "learning_rate_early": params.learning_rate, "learning_rate_late": params.learning_rate,
+            "iterations": params.early_exaggeration_iter + params.n_iter,
+        }
+
 
 class CumlBackend:
     """cuML KMeans and t-SNE (FFT) on the current CUDA device; cupy arrays for the PCA."""
 
     name = "cuml"
+    supports_multiscale = False  # one perplexity only
 
     def __init__(self) -> None:
         import cupy
@@ -122,19 +137,33 @@ class CumlBackend:
     def tsne(self, x: np.ndarray, params: TSNEParams, init: np.ndarray, seed: int) -> np.ndarray:
         from cuml.manifold import TSNE
 
-        # cuML takes `init` only as "random" or "pca" (its PCA init is also scaled small), and
-        # one perplexity: the multi-scale kernel is CPU-only, so the GPU uses the first one.
+        # cuML takes `init` only as "random" or "pca" (not an array): its "pca" is the PCA of
+        # `x`, whose columns are already our principal components, scaled so axis 0 has std
+        # 1e-4: the same start as `init` up to the signs of the axes (cuML's tsne_runner.cuh).
+        if params.init_std != CUML_INIT_STD:
+            log.info("cuML scales its PCA initialisation to std %g, not %g", CUML_INIT_STD, params.init_std)
+        if len(params.perplexities) > 1:  # tsne.embed drops the second scale before it gets here
+            log.info("cuML t-SNE has no multi-scale affinities: using perplexity %g only", params.perplexities[0])
+        kwargs = self._tsne_kwargs(params, seed)
+        total_iter = kwargs.pop("max_iter")
+        try:
+            model = TSNE(max_iter=total_iter, **kwargs)  # cuML >= 25.x
+        except TypeError:
+            model = TSNE(n_iter=total_iter, **kwargs)  # older cuML named it n_iter
+        return np.asarray(model.fit_transform(x), dtype=np.float32)
+
+    @staticmethod
+    def _tsne_kwargs(params: TSNEParams, seed: int) -> dict:
         perplexity = params.perplexities[0]
-        if len(params.perplexities) > 1:
-            log.info("cuML t-SNE has no multi-scale affinities: using perplexity %g only", perplexity)
-        kwargs = {
+        return {
             "n_components": 2,
             "method": "fft",
             "perplexity": perplexity,
             "n_neighbors": min(1023, math.ceil(3 * perplexity)),  # cuML caps neighbours at 1023
             "learning_rate": params.learning_rate,
             # "adaptive" (cuML's default) silently replaces the learning rate, exaggeration and
-            # perplexity chosen here; None keeps them.
+            # neighbours chosen here; None keeps them (cuML then doubles the learning rate once
+            # the early exaggeration ends: see describe_tsne).
             "learning_rate_method": None,
             "early_exaggeration": params.early_exaggeration,
             "exaggeration_iter": params.early_exaggeration_iter,
@@ -142,13 +171,20 @@ class CumlBackend:
             "init": "pca",
             "random_state": seed,
             "output_type": "numpy",
+            "max_iter": params.early_exaggeration_iter + params.n_iter,  # cuML counts both phases
         }
-        total_iter = params.early_exaggeration_iter + params.n_iter  # cuML counts both phases
-        try:
-            model = TSNE(max_iter=total_iter, **kwargs)  # cuML >= 25.x
-        except TypeError:
-            model = TSNE(n_iter=total_iter, **kwargs)  # older cuML named it n_iter
-        return np.asarray(model.fit_transform(x), dtype=np.float32)
+
+    def describe_tsne(self, params: TSNEParams) -> dict:
+        kwargs = self._tsne_kwargs(params, 0)
+        return {
+            "library": "cuML", "method": "fft", "learning_rate_method": None,
+            "init": f"cuML 'pca': PCA of the input, axis 0 scaled to std {CUML_INIT_STD:g}",
+            "perplexities": [kwargs["perplexity"]], "n_neighbors": kwargs["n_neighbors"],
+            # With the adaptive method off cuML runs the exaggeration phase at learning_rate and
+            # the rest at twice that (post_learning_rate = 2 * learning_rate in cuML's t_sne.pyx).
+            "learning_rate_early": params.learning_rate, "learning_rate_late": 2 * params.learning_rate,
+            "iterations": kwargs["max_iter"],
+        }
 
 
 Backend = CpuBackend | CumlBackend

@@ -14,6 +14,7 @@ import typer
 from embednv.console import fail, setup_logging
 
 BACKEND_CHOICES = ("auto", "cuml", "cpu")
+PLACEMENT_CHOICES = ("auto", "local", "gpu-worker")  # embednv.mapping.placement.PLACEMENTS (kept typer-only here)
 MULTISCALE_CHOICES = {"auto": "auto", "on": True, "off": False}
 
 
@@ -32,6 +33,14 @@ def map_command(
     ] = "auto",
     backend: Annotated[
         str, typer.Option("--backend", help="auto|cuml|cpu; auto = cuML when installed with a CUDA GPU, else CPU.")
+    ] = "auto",
+    placement: Annotated[
+        str,
+        typer.Option(
+            "--placement",
+            help="auto|local|gpu-worker: where PCA, k-means and t-SNE run. gpu-worker = one Ray task with 1 GPU "
+            "on the cluster in RAY_ADDRESS; auto = that when the cluster has a GPU, else this process.",
+        ),
     ] = "auto",
     multiscale: Annotated[
         str,
@@ -67,6 +76,8 @@ def map_command(
 
         if backend not in BACKEND_CHOICES:
             raise ValueError(f"Invalid --backend {backend!r}. Valid: {', '.join(BACKEND_CHOICES)}")
+        if placement not in PLACEMENT_CHOICES:
+            raise ValueError(f"Invalid --placement {placement!r}. Valid: {', '.join(PLACEMENT_CHOICES)}")
         if multiscale not in MULTISCALE_CHOICES:
             raise ValueError(f"Invalid --multiscale {multiscale!r}. Valid: {', '.join(MULTISCALE_CHOICES)}")
         config = MapConfig(
@@ -77,6 +88,7 @@ def map_command(
                 perplexity=_auto_or(perplexity, float, "--perplexity"), multiscale=MULTISCALE_CHOICES[multiscale]
             ),
             backend=backend,
+            placement=placement,
             seed=seed,
             texts=texts,
             text_column=text_column,

@@ -33,6 +33,7 @@ class MapConfig:
     clusters: int | Literal["auto"] = "auto"  # k; "auto" = clamp(round(sqrt(n/2)), 2, 50)
     tsne: TSNEParams = field(default_factory=TSNEParams)
     backend: str = "auto"  # auto|cuml|cpu
+    placement: str = "auto"  # auto|local|gpu-worker: where PCA, k-means and t-SNE run (placement.py)
     seed: int = 0  # one seed for k-means, t-SNE and metric samples: same inputs, same map
     texts: str | Path | None = None  # notes file (a path or URI) (Parquet/CSV/JSONL) with the id column and text
     text_column: str = "text"
@@ -54,16 +55,16 @@ class MapResult:
     backend: str
     metrics: dict
     timings: dict  # seconds per phase
+    placement: str = "local"  # where the heavy phases ran: local or gpu-worker
 
 
 def run_map(config: MapConfig) -> MapResult:
     """Build the map of `config.emb_dir` into `config.out_dir` and return what was done."""
     from embednv.mapping import annotations, metrics, render, render_html, terms
-    from embednv.mapping.backends import get_backend
-    from embednv.mapping.clusters import N_INIT, auto_clusters, fit_clusters, fit_groups
-    from embednv.mapping.pca import auto_batch_size, reduce
+    from embednv.mapping.clusters import N_INIT, auto_clusters
+    from embednv.mapping.compute import HeavyRequest, process
+    from embednv.mapping.placement import Stage
     from embednv.mapping.reader import open_shards
-    from embednv.mapping.tsne import embed
 
     labels_path = config.labels or config.texts
     if config.labels_column and labels_path is None:
@@ -80,19 +81,13 @@ def run_map(config: MapConfig) -> MapResult:
         annotations.check_columns(path, shards.id_column, columns)
     if config.clusters != "auto" and not 2 <= int(config.clusters) <= shards.n_rows:
         raise MapError(f"--clusters must be in 2..{shards.n_rows} (the number of embeddings), got {config.clusters}")
-    backend = get_backend(config.backend)
+    stage = Stage(config.placement, config.backend)  # may join Ray; fails here, before any output
     out_dir = _prepare_out_dir(Path(config.out_dir), config.overwrite)
-    timings: dict[str, float] = {}
-
-    batch_size = auto_batch_size(shards.dim) if config.batch_size == "auto" else int(config.batch_size)
-    with _phase("pca", timings):
-        reduced = reduce(shards, config.n_components, batch_size, backend)
-    x, ids, n = reduced.x, reduced.ids, len(reduced.x)
-    with _phase("kmeans", timings):
-        clusters = fit_clusters(x, config.clusters, backend, config.seed)
-        groups = fit_groups(x, clusters, config.seed)
-    with _phase("tsne", timings):
-        y, tsne_params = embed(x, config.tsne, backend, config.seed)
+    # PCA, k-means, t-SNE and the neighbour metrics, here or on a GPU worker: only small results come back.
+    heavy = stage.run(HeavyRequest.of(config), shards)
+    timings: dict[str, float] = dict(heavy.timings)
+    ids, y, n, tsne_params = heavy.ids, heavy.y, len(heavy.y), heavy.tsne
+    clusters, groups = heavy.clusters, heavy.groups
 
     texts = known = top_terms = composition = group_terms = group_composition = None
     with _phase("annotations", timings):
@@ -107,15 +102,8 @@ def run_map(config: MapConfig) -> MapResult:
             top_terms = terms.cluster_terms(texts, clusters.labels, clusters.k)
             group_terms = terms.cluster_terms(texts, groups.labels, groups.k)
 
-    with _phase("metrics", timings):
-        scores = {
-            "n": n,
-            "k": clusters.k,
-            "knn_preservation_10": metrics.knn_preservation(x, y, 10, config.knn_sample, config.seed),
-            "silhouette": metrics.silhouette(x, clusters.labels, config.silhouette_sample, config.seed),
-            "inertia": clusters.inertia,
-            "pca_explained_variance": float(reduced.explained_variance_ratio.sum()),
-        }
+    with _phase("labels", timings):
+        scores = {"n": n, "k": clusters.k, **heavy.scores}
         if known is not None:
             scores.update(metrics.label_agreement(known, clusters.labels))
             composition = metrics.label_composition(known, clusters.labels, clusters.k)
@@ -172,9 +160,12 @@ def run_map(config: MapConfig) -> MapResult:
             "labels_column": config.labels_column,
         },
         "n": n,
-        "backend": backend.name,
+        "backend": heavy.backend,
+        "placement": heavy.where,  # where PCA, k-means and t-SNE ran, and why (placement.py)
+        "driver": process(),  # the process that wrote every file here
         "seed": config.seed,
-        "pca": {"n_components": x.shape[1], "batch_size": batch_size, "method": "streaming covariance, exact"},
+        "pca": {"n_components": heavy.n_components, "batch_size": heavy.batch_size,
+                "method": "streaming covariance, exact"},
         "clusters": {
             "k": clusters.k,
             "k_source": "auto: clamp(round(sqrt(n/2)), 2, 50)" if config.clusters == "auto" else "given",
@@ -183,14 +174,15 @@ def run_map(config: MapConfig) -> MapResult:
             "groups": groups.k,
             "groups_method": "k-means of the cluster centroids weighted by size; auto = clamp(round(sqrt(k)), 2, 10)",
         },
-        "tsne": asdict(tsne_params),
+        "tsne": {**asdict(tsne_params), "as_run": heavy.tsne_as_run},
         "render": {"png": drawn, "html": "canvas 2-D, script inlined", "show_text": config.show_text},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "versions": library_versions(),
     }
     out.write_json(out_dir / out.MANIFEST_FILE, manifest)
     log.info("map of %d notes written to %s in %.1f s", n, out_dir, sum(timings.values()))
-    return MapResult(out_dir=out_dir, n=n, k=clusters.k, backend=backend.name, metrics=scores, timings=timings)
+    return MapResult(out_dir=out_dir, n=n, k=clusters.k, backend=heavy.backend, metrics=scores, timings=timings,
+                     placement=heavy.where["placement"])
 
 
 def _prepare_out_dir(out_dir: Path, overwrite: bool) -> Path:

@@ -10,6 +10,7 @@ and a multi-scale perplexity for up to 20k points. `TSNEParams.resolve(n)` turns
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 
@@ -34,6 +35,10 @@ def pca_init(x: np.ndarray, std: float = 1e-4) -> np.ndarray:
 def embed(x: np.ndarray, params: TSNEParams, backend: Backend, seed: int) -> tuple[np.ndarray, TSNEParams]:
     """t-SNE of `x` (n, k) -> ((n, 2) float32, the resolved parameters)."""
     resolved = params.resolve(len(x))
+    if len(resolved.perplexities) > 1 and not backend.supports_multiscale:
+        # Recorded as run: the manifest must not claim a second scale that was never computed.
+        log.info("%s t-SNE has no multi-scale affinities: perplexity %g only", backend.name, resolved.perplexities[0])
+        resolved = replace(resolved, multiscale=False, perplexities=resolved.perplexities[:1])
     log.info(
         "t-SNE of %d points: perplexities %s, learning rate %.0f, exaggeration %g then %g, %d+%d iterations",
         len(x),

@@ -1,0 +1,131 @@
+"""The map's heavy phases in one function: PCA, two k-means levels, t-SNE, and the metrics on the 50-d vectors.
+
+`compute` runs wherever the placement puts it (`placement.py`): in the driver, or inside one
+Ray task on a GPU worker (`ray_stage.py`). Both call this very function, so the two paths
+cannot drift. It streams the shards itself and returns only what the driver needs to annotate,
+write and render: ids, 2-D coordinates, labels, centroids, exemplar rows and scores. The
+(n, 50) matrix stays where it was computed. No note text reaches this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from embednv.io import is_uri
+from embednv.mapping.backends import Backend
+from embednv.mapping.clusters import Clusters, Groups
+from embednv.mapping.reader import ShardSet
+from embednv.mapping.tsne_params import TSNEParams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HeavyRequest:
+    """What the heavy phases need; small and picklable, so it can travel to a Ray worker."""
+
+    emb_dir: str  # absolute path or URI: a worker resolves it on its own node
+    clusters: int | Literal["auto"]
+    tsne: TSNEParams
+    backend: str  # auto|cuml|cpu, resolved where the phases run
+    seed: int
+    n_components: int
+    batch_size: int | Literal["auto"]
+    knn_sample: int
+    silhouette_sample: int
+
+    @classmethod
+    def of(cls, config: Any) -> HeavyRequest:
+        """The request for a MapConfig (any object with these field names)."""
+        values = {f.name: getattr(config, f.name) for f in fields(cls)}
+        emb_dir = str(values["emb_dir"])
+        values["emb_dir"] = emb_dir if is_uri(emb_dir) else os.path.abspath(os.path.expanduser(emb_dir))
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Heavy:
+    """What comes back from the heavy phases: everything but the (n, 50) matrix."""
+
+    ids: pa.Array  # shard order, original id type
+    y: np.ndarray  # (n, 2) float32 t-SNE coordinates
+    clusters: Clusters
+    groups: Groups
+    tsne: TSNEParams  # resolved, as run
+    tsne_as_run: dict  # what the t-SNE library was actually given (backend.describe_tsne)
+    scores: dict  # knn_preservation_10, silhouette, inertia, pca_explained_variance
+    n_components: int
+    batch_size: int
+    backend: str
+    timings: dict[str, float]  # seconds per phase, measured where the phase ran
+    where: dict  # placement, host, pid (+ Ray node id and GPU ids on a worker)
+
+
+def process() -> dict:
+    """This process's host and pid: the manifest tells the driver from the process that computed."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def here(placement: str, **extra: Any) -> dict:
+    """Where the heavy phases run, for the log lines and the manifest."""
+    return {"placement": placement, **process(), **extra}
+
+
+def describe(where: dict, backend: str) -> str:
+    """'local on host-a (pid 12)' / 'gpu-worker on host-b (node 1a2b3c4d, GPU 0)', then the backend."""
+    if "node_id" in where:
+        detail = f"node {where['node_id'][:8]}, GPU {','.join(where['gpu_ids']) or 'none'}"
+    else:
+        detail = f"pid {where['pid']}"
+    return f"{where['placement']} on {where['host']} ({detail}), backend {backend}"
+
+
+def compute(request: HeavyRequest, backend: Backend, where: dict, shards: ShardSet | None = None) -> Heavy:
+    """Run PCA, k-means, groups, t-SNE and the neighbour metrics; log each phase with where it ran."""
+    from embednv.mapping import metrics
+    from embednv.mapping.clusters import fit_clusters, fit_groups
+    from embednv.mapping.pca import auto_batch_size, reduce
+    from embednv.mapping.reader import open_shards
+    from embednv.mapping.tsne import embed
+
+    shards = shards or open_shards(request.emb_dir)
+    batch_size = auto_batch_size(shards.dim) if request.batch_size == "auto" else int(request.batch_size)
+    timings: dict[str, float] = {}
+    at = describe(where, backend.name)
+    with _phase("pca", timings, at):
+        reduced = reduce(shards, request.n_components, batch_size, backend)
+    x = reduced.x
+    with _phase("kmeans", timings, at):
+        clusters = fit_clusters(x, request.clusters, backend, request.seed)
+        groups = fit_groups(x, clusters, request.seed)
+    with _phase("tsne", timings, at):
+        y, tsne_params = embed(x, request.tsne, backend, request.seed)
+    with _phase("metrics", timings, at):
+        scores = {
+            "knn_preservation_10": metrics.knn_preservation(x, y, 10, request.knn_sample, request.seed),
+            "silhouette": metrics.silhouette(x, clusters.labels, request.silhouette_sample, request.seed),
+            "inertia": clusters.inertia,
+            "pca_explained_variance": float(reduced.explained_variance_ratio.sum()),
+        }
+    return Heavy(
+        ids=reduced.ids, y=y, clusters=clusters, groups=groups, tsne=tsne_params,
+        tsne_as_run=backend.describe_tsne(tsne_params), scores=scores, n_components=x.shape[1],
+        batch_size=batch_size, backend=backend.name, timings=timings, where=where,
+    )
+
+
+@contextmanager
+def _phase(name: str, timings: dict[str, float], at: str):
+    start = time.perf_counter()
+    yield
+    timings[name] = time.perf_counter() - start
+    log.info("%s: %.1f s, %s", name, timings[name], at)
