@@ -139,7 +139,11 @@ def write_random_checkpoint(
         header, offset = {"__metadata__": {"format": "pt"}}, 0
         for name in names:
             n_bytes = math.prod(shapes[name]) * size
-            header[name] = {"dtype": SAFETENSORS_DTYPES[dtype], "shape": list(shapes[name]), "data_offsets": [offset, offset + n_bytes]}
+            header[name] = {
+                "dtype": SAFETENSORS_DTYPES[dtype],
+                "shape": list(shapes[name]),
+                "data_offsets": [offset, offset + n_bytes],
+            }
             offset += n_bytes
         encoded = json.dumps(header, separators=(",", ":")).encode()
         encoded += b" " * (-len(encoded) % 8)  # the data must start 8-byte aligned
@@ -152,7 +156,9 @@ def write_random_checkpoint(
                 weight_map[name] = shard
     index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
     (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
-    (out / "config.json").write_text(json.dumps({**config, "torch_dtype": str(dtype).removeprefix("torch.")}, indent=2) + "\n")
+    (out / "config.json").write_text(
+        json.dumps({**config, "torch_dtype": str(dtype).removeprefix("torch.")}, indent=2) + "\n"
+    )
     return {"path": str(out), "bytes": total, "params": total // size, "shards": shards, "dtype": str(dtype).removeprefix("torch."),
             "method": method, "device": device, "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
 

@@ -68,8 +68,15 @@ def library_versions() -> dict[str, str]:
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return (out.stdout.strip() + ("+uncommitted" if dirty.stdout.strip() else "")) or None
@@ -216,16 +223,23 @@ class TreeMemorySampler:
             # Per role: the largest single process's peak RSS and USS, the role's summed RSS, and
             # how many processes it had at once. Roles never seen are left out.
             "by_role": {
-                role: {"process_peak_rss_mib": mib(p["process_rss"]), "process_peak_uss_mib": mib(p["process_uss"]),
-                       "sum_peak_rss_mib": mib(p["sum_rss"]), "max_processes": p["processes"]}
-                for role, p in self.roles.items() if p["processes"]
+                role: {
+                    "process_peak_rss_mib": mib(p["process_rss"]),
+                    "process_peak_uss_mib": mib(p["process_uss"]),
+                    "sum_peak_rss_mib": mib(p["sum_rss"]),
+                    "max_processes": p["processes"],
+                }
+                for role, p in self.roles.items()
+                if p["processes"]
             },
             "samples": self.samples,
             "interval_s": self._interval,
         }
 
 
-def run_timed(cmd: list[str], env: dict | None = None, sample_memory: bool = False, timeout: float | None = None) -> dict:
+def run_timed(
+    cmd: list[str], env: dict | None = None, sample_memory: bool = False, timeout: float | None = None
+) -> dict:
     """Run a command, returning its wall seconds, exit code, output tail and (optionally) tree memory."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -240,7 +254,12 @@ def run_timed(cmd: list[str], env: dict | None = None, sample_memory: bool = Fal
     finally:
         if sampler:
             sampler.__exit__(None, None, None)
-    result = {"seconds": time.perf_counter() - started, "returncode": proc.returncode, "stdout": stdout, "stderr_tail": stderr[-2000:]}
+    result = {
+        "seconds": time.perf_counter() - started,
+        "returncode": proc.returncode,
+        "stdout": stdout,
+        "stderr_tail": stderr[-2000:],
+    }
     if sampler:
         result["memory"] = sampler.report()
     return result

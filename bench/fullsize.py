@@ -43,7 +43,9 @@ NOTES = [  # short on purpose: bf16 matmuls run at ~14 GFLOP/s on 2 cores, ~16 G
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", default=None, help="write the result here too (docs/benchmarks-fullsize.json)")
-    parser.add_argument("--workdir", type=Path, default=None, help="where the checkpoint goes (default: a temporary directory)")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="where the checkpoint goes (default: a temporary directory)"
+    )
     parser.add_argument("--notes", type=int, default=len(NOTES), help=f"notes to embed, at most {len(NOTES)}")
     args = parser.parse_args()
 
@@ -57,11 +59,15 @@ def main() -> None:
     need, free = size + DISK_MARGIN, shutil.disk_usage(parent).free
     log(f"fullsize: the checkpoint needs {need / 1e9:.1f} GB of free disk in {parent}; {free / 1e9:.1f} GB free")
     if free < need:
-        sys.exit(f"fullsize: not enough free disk in {parent}: {free / 1e9:.1f} GB free, {need / 1e9:.1f} GB needed; pass --workdir")
+        sys.exit(
+            f"fullsize: not enough free disk in {parent}: {free / 1e9:.1f} GB free, {need / 1e9:.1f} GB needed; pass --workdir"
+        )
     available = psutil.virtual_memory().available
     if available < MEMORY_MARGIN * size:
-        sys.exit(f"fullsize: {available / 2**30:.1f} GiB of memory available, {MEMORY_MARGIN * size / 2**30:.1f} GiB needed "
-                 "to hold the model once with room for Ray: try again on a quieter machine")
+        sys.exit(
+            f"fullsize: {available / 2**30:.1f} GiB of memory available, {MEMORY_MARGIN * size / 2**30:.1f} GiB needed "
+            "to hold the model once with room for Ray: try again on a quieter machine"
+        )
 
     work = Path(tempfile.mkdtemp(prefix="embednv-fullsize-", dir=parent))
     try:
@@ -108,7 +114,9 @@ def run(work: Path, size: int, notes: list[str]) -> dict:
         check.update(rows=len(table), dim=int(vectors.shape[1]), max_norm_error=float(np.abs(norms - 1).max()),
                      finite=bool(np.isfinite(vectors).all()), tokens=int(manifest["tokens"]),
                      run_seconds=manifest.get("seconds_this_run"))  # fmt: skip
-        check["ok"] = check["rows"] == len(notes) and check["dim"] == 4096 and check["finite"] and check["max_norm_error"] < 1e-3
+        check["ok"] = (
+            check["rows"] == len(notes) and check["dim"] == 4096 and check["finite"] and check["max_norm_error"] < 1e-3
+        )
     else:
         check.update(ok=False, stderr_tail=result["stderr_tail"][-1500:])
 

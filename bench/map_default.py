@@ -39,9 +39,12 @@ def run_map(emb_dir: Path, out: Path, *extra: str) -> dict:
     manifest = json.loads((out / "_manifest.json").read_text())
     scores = json.loads((out / "metrics.json").read_text())
     return {
-        "seconds": round(seconds, 1), "options": " ".join(extra) or "(defaults)",
-        "perplexities": manifest["tsne"]["perplexities"], "k": manifest["clusters"]["k"],
-        "groups": manifest["clusters"].get("groups"), "phases_s": manifest["timings_s"],
+        "seconds": round(seconds, 1),
+        "options": " ".join(extra) or "(defaults)",
+        "perplexities": manifest["tsne"]["perplexities"],
+        "k": manifest["clusters"]["k"],
+        "groups": manifest["clusters"].get("groups"),
+        "phases_s": manifest["timings_s"],
         **{m: scores.get(m) for m in METRICS},
     }
 
@@ -64,8 +67,18 @@ def main() -> None:
                 result["single_scale"] = run_map(emb, Path(tmp) / f"map-{n}-single", "--multiscale", "off")
                 log(f"map single-scale {n:,}: {result['single_scale']}")
             runs.append(result)
-    emit({"command": f"python bench/map_default.py --sizes {args.sizes} --dim {args.dim}", "goal_s": GOAL_S, "dim": args.dim,
-          "runs": runs, "machine": machine, "git_commit": git_commit(), "generated_at": now()}, args.json)
+    emit(
+        {
+            "command": f"python bench/map_default.py --sizes {args.sizes} --dim {args.dim}",
+            "goal_s": GOAL_S,
+            "dim": args.dim,
+            "runs": runs,
+            "machine": machine,
+            "git_commit": git_commit(),
+            "generated_at": now(),
+        },
+        args.json,
+    )
 
 
 if __name__ == "__main__":

@@ -115,14 +115,23 @@ class Report:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--mtsamples", type=Path, default=None, help="mtsamples.parquet (copied into the repo: ../shared does not travel)")
+    ap.add_argument(
+        "--mtsamples",
+        type=Path,
+        default=None,
+        help="mtsamples.parquet (copied into the repo: ../shared does not travel)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="where the JSON goes, e.g. $OUT/gpu_acceptance.json")
     ap.add_argument("--dry-run", action="store_true", help="tiny checkpoint on CPU, a few notes, a small map: seconds")
-    ap.add_argument("--workdir", type=Path, default=None, help="checkpoint and outputs (default: a temporary directory)")
+    ap.add_argument(
+        "--workdir", type=Path, default=None, help="checkpoint and outputs (default: a temporary directory)"
+    )
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     ap.add_argument("--budget-s", type=float, default=560.0, help="stop starting sections that would not fit in this")
     ap.add_argument("--embed-seconds", type=float, default=300.0, help="cap on the MTSamples section's embedding")
-    ap.add_argument("--batch-tokens", type=int, default=None, help="default: embednv's DEFAULT_BATCH_TOKENS for the device")
+    ap.add_argument(
+        "--batch-tokens", type=int, default=None, help="default: embednv's DEFAULT_BATCH_TOKENS for the device"
+    )
     ap.add_argument("--map-points", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -192,8 +201,16 @@ def load_notes(args, work: Path) -> tuple[list[str], str, Path]:
         if args.dry_run:  # a slice of the real notes, as a file of its own
             table = table.slice(0, 24)
             pq.write_table(table, work / "notes.parquet")
-            return [t for t in table.column("transcription").to_pylist() if t and t.strip()], "transcription", work / "notes.parquet"
-        return [t for t in table.column("transcription").to_pylist() if t and t.strip()], "transcription", args.mtsamples
+            return (
+                [t for t in table.column("transcription").to_pylist() if t and t.strip()],
+                "transcription",
+                work / "notes.parquet",
+            )
+        return (
+            [t for t in table.column("transcription").to_pylist() if t and t.strip()],
+            "transcription",
+            args.mtsamples,
+        )
     from embednv.sample_corpus import write_sample_corpus
 
     write_sample_corpus(str(work / "notes.parquet"), 24, seed=args.seed)
@@ -205,7 +222,9 @@ def build_checkpoint(path: Path, args, texts: list[str]) -> dict:
 
     config = TINY_CONFIG if args.dry_run else OFFICIAL_CONFIG
     device = "cpu" if args.dry_run else "cuda"
-    written = write_random_checkpoint(path, config, shards=4, dtype=torch.bfloat16, device=device, method="randn", seed=args.seed)
+    written = write_random_checkpoint(
+        path, config, shards=4, dtype=torch.bfloat16, device=device, method="randn", seed=args.seed
+    )
     started = time.perf_counter()
     written["tokenizer"] = write_tokenizer(path, config["text_config"]["vocab_size"], corpus=texts)
     written["tokenizer_seconds"] = round(time.perf_counter() - started, 1)
@@ -218,12 +237,15 @@ def load(path: Path, args, entry: dict):
 
     _sync()
     started = time.perf_counter()
-    embedder = Embedder(model=str(path), device="cpu" if args.dry_run else "cuda", dtype="bfloat16", batch_tokens=args.batch_tokens)
+    embedder = Embedder(
+        model=str(path), device="cpu" if args.dry_run else "cuda", dtype="bfloat16", batch_tokens=args.batch_tokens
+    )
     # The tiny checkpoint's window is its max_position_embeddings (512); the real one's is 32,768.
     _sync()
     entry.update(seconds_to_load=round(time.perf_counter() - started, 1), dim=embedder.dim, batch_tokens=embedder.batch_tokens,
                  max_tokens=embedder.ref.max_tokens, params=sum(p.numel() for p in embedder.encoder.model.parameters()),
-                 gpu_allocated_gib=_gib(torch.cuda.memory_allocated()) if torch.cuda.is_available() and not args.dry_run else None)  # fmt: skip
+                 gpu_allocated_gib=_gib(torch.cuda.memory_allocated())
+                 if torch.cuda.is_available() and not args.dry_run else None)  # fmt: skip
     return embedder
 
 
@@ -231,14 +253,14 @@ def embed_corpus(embedder, source: Path, text_column: str, out_dir: Path, second
     """The pipeline's stages in this process, in its order and window sizes, without Ray."""
     import pyarrow.parquet as pq
 
+    from embednv.columns import WINDOWS
     from embednv.embed.assemble import ShardAssembler
     from embednv.embed.config import EmbedConfig
-    from embednv.embed.worker import EmbedWorker
     from embednv.embed.output import OutputDir
-    from embednv.embed.read import read_shards
     from embednv.embed.plan import plan_inputs
-    from embednv.columns import WINDOWS
+    from embednv.embed.read import read_shards
     from embednv.embed.tokenize import tokenize_table
+    from embednv.embed.worker import EmbedWorker
 
     defaults = EmbedConfig(inputs=(), out="")
     plan = plan_inputs([str(source)], "note_id", text_column, defaults.rows_per_shard)
@@ -267,14 +289,25 @@ def embed_corpus(embedder, source: Path, text_column: str, out_dir: Path, second
                 block = worker(tokenized)  # returns numpy: the GPU work is finished
                 t2 = time.perf_counter()
                 assembler.add(block)
-                tokenize_s, embed_s, write_s = tokenize_s + t1 - t0, embed_s + t2 - t1, write_s + time.perf_counter() - t2
+                tokenize_s, embed_s, write_s = (
+                    tokenize_s + t1 - t0,
+                    embed_s + t2 - t1,
+                    write_s + time.perf_counter() - t2,
+                )
                 useful += sum(flops(cfg, int(n)) for n in lengths)
                 rows, windows = rows + len(tokenized), windows + len(lengths)
     wall = time.perf_counter() - started
-    stats = {k: sum(s[k] for s in assembler.written) for k in ("rows", "embedded", "errored", "tokens", "window_tokens", "padded_tokens")}
+    stats = {
+        k: sum(s[k] for s in assembler.written)
+        for k in ("rows", "embedded", "errored", "tokens", "window_tokens", "padded_tokens")
+    }
     written = sorted(out_dir.glob("part-*.parquet"))
     back = pq.read_table(written, columns=["embedding"]) if written else None
-    vectors = np.stack(back.column("embedding").to_numpy(zero_copy_only=False)) if back is not None and len(back) else np.zeros((0, 1))
+    vectors = (
+        np.stack(back.column("embedding").to_numpy(zero_copy_only=False))
+        if back is not None and len(back)
+        else np.zeros((0, 1))
+    )
     peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in (torch.cuda.get_device_name() if gpu else "")), None)
     return {
         "complete": complete and not assembler.incomplete(), "seconds_cap": round(seconds),
@@ -301,7 +334,9 @@ def cosine(embedder, texts: list[str], args) -> dict:
 
     sample = texts[:50]
     low = embedder.encode(sample)
-    high_embedder = Embedder(model=embedder.ref.path, device=embedder.device, dtype="float32", batch_tokens=embedder.batch_tokens)
+    high_embedder = Embedder(
+        model=embedder.ref.path, device=embedder.device, dtype="float32", batch_tokens=embedder.batch_tokens
+    )
     high = high_embedder.encode(sample)
     del high_embedder
     _free()
@@ -313,9 +348,9 @@ def cosine(embedder, texts: list[str], args) -> dict:
 def oom(embedder, texts: list[str], args) -> dict:
     """A long note whose batch of windows cannot fit under a memory cap is still embedded, by halving."""
     from embednv.embed.batching import plan_batches
+    from embednv.embed.tokenize import NoteTokenizer
     from embednv.embed.worker import embed_notes
     from embednv.models.registry import prompt_suffix
-    from embednv.embed.tokenize import NoteTokenizer
 
     hf = embedder.tokenizer.hf
     target, window = (2_000, 128) if args.dry_run else (32_000, OOM_WINDOW)
@@ -334,6 +369,7 @@ def oom(embedder, texts: list[str], args) -> dict:
     result = {"note_tokens": note.n_tokens, "window": window, "windows": len(note.windows), "batches": batches,
               "uncapped_oom_splits": free.oom_splits}  # fmt: skip
     if args.dry_run:  # CPUs have no allocator cap: a stand-in error on batches of more than two windows
+
         def capped_embed(batch):
             if len(batch) > 2:
                 raise RuntimeError("out of memory (simulated in --dry-run)")
@@ -356,12 +392,19 @@ def oom(embedder, texts: list[str], args) -> dict:
         finally:
             torch.cuda.set_per_process_memory_fraction(1.0)
             _free()
-        result["cap"] = {"reserved_before_gib": _gib(base), "one_window_gib": _gib(one), "cap_gib": _gib(cap), "fraction": round(cap / total, 4)}
+        result["cap"] = {
+            "reserved_before_gib": _gib(base),
+            "one_window_gib": _gib(one),
+            "cap_gib": _gib(cap),
+            "fraction": round(cap / total, 4),
+        }
     vector = capped.vectors[0]
     result.update(oom_splits=capped.oom_splits, failures=capped.failures, embedded=not capped.failures,
                   norm=round(float(np.linalg.norm(vector)), 6),
                   cosine_to_uncapped=round(float(np.dot(vector, free.vectors[0])), 6))  # fmt: skip
-    result["goal_met"] = bool(result["embedded"] and capped.oom_splits > 0 and result["cosine_to_uncapped"] >= COSINE_GOAL)
+    result["goal_met"] = bool(
+        result["embedded"] and capped.oom_splits > 0 and result["cosine_to_uncapped"] >= COSINE_GOAL
+    )
     return result
 
 
@@ -399,7 +442,11 @@ def run_map_stage(work: Path, args) -> dict:
     from embednv.mapping.tsne import embed
 
     backend = get_backend("auto")
-    result.update(backend=backend.name, timings_s={}, note=f"{backend.name}: {why}; missing {', '.join(missing)}: phases run one by one")
+    result.update(
+        backend=backend.name,
+        timings_s={},
+        note=f"{backend.name}: {why}; missing {', '.join(missing)}: phases run one by one",
+    )
     x = None
     for name in ("pca", "kmeans", "tsne"):
         started = time.perf_counter()

@@ -37,8 +37,8 @@ FIXED = 32
 
 def note_windows(texts: Sequence[str | None]) -> list[list[int]]:
     """Per row, the token-window lengths the pipeline embeds (none for an empty row: an error row)."""
-    from embednv.models.registry import resolve_model
     from embednv.embed.tokenize import cached_note_tokenizer
+    from embednv.models.registry import resolve_model
 
     tokenizer = cached_note_tokenizer(resolve_model("minilm", has_gpu=False), "")
     rows = [i for i, t in enumerate(texts) if t is not None and t.strip()]
@@ -50,7 +50,9 @@ def note_windows(texts: Sequence[str | None]) -> list[list[int]]:
     return lengths
 
 
-def embednv_batches(rows: list[list[int]], batch_tokens: int, window_rows: int, rows_per_shard: int, min_efficiency: float = 0.97):
+def embednv_batches(
+    rows: list[list[int]], batch_tokens: int, window_rows: int, rows_per_shard: int, min_efficiency: float = 0.97
+):
     """Micro-batches as the embed actor plans them: per window of rows within each shard."""
     flat, batches = [], []
     for shard_start in range(0, len(rows), rows_per_shard):
@@ -86,12 +88,28 @@ def measure(name: str, rows: list[list[int]]) -> dict:
     for device in ("cpu", "cuda"):
         budget = DEFAULT_BATCH_TOKENS[device]
         lengths, batches = embednv_batches(rows, budget, defaults.window_rows, defaults.rows_per_shard)
-        assert sorted(i for b in batches for i in b.indices) == list(range(len(lengths))), "a window was planned twice or never"
-        record(f"embednv_{device}", f"embednv (window {defaults.window_rows:,} rows, budget {budget:,}, {device} default)", lengths, batches)
-    lengths, batches = embednv_batches(rows, DEFAULT_BATCH_TOKENS["cpu"], defaults.window_rows, defaults.rows_per_shard, min_efficiency=0.0)
-    record("embednv_no_floor", f"embednv without its 0.97 floor (budget {DEFAULT_BATCH_TOKENS['cpu']:,})", lengths, batches)
+        assert sorted(i for b in batches for i in b.indices) == list(range(len(lengths))), (
+            "a window was planned twice or never"
+        )
+        record(
+            f"embednv_{device}",
+            f"embednv (window {defaults.window_rows:,} rows, budget {budget:,}, {device} default)",
+            lengths,
+            batches,
+        )
+    lengths, batches = embednv_batches(
+        rows, DEFAULT_BATCH_TOKENS["cpu"], defaults.window_rows, defaults.rows_per_shard, min_efficiency=0.0
+    )
+    record(
+        "embednv_no_floor", f"embednv without its 0.97 floor (budget {DEFAULT_BATCH_TOKENS['cpu']:,})", lengths, batches
+    )
     record("fixed32_file_order", f"fixed batches of {FIXED}, file order", flat, fixed_batches(flat, FIXED, sort=False))
-    record("fixed32_global_sort", f"global length sort, then fixed batches of {FIXED}", flat, fixed_batches(flat, FIXED, sort=True))
+    record(
+        "fixed32_global_sort",
+        f"global length sort, then fixed batches of {FIXED}",
+        flat,
+        fixed_batches(flat, FIXED, sort=True),
+    )
     notes = sum(1 for r in rows if r)
     return {
         "corpus": name,
@@ -109,7 +127,9 @@ def measure(name: str, rows: list[list[int]]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample-notes", type=int, default=20_000, help="notes of the synthetic corpus")
-    parser.add_argument("--mtsamples-rows", type=int, default=None, help="only the first rows of MTSamples (default: all)")
+    parser.add_argument(
+        "--mtsamples-rows", type=int, default=None, help="only the first rows of MTSamples (default: all)"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes for a smoke test")
     parser.add_argument("--json", default=None, help="also write the JSON document here")
     args = parser.parse_args()
@@ -132,13 +152,17 @@ def main() -> None:
     texts = [t for _, chunk, _ in generate_notes(args.sample_notes, seed=0) for t in chunk]
     log(f"padding: tokenizing {len(texts):,} sample-corpus notes")
     corpora["sample_corpus"] = measure(f"sample corpus ({args.sample_notes:,} notes, seed 0)", note_windows(texts))
-    emit({
-        "goal": GOAL,
-        "tokenizer": "all-MiniLM-L6-v2 (bundled), max_tokens 512, overlap 64",
-        "command": "python bench/padding.py" + (" --quick" if args.quick else f" --sample-notes {args.sample_notes}"),
-        "corpora": corpora,
-        "seconds": round(time.perf_counter() - started, 1),
-    }, args.json)
+    emit(
+        {
+            "goal": GOAL,
+            "tokenizer": "all-MiniLM-L6-v2 (bundled), max_tokens 512, overlap 64",
+            "command": "python bench/padding.py"
+            + (" --quick" if args.quick else f" --sample-notes {args.sample_notes}"),
+            "corpora": corpora,
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+        args.json,
+    )
 
 
 if __name__ == "__main__":

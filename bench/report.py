@@ -16,20 +16,37 @@ from bench.report_separate import FULLSIZE_COMMAND, fullsize_section, gpu_sectio
 
 LINEAR_TOLERANCE = 0.25  # the last step's cost per note may differ from the first's by this much
 FLAT_AT_1M = 0.10  # flat: the total peak, growing as measured, would rise by at most 10% by 1M notes
-MEMORY_GROUPS = {"driver": "driver_peak_rss_mib", "largest Ray worker (the embed actor)": "single_worker_peak_rss_mib",
-                 "its private memory (USS)": "single_worker_peak_uss_mib", "all Ray workers": "workers_peak_rss_mib",
-                 "Ray daemons": "ray_system_peak_rss_mib", "total": "total_peak_rss_mib"}
+MEMORY_GROUPS = {
+    "driver": "driver_peak_rss_mib",
+    "largest Ray worker (the embed actor)": "single_worker_peak_rss_mib",
+    "its private memory (USS)": "single_worker_peak_uss_mib",
+    "all Ray workers": "workers_peak_rss_mib",
+    "Ray daemons": "ray_system_peak_rss_mib",
+    "total": "total_peak_rss_mib",
+}
 
 
 def markdown(doc: dict) -> str:
     """The whole of docs/benchmarks.md from a benchmarks.json document (the separate files already merged in)."""
     jobs = doc["jobs"]
     skipped = lambda name: [s for s in doc.get("skipped_for_budget", []) if s["job"] == name]  # noqa: E731
-    sections = [_header(doc), _summary(doc), _padding(jobs["padding"]), _throughput(jobs["throughput"]),
-                _scale(jobs["scale"], skipped("scale"), doc.get("separate_scale")), _map(jobs["map"], skipped("map")), gpu_section(jobs["gpu"]),
-                fullsize_section(jobs.get("fullsize", {"status": "pending", "command": FULLSIZE_COMMAND, "error": "not run yet"})),
-                operations_section(jobs, "map_default"), operations_section(jobs, "map_html"),
-                operations_section(jobs, "crash"), operations_section(jobs, "fanout"), _footer(doc)]
+    sections = [
+        _header(doc),
+        _summary(doc),
+        _padding(jobs["padding"]),
+        _throughput(jobs["throughput"]),
+        _scale(jobs["scale"], skipped("scale"), doc.get("separate_scale")),
+        _map(jobs["map"], skipped("map")),
+        gpu_section(jobs["gpu"]),
+        fullsize_section(
+            jobs.get("fullsize", {"status": "pending", "command": FULLSIZE_COMMAND, "error": "not run yet"})
+        ),
+        operations_section(jobs, "map_default"),
+        operations_section(jobs, "map_html"),
+        operations_section(jobs, "crash"),
+        operations_section(jobs, "fanout"),
+        _footer(doc),
+    ]
     return "\n\n".join(s for s in sections if s) + "\n"
 
 
@@ -74,11 +91,15 @@ def _header(doc: dict) -> str:
     ]
     warnings = []
     if doc["quick"]:
-        warnings.append("**Quick run (`--quick`)**: every job at tiny sizes as a smoke test. These figures are not "
-                        "benchmarks: fixed start-up costs dominate them. Regenerate with `make bench`.")
+        warnings.append(
+            "**Quick run (`--quick`)**: every job at tiny sizes as a smoke test. These figures are not "
+            "benchmarks: fixed start-up costs dominate them. Regenerate with `make bench`."
+        )
     if m["load_average_1m_at_start"] > 0.5 * m["logical_cores"]:
-        warnings.append(f"**Busy machine**: the load average was {m['load_average_1m_at_start']} on {m['logical_cores']} cores "
-                        "when the run started, so timings are noisy and slower than on a quiet machine.")
+        warnings.append(
+            f"**Busy machine**: the load average was {m['load_average_1m_at_start']} on {m['logical_cores']} cores "
+            "when the run started, so timings are noisy and slower than on a quiet machine."
+        )
     if doc.get("note"):
         warnings.append(f"**Note**: {doc['note']}")
     return "\n".join(lines) + "".join(f"\n\n> {w}" for w in warnings)
@@ -92,14 +113,19 @@ def _throughput_limit(t: dict, short: bool = False) -> str:
         return f"fixed start-up costs in a {cli:.0f} s run (not broken down: the in-process runs were skipped)"
     work = t["tokens"] / steady["steady_tokens_per_s"]
     if short:
-        return (f"{cli - work:.0f} s of the {cli:.0f} s run are start-up and shut-down; once running, "
-                f"{steady['steady_ratio_vs_ceiling']:.2f} of (a) and {steady['steady_ratio_vs_sentence_transformers']:.2f} of (b). See Throughput")
+        return (
+            f"{cli - work:.0f} s of the {cli:.0f} s run are start-up and shut-down; once running, "
+            f"{steady['steady_ratio_vs_ceiling']:.2f} of (a) and "
+            f"{steady['steady_ratio_vs_sentence_transformers']:.2f} of (b). See Throughput"
+        )
     rest = steady["cli_overhead_s"] - steady["ray_start_s"]
-    return (f"fixed costs: of the {cli:.0f} s CLI run, about {cli - work:.0f} s are not embedding: Ray start-up "
-            f"{steady['ray_start_s']:.0f} s, interpreter start, imports and Ray shut-down {rest:.0f} s, and the fixed cost of "
-            f"a run on a started Ray (actor start, model load; the 8-note run) {steady['small_median_s']:.0f} s. Once running, "
-            f"embednv reaches {steady['steady_ratio_vs_ceiling']:.2f} of the ceiling and "
-            f"{steady['steady_ratio_vs_sentence_transformers']:.2f} of sentence-transformers")
+    return (
+        f"fixed costs: of the {cli:.0f} s CLI run, about {cli - work:.0f} s are not embedding: Ray start-up "
+        f"{steady['ray_start_s']:.0f} s, interpreter start, imports and Ray shut-down {rest:.0f} s, and the fixed cost of "
+        f"a run on a started Ray (actor start, model load; the 8-note run) {steady['small_median_s']:.0f} s. Once running, "
+        f"embednv reaches {steady['steady_ratio_vs_ceiling']:.2f} of the ceiling and "
+        f"{steady['steady_ratio_vs_sentence_transformers']:.2f} of sentence-transformers"
+    )
 
 
 def _summary(doc: dict) -> str:
@@ -110,42 +136,87 @@ def _summary(doc: dict) -> str:
     fmt = lambda x: f"{x:.3f}" if isinstance(x, float) else "–"  # noqa: E731
     reps = throughput["repetitions"]["c"] if throughput else 0
     rows = [
-        ["Padding efficiency, embednv on MTSamples", fmt(doc["padding_efficiency"]), "≥ 0.97",
-         _verdict(doc["padding_efficiency"], 0.97), "`bench/padding.py`: exact count, 1 run"],
-        ["Padding efficiency, embednv on the sample corpus", fmt(doc["padding_efficiency_sample_corpus"]), "≥ 0.97",
-         _verdict(doc["padding_efficiency_sample_corpus"], 0.97), "`bench/padding.py`: exact count, 1 run"],
-        ["Throughput embednv / ceiling (c/a), wall time", fmt(doc["ratio_vs_ceiling"]), "≥ 0.9",
-         _verdict(doc["ratio_vs_ceiling"], 0.9, limit), f"`bench/throughput.py`: tokens/s, median of {reps}"],
-        ["Throughput embednv / sentence-transformers (c/b), wall time", fmt(doc["ratio_vs_sentence_transformers"]), "≥ 1.0",
-         _verdict(doc["ratio_vs_sentence_transformers"], 1.0, limit), f"`bench/throughput.py`: tokens/s, median of {reps}"],
-        ["Throughput embednv / ceiling once started (steady state)", fmt(doc["steady_ratio_vs_ceiling"]), "(no goal)",
-         "–", "`bench/throughput.py`: in-process runs, see below"],
+        [
+            "Padding efficiency, embednv on MTSamples",
+            fmt(doc["padding_efficiency"]),
+            "≥ 0.97",
+            _verdict(doc["padding_efficiency"], 0.97),
+            "`bench/padding.py`: exact count, 1 run",
+        ],
+        [
+            "Padding efficiency, embednv on the sample corpus",
+            fmt(doc["padding_efficiency_sample_corpus"]),
+            "≥ 0.97",
+            _verdict(doc["padding_efficiency_sample_corpus"], 0.97),
+            "`bench/padding.py`: exact count, 1 run",
+        ],
+        [
+            "Throughput embednv / ceiling (c/a), wall time",
+            fmt(doc["ratio_vs_ceiling"]),
+            "≥ 0.9",
+            _verdict(doc["ratio_vs_ceiling"], 0.9, limit),
+            f"`bench/throughput.py`: tokens/s, median of {reps}",
+        ],
+        [
+            "Throughput embednv / sentence-transformers (c/b), wall time",
+            fmt(doc["ratio_vs_sentence_transformers"]),
+            "≥ 1.0",
+            _verdict(doc["ratio_vs_sentence_transformers"], 1.0, limit),
+            f"`bench/throughput.py`: tokens/s, median of {reps}",
+        ],
+        [
+            "Throughput embednv / ceiling once started (steady state)",
+            fmt(doc["steady_ratio_vs_ceiling"]),
+            "(no goal)",
+            "–",
+            "`bench/throughput.py`: in-process runs, see below",
+        ],
     ]
     scale = _result(jobs, "scale")
     if scale and scale.get("fit"):
         linear, flat = _scale_verdicts(scale)
-        rows.append(["Scale: wall time linear in notes", linear[0], "linear", linear[1], "`bench/scale.py`: 1 run per size"])
+        rows.append(
+            ["Scale: wall time linear in notes", linear[0], "linear", linear[1], "`bench/scale.py`: 1 run per size"]
+        )
         rows.append(["Scale: peak memory flat", flat[0], "flat", flat[1], "`bench/scale.py`: 1 run per size"])
         growth = (doc.get("separate_scale") or {}).get("process_peak_growth")
         if growth:
             worst_role, worst = max(((r, g["uss"]["growth"] or 0) for r, g in growth.items()), key=lambda x: x[1])
             sizes = doc["separate_scale"]["sizes"]
-            rows.append([f"Scale: each process's peak private memory, {sizes[0]:,} → {sizes[-1]:,} notes (side by side)",
-                         f"worst {worst:.2f}x ({worst_role}); embed actor {growth.get('embed_actor', {}).get('uss', {}).get('growth', '–')}x",
-                         f"each ≤ {1 + FLAT_AT_1M:.2f}x", "met" if worst <= 1 + FLAT_AT_1M else "**MISSED**",
-                         "`make bench-1m`: 1 run per size, USS sampled every 0.25 s"])
+            rows.append(
+                [
+                    f"Scale: each process's peak private memory, {sizes[0]:,} → {sizes[-1]:,} notes (side by side)",
+                    f"worst {worst:.2f}x ({worst_role}); embed actor {growth.get('embed_actor', {}).get('uss', {}).get('growth', '–')}x",
+                    f"each ≤ {1 + FLAT_AT_1M:.2f}x",
+                    "met" if worst <= 1 + FLAT_AT_1M else "**MISSED**",
+                    "`make bench-1m`: 1 run per size, USS sampled every 0.25 s",
+                ]
+            )
     else:
         rows.append(["Scale: time linear, memory flat", "–", "linear, flat", "not measured", "`bench/scale.py`"])
     gpu = _result(jobs, "gpu")
     mts = ((gpu or {}).get("sections") or {}).get("mtsamples") or {}
-    rows.append(["GPU: NV-Embed-v2 on MTSamples, tokens/s (MFU)",
-                 f"{mts['tokens_per_s']:,.0f} ({mts['mfu']:.1%})" if mts.get("tokens_per_s") and mts.get("mfu") is not None else "–",
-                 "–", "pending: no device was lent" if not gpu else ("measured" if mts.get("status") == "ok" else "**failed**"),
-                 "`bench/nvembed_device.py` on a lent GPU: see GPU below"])
+    rows.append(
+        [
+            "GPU: NV-Embed-v2 on MTSamples, tokens/s (MFU)",
+            f"{mts['tokens_per_s']:,.0f} ({mts['mfu']:.1%})"
+            if mts.get("tokens_per_s") and mts.get("mfu") is not None
+            else "–",
+            "–",
+            "pending: no device was lent" if not gpu else ("measured" if mts.get("status") == "ok" else "**failed**"),
+            "`bench/nvembed_device.py` on a lent GPU: see GPU below",
+        ]
+    )
     full = _result(jobs, "fullsize")
-    rows.append(["Full-size checkpoint on CPU: embed actor peak RSS / weights",
-                 f"{full['actor_peak_rss_over_checkpoint']:.3f}" if full else "–", f"≤ {(full or {}).get('goal_ratio', 1.10):.2f}",
-                 ("met" if full["goal_met"] else "**MISSED**") if full else "not measured", "`make check-fullsize`: 1 run"])
+    rows.append(
+        [
+            "Full-size checkpoint on CPU: embed actor peak RSS / weights",
+            f"{full['actor_peak_rss_over_checkpoint']:.3f}" if full else "–",
+            f"≤ {(full or {}).get('goal_ratio', 1.10):.2f}",
+            ("met" if full["goal_met"] else "**MISSED**") if full else "not measured",
+            "`make check-fullsize`: 1 run",
+        ]
+    )
     return "## Summary\n\n" + md_table(["Figure", "Value", "Goal", "Status", "How measured"], rows)
 
 
@@ -158,7 +229,8 @@ def _padding(job: dict) -> str:
     out.append(
         "Real tokens divided by padded tokens processed (a batch of B windows padded to its longest, W, costs B x W). "
         "Token windows come from the real path, embednv's `NoteTokenizer` "
-        f"({p['tokenizer']}): notes over 512 tokens are split into overlapping windows. embednv batches as its embed actor does: windows of `window_rows` consecutive rows "
+        f"({p['tokenizer']}): notes over 512 tokens are split into overlapping windows. embednv batches as its embed actor does: "
+        f"windows of `window_rows` consecutive rows "
         "within each shard of `rows_per_shard` rows, `plan_batches` with the default token budget and its 0.97 floor. "
         f"Pure computation, deterministic: `{p['command']}` (1 run, {p['seconds']:.0f} s). Goal: ≥ {p['goal']} for embednv."
     )
@@ -166,13 +238,31 @@ def _padding(job: dict) -> str:
         if "skipped" in corpus:
             out += ["", f"**{key}**: skipped: {corpus['skipped']}."]
             continue
-        out += ["", f"**{corpus['corpus']}**: {corpus['rows']:,} rows, {corpus['notes_embedded']:,} notes embedded "
-                f"({corpus['notes_split']:,} split into windows), {corpus['windows']:,} windows, {corpus['real_tokens']:,} real tokens.", ""]
+        out += [
+            "",
+            f"**{corpus['corpus']}**: {corpus['rows']:,} rows, {corpus['notes_embedded']:,} notes embedded "
+            f"({corpus['notes_split']:,} split into windows), {corpus['windows']:,} windows, {corpus['real_tokens']:,} real tokens.",
+            "",
+        ]
         rows = []
         for name, s in corpus["strategies"].items():
             verdict = _verdict(s["padding_efficiency"], p["goal"]) if name.startswith("embednv_c") else "(reference)"
-            rows.append([s["label"], f"{s['padding_efficiency']:.3f}", verdict, s["micro_batches"], s["mean_windows_per_batch"], s["padded_tokens"]])
-        out.append(md_table(["Batching", "Padding efficiency", "vs goal", "Micro-batches", "Windows per batch", "Padded tokens"], rows))
+            rows.append(
+                [
+                    s["label"],
+                    f"{s['padding_efficiency']:.3f}",
+                    verdict,
+                    s["micro_batches"],
+                    s["mean_windows_per_batch"],
+                    s["padded_tokens"],
+                ]
+            )
+        out.append(
+            md_table(
+                ["Batching", "Padding efficiency", "vs goal", "Micro-batches", "Windows per batch", "Padded tokens"],
+                rows,
+            )
+        )
     return "\n".join(out)
 
 
@@ -186,44 +276,121 @@ def _throughput(job: dict) -> str:
     out.append(
         f"Text set: {t['text_set']}: {t['notes']} notes, {t['tokens']:,} tokens ({t['mean_tokens_per_note']} per note, "
         "[CLS] and [SEP] included). All fit the 512-token window, so the three do identical work: no truncation, no chunking "
-        f"(the vectors agree: max 1 - cosine vs (a) is {t['max_cosine_gap']['b_vs_a']:.1e} for (b), {t['max_cosine_gap']['c_vs_a']:.1e} for (c)). "
+        f"(the vectors agree: max 1 - cosine vs (a) is {t['max_cosine_gap']['b_vs_a']:.1e} for (b), "
+        f"{t['max_cosine_gap']['c_vs_a']:.1e} for (c)). "
         f"{t['torch_threads']} torch threads. Run order `{t['order']}` (alternated so drift hits all three alike); each figure is "
         "the median of its repetitions; tokens/s = tokens / median seconds."
     )
-    out += ["", md_table(["", "What is timed", "Repetitions", "Median s", "Tokens/s", "vs (a)"], [
-        ["(a) ceiling", f"bare loop: tokenizer ({t['ceiling_tokenize_median_s']:.1f} s of it) + AutoModel + mean pooling, "
-         f"length-sorted, batch {t['ceiling_batch_size']} (best of sweep {t['ceiling_sweep_notes_per_s']} notes/s); model loaded before",
-         reps["a"], sec["a"], r["a"], 1.0],
-        ["(b) sentence-transformers", t["commands"]["b"] + "; model loaded before", reps["b"], sec["b"], r["b"], round(r["b"] / r["a"], 3)],
-        ["(c) embednv embed", "`" + t["commands"]["c"] + "`: everything from launch to exit (interpreter, imports, Ray start-up, "
-         "actor start, model load, tokenization, embedding, shard writing, Ray shut-down)", reps["c"], sec["c"], r["c"], t["ratio_vs_ceiling"]],
-    ] + ([["(d) diagnostic: embednv's steps, no Ray", t["commands"]["d"], reps["d"], sec["d"], r["d"], t["steps_ratio_vs_ceiling"]]]
-         if "d" in r else []))]
+    out += [
+        "",
+        md_table(
+            ["", "What is timed", "Repetitions", "Median s", "Tokens/s", "vs (a)"],
+            [
+                [
+                    "(a) ceiling",
+                    f"bare loop: tokenizer ({t['ceiling_tokenize_median_s']:.1f} s of it) + AutoModel + mean pooling, "
+                    f"length-sorted, batch {t['ceiling_batch_size']} "
+                    f"(best of sweep {t['ceiling_sweep_notes_per_s']} notes/s); model loaded before",
+                    reps["a"],
+                    sec["a"],
+                    r["a"],
+                    1.0,
+                ],
+                [
+                    "(b) sentence-transformers",
+                    t["commands"]["b"] + "; model loaded before",
+                    reps["b"],
+                    sec["b"],
+                    r["b"],
+                    round(r["b"] / r["a"], 3),
+                ],
+                [
+                    "(c) embednv embed",
+                    "`" + t["commands"]["c"] + "`: everything from launch to exit (interpreter, imports, Ray start-up, "
+                    "actor start, model load, tokenization, embedding, shard writing, Ray shut-down)",
+                    reps["c"],
+                    sec["c"],
+                    r["c"],
+                    t["ratio_vs_ceiling"],
+                ],
+            ]
+            + (
+                [
+                    [
+                        "(d) diagnostic: embednv's steps, no Ray",
+                        t["commands"]["d"],
+                        reps["d"],
+                        sec["d"],
+                        r["d"],
+                        t["steps_ratio_vs_ceiling"],
+                    ]
+                ]
+                if "d" in r
+                else []
+            ),
+        ),
+    ]
     limit = _throughput_limit(t)
     if r["b"] > r["a"]:
-        out += ["", f"> **(a) measured below (b)**: the bare loop should be the fastest of the three. Its batch size "
-                f"({t['ceiling_batch_size']}) came from a sweep on a busy machine, and small batches suffer most when the "
-                "cores are shared; read c/a with that in mind, and c/b as the firmer figure."]
-    out += ["", f"- **c/a = {t['ratio_vs_ceiling']:.3f}** (goal ≥ 0.9): {_verdict(t['ratio_vs_ceiling'], 0.9, limit)}.",
-            f"- **c/b = {t['ratio_vs_sentence_transformers']:.3f}** (goal ≥ 1.0): {_verdict(t['ratio_vs_sentence_transformers'], 1.0, limit)}.",
-            f"- embednv's own summary line: `{t['embednv_cli_summary']}` (its clock starts after interpreter start-up and imports)."]
+        out += [
+            "",
+            f"> **(a) measured below (b)**: the bare loop should be the fastest of the three. Its batch size "
+            f"({t['ceiling_batch_size']}) came from a sweep on a busy machine, and small batches suffer most when the "
+            "cores are shared; read c/a with that in mind, and c/b as the firmer figure.",
+        ]
+    out += [
+        "",
+        f"- **c/a = {t['ratio_vs_ceiling']:.3f}** (goal ≥ 0.9): {_verdict(t['ratio_vs_ceiling'], 0.9, limit)}.",
+        f"- **c/b = {t['ratio_vs_sentence_transformers']:.3f}** (goal ≥ 1.0): {_verdict(t['ratio_vs_sentence_transformers'], 1.0, limit)}.",
+        f"- embednv's own summary line: `{t['embednv_cli_summary']}` (its clock starts after interpreter start-up and imports).",
+    ]
     steady = t.get("embednv_in_process")
     if steady:
-        out += ["", "embednv in-process, on a Ray instance already running (`run_embed`, same file, alternated with an 8-note file; "
-                f"the first run only warms up; Ray start-up measured once: {steady['ray_start_s']:.1f} s):", "",
-                md_table(["", "Repetitions", "Median s", "Tokens/s", "vs (a)", "vs (b)"], [
-                    ["warm Ray, full file (actor start + model load included)", len(steady["full_s"]), steady["warm_median_s"],
-                     steady["warm_tokens_per_s"], round(steady["warm_tokens_per_s"] / r["a"], 3), round(steady["warm_tokens_per_s"] / r["b"], 3)],
-                    ["8-note file (the fixed cost of a run)", len(steady["small_s"]), steady["small_median_s"], None, None, None],
-                    ["steady state = tokens / (full - 8-note)", "–", None, steady.get("steady_tokens_per_s"),
-                     steady.get("steady_ratio_vs_ceiling"), steady.get("steady_ratio_vs_sentence_transformers")],
-                ]),
-                "", f"Padding efficiency of that run (from its manifest): {steady['padding_efficiency']:.3f}."]
+        out += [
+            "",
+            "embednv in-process, on a Ray instance already running (`run_embed`, same file, alternated with an 8-note file; "
+            f"the first run only warms up; Ray start-up measured once: {steady['ray_start_s']:.1f} s):",
+            "",
+            md_table(
+                ["", "Repetitions", "Median s", "Tokens/s", "vs (a)", "vs (b)"],
+                [
+                    [
+                        "warm Ray, full file (actor start + model load included)",
+                        len(steady["full_s"]),
+                        steady["warm_median_s"],
+                        steady["warm_tokens_per_s"],
+                        round(steady["warm_tokens_per_s"] / r["a"], 3),
+                        round(steady["warm_tokens_per_s"] / r["b"], 3),
+                    ],
+                    [
+                        "8-note file (the fixed cost of a run)",
+                        len(steady["small_s"]),
+                        steady["small_median_s"],
+                        None,
+                        None,
+                        None,
+                    ],
+                    [
+                        "steady state = tokens / (full - 8-note)",
+                        "–",
+                        None,
+                        steady.get("steady_tokens_per_s"),
+                        steady.get("steady_ratio_vs_ceiling"),
+                        steady.get("steady_ratio_vs_sentence_transformers"),
+                    ],
+                ],
+            ),
+            "",
+            f"Padding efficiency of that run (from its manifest): {steady['padding_efficiency']:.3f}.",
+        ]
         if steady.get("steady_ratio_vs_steps") and "d" in r:
-            out += ["", f"Where the time goes, as ratios of rates: embednv's own steps without Ray (d) run at "
-                    f"{t['steps_ratio_vs_ceiling']:.2f} of the bare loop (its batching, tokenization and Arrow handling); the same "
-                    f"steps in a Ray actor (steady) at {steady['steady_ratio_vs_steps']:.2f} of (d) (the actor sharing the cores "
-                    f"with Ray's own processes and tasks); the CLI's start-up and shut-down then take c to {t['ratio_vs_ceiling']:.2f}."]
+            out += [
+                "",
+                f"Where the time goes, as ratios of rates: embednv's own steps without Ray (d) run at "
+                f"{t['steps_ratio_vs_ceiling']:.2f} of the bare loop (its batching, tokenization and Arrow handling); the same "
+                f"steps in a Ray actor (steady) at {steady['steady_ratio_vs_steps']:.2f} of (d) (the actor sharing the cores "
+                f"with Ray's own processes and tasks); the CLI's start-up and shut-down then take c to {t['ratio_vs_ceiling']:.2f}.",
+            ]
     return "\n".join(out)
 
 
@@ -237,28 +404,42 @@ def _scale_verdicts(s: dict) -> tuple[tuple[str, str], tuple[str, str]]:
     if len(steps) < 2:
         linear = (line, "not tested: two sizes always fit a line")
     else:
-        linear = (line, "met" if linear_ok else f"**MISSED**: cost per 1k notes went {' → '.join(f'{x:.2f} s' for x in steps)}")
+        linear = (
+            line,
+            "met" if linear_ok else f"**MISSED**: cost per 1k notes went {' → '.join(f'{x:.2f} s' for x in steps)}",
+        )
     growth = _memory_growth(s["runs"])
     total = growth["total"]
     flat_ok = total["at_1m_mib"] <= (1 + FLAT_AT_1M) * total["first_mib"]
-    culprits = sorted((g for g in growth if g not in ("total", "all Ray workers")), key=lambda g: -growth[g]["per_100k_mib"])
+    culprits = sorted(
+        (g for g in growth if g not in ("total", "all Ray workers")), key=lambda g: -growth[g]["per_100k_mib"]
+    )
     where = "; ".join(f"{g} {growth[g]['first_mib']:,.0f} → {growth[g]['last_mib']:,.0f} MiB" for g in culprits[:2])
-    flat = (f"total peak RSS {total['first_mib']:,.0f} → {total['last_mib']:,.0f} MiB ({total['per_100k_mib']:+,.0f} MiB per 100k notes)",
-            "met" if flat_ok else f"**MISSED**: growing as measured, {total['at_1m_mib'] / 1024:,.1f} GiB at 1M notes; it grows in: {where}")
+    flat = (
+        f"total peak RSS {total['first_mib']:,.0f} → {total['last_mib']:,.0f} MiB ({total['per_100k_mib']:+,.0f} MiB per 100k notes)",
+        "met"
+        if flat_ok
+        else f"**MISSED**: growing as measured, {total['at_1m_mib'] / 1024:,.1f} GiB at 1M notes; it grows in: {where}",
+    )
     return linear, flat
 
 
 def _skipped_lines(skipped: list[dict], unit: str) -> list[str]:
     """Sizes left out to stay within the budget, with the command that measures them."""
-    return [f"- **{s['size']:,} {unit}: not measured**, skipped to keep the run within its budget "
-            f"(predicted {s['predicted_s'] if s['predicted_s'] is not None else '?'} s from the smaller sizes, "
-            f"{s['budget_left_s']} s left). Run it with `python bench/{'scale.py' if s['job'] == 'scale' else 'bench_map.py'} "
-            f"--sizes {s['size']}` or a larger `run_all.py --budget-min`." for s in skipped]
+    return [
+        f"- **{s['size']:,} {unit}: not measured**, skipped to keep the run within its budget "
+        f"(predicted {s['predicted_s'] if s['predicted_s'] is not None else '?'} s from the smaller sizes, "
+        f"{s['budget_left_s']} s left). Run it with `python bench/{'scale.py' if s['job'] == 'scale' else 'bench_map.py'} "
+        f"--sizes {s['size']}` or a larger `run_all.py --budget-min`."
+        for s in skipped
+    ]
 
 
 def _failures(job: dict) -> list[str]:
     """Further invocations of a job that failed after its first succeeded: shown, not dropped."""
-    return [f"- A further size failed: `{f.get('command', '?')}`: {f.get('error', '')}" for f in job.get("failures", [])]
+    return [
+        f"- A further size failed: `{f.get('command', '?')}`: {f.get('error', '')}" for f in job.get("failures", [])
+    ]
 
 
 def _memory_growth(runs: list[dict]) -> dict[str, dict]:
@@ -270,7 +451,12 @@ def _memory_growth(runs: list[dict]) -> dict[str, dict]:
         if a is None or b is None:
             continue
         slope = (b - a) / (last["notes"] - first["notes"]) if last["notes"] > first["notes"] else 0.0
-        growth[group] = {"first_mib": a, "last_mib": b, "per_100k_mib": slope * 1e5, "at_1m_mib": a + max(slope, 0) * (1e6 - first["notes"])}
+        growth[group] = {
+            "first_mib": a,
+            "last_mib": b,
+            "per_100k_mib": slope * 1e5,
+            "at_1m_mib": a + max(slope, 0) * (1e6 - first["notes"]),
+        }
     return growth
 
 
@@ -288,32 +474,70 @@ def _scale(job: dict, skipped: list[dict], separate: dict | None = None) -> str:
         "every 0.25 s (psutil) for the driver and for the processes under it; workers = Ray worker processes (`ray::...`, "
         "summed per sample; PSS in the JSON splits the object-store pages they share), Ray daemons = gcs_server, raylet, agents."
     )
-    rows = [[f"{r['notes']:,}{' †' if r.get('separate') else ''}", r["tokens"], r["seconds"], r["notes_per_s"], r["tokens_per_s"], r["memory"]["driver_peak_rss_mib"],
-             r["memory"]["workers_peak_rss_mib"], r["memory"]["single_worker_peak_rss_mib"], r["memory"]["ray_system_peak_rss_mib"],
-             r["memory"]["total_peak_rss_mib"]] for r in s["runs"]]
-    out += ["", md_table(["Notes", "Tokens", "Wall s", "Notes/s", "Tokens/s", "Driver peak MiB", "Workers peak MiB (sum)",
-                          "Largest worker MiB", "Ray daemons MiB", "Total peak MiB"], rows)]
+    rows = [
+        [
+            f"{r['notes']:,}{' †' if r.get('separate') else ''}",
+            r["tokens"],
+            r["seconds"],
+            r["notes_per_s"],
+            r["tokens_per_s"],
+            r["memory"]["driver_peak_rss_mib"],
+            r["memory"]["workers_peak_rss_mib"],
+            r["memory"]["single_worker_peak_rss_mib"],
+            r["memory"]["ray_system_peak_rss_mib"],
+            r["memory"]["total_peak_rss_mib"],
+        ]
+        for r in s["runs"]
+    ]
+    out += [
+        "",
+        md_table(
+            [
+                "Notes",
+                "Tokens",
+                "Wall s",
+                "Notes/s",
+                "Tokens/s",
+                "Driver peak MiB",
+                "Workers peak MiB (sum)",
+                "Largest worker MiB",
+                "Ray daemons MiB",
+                "Total peak MiB",
+            ],
+            rows,
+        ),
+    ]
     f = s.get("fit")
     if f:
         linear, flat = _scale_verdicts(s)
-        out += ["", f"- **Time**: {linear[0]}; cost per 1k notes between consecutive sizes: "
-                f"{', '.join(f'{x:.2f} s' for x in f['marginal_s_per_1k_notes'])}. Goal linear (within {LINEAR_TOLERANCE:.0%}): {linear[1]}.",
-                f"- **Memory**: {flat[0]}. Goal flat (growing as measured, at most {FLAT_AT_1M:.0%} more by 1M notes): {flat[1]}.",
-                "- Peak MiB per process group, smallest → largest size: " + "; ".join(
-                    f"{g} {v['first_mib']:,.0f} → {v['last_mib']:,.0f} ({v['per_100k_mib']:+,.0f} per 100k notes)"
-                    for g, v in _memory_growth(s["runs"]).items()) + "."]
+        out += [
+            "",
+            f"- **Time**: {linear[0]}; cost per 1k notes between consecutive sizes: "
+            f"{', '.join(f'{x:.2f} s' for x in f['marginal_s_per_1k_notes'])}. Goal linear (within {LINEAR_TOLERANCE:.0%}): {linear[1]}.",
+            f"- **Memory**: {flat[0]}. Goal flat (growing as measured, at most {FLAT_AT_1M:.0%} more by 1M notes): {flat[1]}.",
+            "- Peak MiB per process group, smallest → largest size: "
+            + "; ".join(
+                f"{g} {v['first_mib']:,.0f} → {v['last_mib']:,.0f} ({v['per_100k_mib']:+,.0f} per 100k notes)"
+                for g, v in _memory_growth(s["runs"]).items()
+            )
+            + ".",
+        ]
         if separate:
-            out.append(f"- † measured apart by `make bench-1m` (`{separate['command']}`, {separate['seconds'] / 60:.0f} minutes) "
-                       f"on {separate['generated_at']}, commit {separate['git_commit']}: too long for `make bench`'s 20 minutes "
-                       f"on 2 cores. Its file: `{separate['file']}`. Its wall times are comparable with the rows above only "
-                       f"when both machines were quiet (load average at its start: {separate.get('load_average_1m_at_start', 'not recorded')}); "
-                       "the time fit mixes the two measurements.")
+            out.append(
+                f"- † measured apart by `make bench-1m` (`{separate['command']}`, {separate['seconds'] / 60:.0f} minutes) "
+                f"on {separate['generated_at']}, commit {separate['git_commit']}: too long for `make bench`'s 20 minutes "
+                f"on 2 cores. Its file: `{separate['file']}`. Its wall times are comparable with the rows above only "
+                f"when both machines were quiet (load average at its start: {separate.get('load_average_1m_at_start', 'not recorded')}); "
+                "the time fit mixes the two measurements."
+            )
         if separate and separate.get("process_peak_growth"):
             out += ["", _process_flatness(separate)]
         if f.get("extrapolated"):
             e = f["extrapolated"]
-            out.append(f"- **1M notes: not measured.** Extrapolated from the linear fit: about {e['seconds'] / 60:.0f} minutes "
-                       f"(label: extrapolation, {e['how']}).")
+            out.append(
+                f"- **1M notes: not measured.** Extrapolated from the linear fit: about {e['seconds'] / 60:.0f} minutes "
+                f"(label: extrapolation, {e['how']})."
+            )
     measured = {r["notes"] for r in s["runs"]}
     return "\n".join(out + _skipped_lines([k for k in skipped if k["size"] not in measured], "notes") + _failures(job))
 
@@ -325,15 +549,29 @@ def _process_flatness(separate: dict) -> str:
     for role, g in sorted(separate["process_peak_growth"].items()):
         uss, rss = g["uss"], g["rss"]
         worst = max(worst, uss["growth"] or 0)
-        rows.append([role, f"{uss['mib'][0]:,.0f} → {uss['mib'][1]:,.0f}", uss["growth"], f"{rss['mib'][0]:,.0f} → {rss['mib'][1]:,.0f}",
-                     rss["growth"], "yes" if (uss["growth"] or 0) <= 1 + FLAT_AT_1M else "**no**"])
+        rows.append(
+            [
+                role,
+                f"{uss['mib'][0]:,.0f} → {uss['mib'][1]:,.0f}",
+                uss["growth"],
+                f"{rss['mib'][0]:,.0f} → {rss['mib'][1]:,.0f}",
+                rss["growth"],
+                "yes" if (uss["growth"] or 0) <= 1 + FLAT_AT_1M else "**no**",
+            ]
+        )
     verdict = "met" if worst <= 1 + FLAT_AT_1M else "**MISSED**"
-    return "\n".join([
-        f"**Every process, {first:,} → {last:,} notes** (measured side by side by `make bench-1m`, same code and machine): "
-        "each role's largest process, peak private memory (USS: what the process holds itself) and peak RSS (which also "
-        "counts object-store pages it maps, shared with other processes). Goal: every USS peak at the largest size within "
-        f"{FLAT_AT_1M:.0%} of the smallest: {verdict} (worst {worst:.2f}x).", "",
-        md_table(["Process role", "USS MiB", "USS ratio", "RSS MiB", "RSS ratio", f"within {FLAT_AT_1M:.0%}"], rows)])
+    return "\n".join(
+        [
+            f"**Every process, {first:,} → {last:,} notes** (measured side by side by `make bench-1m`, same code and machine): "
+            "each role's largest process, peak private memory (USS: what the process holds itself) and peak RSS (which also "
+            "counts object-store pages it maps, shared with other processes). Goal: every USS peak at the largest size within "
+            f"{FLAT_AT_1M:.0%} of the smallest: {verdict} (worst {worst:.2f}x).",
+            "",
+            md_table(
+                ["Process role", "USS MiB", "USS ratio", "RSS MiB", "RSS ratio", f"within {FLAT_AT_1M:.0%}"], rows
+            ),
+        ]
+    )
 
 
 def _map(job: dict, skipped: list[dict]) -> str:
@@ -343,27 +581,59 @@ def _map(job: dict, skipped: list[dict]) -> str:
         return "\n".join(out + [_not_run(job)])
     m = job["result"]
     results = m.get("results", [])
-    out.append(f"`{job['command']}` (`bench/bench_map.py`): synthetic unit vectors, each size in its own process, 1 run per size; "
-               "peak = highest RSS of that process sampled every 20 ms while the phase ran.")
+    out.append(
+        f"`{job['command']}` (`bench/bench_map.py`): synthetic unit vectors, each size in its own process, 1 run per size; "
+        "peak = highest RSS of that process sampled every 20 ms while the phase ran."
+    )
     rows = []
     for r in results:
         ph = r.get("phases", {})
         cell = lambda name: (ph.get(name, {}).get("seconds"), ph.get(name, {}).get("peak_rss_mb"))  # noqa: E731
         scales = " and ".join(f"{p:g}" for p in r.get("tsne_perplexities", []))
-        rows.append([r.get("n"), r.get("dim"), *cell("pca"), *cell("kmeans"), r.get("k"), scales or r.get("error", "–"),
-                     *cell("tsne"), r.get("total_s")])
-    out += ["", md_table(["Points", "Dim", "PCA s", "PCA peak MB", "k-means s", "k-means peak MB", "k", "t-SNE perplexities",
-                          "t-SNE s", "t-SNE peak MB", "Total s"], rows),
-            "", "t-SNE perplexities: 30 alone is single-scale (`--multiscale off`); two values are the default of "
-            "`embednv map`, which adds a second scale of n/100 up to 100k points. Its neighbour lists grow with n, so its "
-            "cost grows ~n²: at 100k points on 2 cores it did not finish in 25 minutes (docs/map.md), hence single-scale "
-            "at the larger sizes here."]
+        rows.append(
+            [
+                r.get("n"),
+                r.get("dim"),
+                *cell("pca"),
+                *cell("kmeans"),
+                r.get("k"),
+                scales or r.get("error", "–"),
+                *cell("tsne"),
+                r.get("total_s"),
+            ]
+        )
+    out += [
+        "",
+        md_table(
+            [
+                "Points",
+                "Dim",
+                "PCA s",
+                "PCA peak MB",
+                "k-means s",
+                "k-means peak MB",
+                "k",
+                "t-SNE perplexities",
+                "t-SNE s",
+                "t-SNE peak MB",
+                "Total s",
+            ],
+            rows,
+        ),
+        "",
+        "t-SNE perplexities: 30 alone is single-scale (`--multiscale off`); two values are the default of "
+        "`embednv map`, which adds a second scale of n/100 up to 100k points. Its neighbour lists grow with n, so its "
+        "cost grows ~n²: at 100k points on 2 cores it did not finish in 25 minutes (docs/map.md), hence single-scale "
+        "at the larger sizes here.",
+    ]
     lines = _skipped_lines(skipped, "points") + _failures(job)
     return "\n".join(out + ([""] + lines if lines else []))
 
 
 def _footer(doc: dict) -> str:
     """Every job's status, time and command, failed ones included, so each figure can be reproduced."""
-    rows = [[name, j.get("status"), j.get("seconds"), f"`{j['command']}`" if j.get("command") else "–"] for name, j in doc["jobs"].items()]
+    rows = [
+        [name, j.get("status"), j.get("seconds"), f"`{j['command']}`" if j.get("command") else "–"]
+        for name, j in doc["jobs"].items()
+    ]
     return "## Jobs\n\n" + md_table(["Job", "Status", "Seconds", "Command"], rows)
-

@@ -47,8 +47,16 @@ JOBS = ("padding", "throughput", "scale", "map")
 # Arguments of each job's first invocation; three scale sizes so that linearity is testable.
 # The map runs single-scale t-SNE at every size: the default second scale (n/100) grows ~n^2 and
 # does not finish at 100k points on 2 cores; its cost is shown at 10k by EXTRA_RUNS.
-FIRST_RUNS = {"scale": ["--sizes", "10000,30000,100000"], "map": ["--sizes", "10000,50000,100000", "--multiscale", "off"]}
-QUICK_RUNS = {"padding": ["--quick"], "throughput": ["--quick"], "scale": ["--quick"], "map": ["--sizes", "1000", "--multiscale", "off"]}
+FIRST_RUNS = {
+    "scale": ["--sizes", "10000,30000,100000"],
+    "map": ["--sizes", "10000,50000,100000", "--multiscale", "off"],
+}
+QUICK_RUNS = {
+    "padding": ["--quick"],
+    "throughput": ["--quick"],
+    "scale": ["--quick"],
+    "map": ["--sizes", "1000", "--multiscale", "off"],
+}
 EXTRA_RUNS = [("map", ["--sizes", "10000", "--multiscale", "auto"])]
 LARGER_SCALE = 1_000_000  # only while the budget lasts; else measured apart by `make bench-1m`
 SEPARATE_SCALE = "benchmarks-scale-1m.json"  # written by `make bench-1m`, merged into the scale job
@@ -72,7 +80,11 @@ def separate_jobs(out_dir: Path, gpu_json: Path | None = None) -> dict:
     """Every job measured elsewhere, read afresh on each run and render so the newest file wins."""
     return {
         "gpu": separate_job(gpu_json or out_dir / GPU_FILE, GPU_COMMAND, "no device was lent to a session yet"),
-        "fullsize": separate_job(out_dir / FULLSIZE_FILE, FULLSIZE_COMMAND, "no finished run recorded (it needs ~16 GB of disk, ~18 GiB of free memory and a quiet machine)"),
+        "fullsize": separate_job(
+            out_dir / FULLSIZE_FILE,
+            FULLSIZE_COMMAND,
+            "no finished run recorded (it needs ~16 GB of disk, ~18 GiB of free memory and a quiet machine)",
+        ),
         "crash": separate_job(out_dir / CRASH_FILE, OPERATIONS_COMMAND, "not measured yet"),
         "fanout": separate_job(out_dir / FANOUT_FILE, OPERATIONS_COMMAND, "not measured yet"),
         "map_default": separate_job(out_dir / MAP_DEFAULT_FILE, MAP_COMMAND, "not measured yet"),
@@ -85,7 +97,9 @@ def run_job(name: str, cmd: list[str], json_path: Path, timeout: float) -> dict:
     log(f"run_all: {name}: {' '.join(cmd[1:])}")
     started = time.perf_counter()
     # Its own process group, so that a job that hangs is ended together with the Ray processes it started.
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO, start_new_session=True
+    )
     tail: deque[str] = deque(maxlen=30)
 
     def pump() -> None:
@@ -148,7 +162,9 @@ def predict_scale_s(n: int, job: dict) -> float | None:
     fit = (job.get("result") or {}).get("fit") or {}
     if "ms_per_note" not in fit:
         return None
-    return MARGIN * (fit["fixed_s"] + fit["ms_per_note"] * n / 1e3 + GENERATE_S_PER_NOTE * n)  # fixed_s: process and Ray start
+    return MARGIN * (
+        fit["fixed_s"] + fit["ms_per_note"] * n / 1e3 + GENERATE_S_PER_NOTE * n
+    )  # fixed_s: process and Ray start
 
 
 def merge(name: str, job: dict, extra: dict) -> dict:
@@ -166,7 +182,12 @@ def merge(name: str, job: dict, extra: dict) -> dict:
     else:
         merged["results"] = job["result"].get("results", []) + extra["result"].get("results", [])
     merged["command"] = f"{job['command']}; {extra['command']}"
-    return {**job, "command": merged["command"], "seconds": round(job["seconds"] + extra["seconds"], 1), "result": merged}
+    return {
+        **job,
+        "command": merged["command"],
+        "seconds": round(job["seconds"] + extra["seconds"], 1),
+        "result": merged,
+    }
 
 
 def add_separate_scale(jobs: dict, out_dir: Path) -> dict | None:
@@ -187,11 +208,17 @@ def add_separate_scale(jobs: dict, out_dir: Path) -> dict | None:
         return None
     runs = sorted(own + new, key=lambda r: r["notes"])
     jobs["scale"] = {**job, "result": {**job["result"], "runs": runs, "fit": fit(runs)}}
-    return {"file": f"docs/{SEPARATE_SCALE}", "command": separate["command"], "generated_at": separate.get("generated_at"),
-            "git_commit": separate.get("git_commit"), "seconds": separate.get("seconds"), "notes": [r["notes"] for r in new],
-            "sizes": [r["notes"] for r in separate["runs"]],
-            "load_average_1m_at_start": (separate.get("machine") or {}).get("load_average_1m_at_start"),
-            "process_peak_growth": (separate.get("fit") or {}).get("process_peak_growth")}
+    return {
+        "file": f"docs/{SEPARATE_SCALE}",
+        "command": separate["command"],
+        "generated_at": separate.get("generated_at"),
+        "git_commit": separate.get("git_commit"),
+        "seconds": separate.get("seconds"),
+        "notes": [r["notes"] for r in new],
+        "sizes": [r["notes"] for r in separate["runs"]],
+        "load_average_1m_at_start": (separate.get("machine") or {}).get("load_average_1m_at_start"),
+        "process_peak_growth": (separate.get("fit") or {}).get("process_peak_growth"),
+    }
 
 
 def headline(jobs: dict) -> dict:
@@ -225,10 +252,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="every job at tiny sizes (about 2 minutes): a smoke test")
     parser.add_argument("--out", type=Path, default=REPO / "docs", help="where benchmarks.json and benchmarks.md go")
     parser.add_argument("--only", default=",".join(JOBS), help=f"comma-separated subset of {','.join(JOBS)}")
-    parser.add_argument("--budget-min", type=float, default=20.0, help="minutes for the whole run: the larger sizes run only while they fit")
+    parser.add_argument(
+        "--budget-min",
+        type=float,
+        default=20.0,
+        help="minutes for the whole run: the larger sizes run only while they fit",
+    )
     parser.add_argument("--gpu-json", type=Path, default=None, help=f"the GPU acceptance JSON, if not --out/{GPU_FILE}")
-    parser.add_argument("--render", action="store_true", help="only rewrite benchmarks.md from the benchmarks.json in --out")
-    parser.add_argument("--note", default="", help="a line printed at the top of benchmarks.md (e.g. how quiet the machine was)")
+    parser.add_argument(
+        "--render", action="store_true", help="only rewrite benchmarks.md from the benchmarks.json in --out"
+    )
+    parser.add_argument(
+        "--note", default="", help="a line printed at the top of benchmarks.md (e.g. how quiet the machine was)"
+    )
     args = parser.parse_args()
     only = [j.strip() for j in args.only.split(",") if j.strip()]
     unknown = sorted(set(only) - set(JOBS))
@@ -248,7 +284,9 @@ def main() -> None:
     document = {
         "generated_at": now(),
         "quick": args.quick,
-        "command": "python bench/run_all.py" + (" --quick" if args.quick else "") + (f" --only {args.only}" if args.only != ",".join(JOBS) else ""),
+        "command": "python bench/run_all.py"
+        + (" --quick" if args.quick else "")
+        + (f" --only {args.only}" if args.only != ",".join(JOBS) else ""),
         "note": args.note,
         "git_commit": git_commit(),
         "machine": machine_info(),
@@ -271,8 +309,17 @@ def main() -> None:
             left = args.budget_min * 60 - (time.perf_counter() - started) - RESERVE_S
             predicted = predict_scale_s(n, jobs["scale"])
             if predicted is None or predicted > left:
-                skipped.append({"job": "scale", "size": n, "predicted_s": None if predicted is None else round(predicted), "budget_left_s": round(left)})
-                log(f"run_all: scale at {n:,}: skipped, predicted {predicted or 0:.0f} s with {left:.0f} s of the budget left")
+                skipped.append(
+                    {
+                        "job": "scale",
+                        "size": n,
+                        "predicted_s": None if predicted is None else round(predicted),
+                        "budget_left_s": round(left),
+                    }
+                )
+                log(
+                    f"run_all: scale at {n:,}: skipped, predicted {predicted or 0:.0f} s with {left:.0f} s of the budget left"
+                )
             else:
                 jobs["scale"] = merge("scale", jobs["scale"], invoke("scale", Path(tmp), ["--sizes", str(n)]))
     jobs.update(separate_jobs(args.out, args.gpu_json))
@@ -285,7 +332,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "benchmarks.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
     (args.out / "benchmarks.md").write_text(markdown(document))
-    log(f"run_all: wrote {args.out / 'benchmarks.json'} and {args.out / 'benchmarks.md'} in {document['total_seconds']:.0f} s")
+    log(
+        f"run_all: wrote {args.out / 'benchmarks.json'} and {args.out / 'benchmarks.md'} in {document['total_seconds']:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ The model is a random BERT with no transformer layer (token embeddings of width 
 LayerNorm) saved with the MiniLM tokenizer, so the real tokenizer, reader, Ray Data stages,
 batching and shard writing do the work and the model almost none: these figures measure the
 pipeline, not a model. Each size is one subprocess
-driving `run_embed` exactly as `embednv embed --cpu-threads 1` does on a fresh sample corpus (`write_sample_corpus`, seed 0; generation not timed) with a
-fresh local Ray instance, so no size inherits another's memory. A thread samples every 0.25 s the RSS of the driver and of the Ray processes under it
+driving `run_embed` exactly as `embednv embed --cpu-threads 1` does on a fresh sample corpus
+(`write_sample_corpus`, seed 0; generation not timed) with a fresh local Ray instance, so no
+size inherits another's memory. A thread samples every 0.25 s the RSS of the driver and of the
+Ray processes under it
 (`common.TreeMemorySampler`): workers (command line `ray::...`) and Ray's own daemons, and
 labels each process by role (driver, embed actor, read tasks, raylet, ...) so that `fit` can
 compare each role's largest process across sizes.
@@ -31,7 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from bench.common import emit, git_commit, log, now, run_timed, subprocess_env  # noqa: E402
 
-TINY = dict(hidden_size=16, num_hidden_layers=0, num_attention_heads=1, intermediate_size=16, max_position_embeddings=512)
+TINY = dict(
+    hidden_size=16, num_hidden_layers=0, num_attention_heads=1, intermediate_size=16, max_position_embeddings=512
+)
 # One torch thread: ops this small run slower on two threads than on one (thread hand-off costs
 # more than the arithmetic), and the tokenizer and Ray's tasks need the other core.
 ACTOR_THREADS = 1
@@ -39,7 +43,10 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spec
 MAX_TOKENS = 512
 EXTRAPOLATE_TO = 1_000_000
 GENERATE_S_PER_NOTE = 1e-4  # writing the sample corpus: not timed, but a budget must allow for it (generous)
-MODEL_LABEL = f"random BERT with no transformer layer {TINY} and the MiniLM tokenizer, max_tokens {MAX_TOKENS}, {ACTOR_THREADS} torch thread in the actor"
+MODEL_LABEL = (
+    f"random BERT with no transformer layer {TINY} and the MiniLM tokenizer, max_tokens {MAX_TOKENS}, "
+    f"{ACTOR_THREADS} torch thread in the actor"
+)
 
 
 def write_tiny_bert(directory: Path, seed: int = 0, layout: dict = TINY) -> Path:
@@ -104,8 +111,13 @@ def fit(runs: list[dict]) -> dict:
         "ms_per_note": round(float(per_note) * 1e3, 3),
         "max_relative_residual": round(float(np.max(np.abs(t - predicted) / t)), 3),
         "marginal_s_per_1k_notes": [round(float(x), 3) for x in np.diff(t) / np.diff(n) * 1e3],
-        "extrapolated": {"notes": EXTRAPOLATE_TO, "seconds": round(float(fixed + per_note * EXTRAPOLATE_TO), 0),
-                         "how": "linear fit of the measured sizes; not measured"} if n.max() < EXTRAPOLATE_TO else None,
+        "extrapolated": {
+            "notes": EXTRAPOLATE_TO,
+            "seconds": round(float(fixed + per_note * EXTRAPOLATE_TO), 0),
+            "how": "linear fit of the measured sizes; not measured",
+        }
+        if n.max() < EXTRAPOLATE_TO
+        else None,
         "driver_peak_rss_mib": mem("driver_peak_rss_mib"),
         "workers_peak_rss_mib": mem("workers_peak_rss_mib"),
         "total_peak_rss_mib": mem("total_peak_rss_mib"),
@@ -158,17 +170,20 @@ def main() -> None:
         workdir = Path(tmp)
         model = write_tiny_bert(workdir / "tiny-bert")
         runs = [run_size(n, model, workdir) for n in sizes]
-    emit({
-        "model": MODEL_LABEL,
-        "command": "python bench/scale.py " + ("--quick" if args.quick else f"--sizes {','.join(map(str, sizes))}"),
-        "repetitions": 1,
-        "generated_at": now(),
-        "git_commit": git_commit(),
-        "runs": runs,
-        "fit": fit(runs),
-        "machine": {"load_average_1m_at_start": load_at_start},
-        "seconds": round(time.perf_counter() - started, 1),
-    }, args.json)
+    emit(
+        {
+            "model": MODEL_LABEL,
+            "command": "python bench/scale.py " + ("--quick" if args.quick else f"--sizes {','.join(map(str, sizes))}"),
+            "repetitions": 1,
+            "generated_at": now(),
+            "git_commit": git_commit(),
+            "runs": runs,
+            "fit": fit(runs),
+            "machine": {"load_average_1m_at_start": load_at_start},
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+        args.json,
+    )
 
 
 if __name__ == "__main__":

@@ -41,7 +41,17 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.pop("RAY_ADDRESS", None)  # the in-process runs start their own local Ray, as the CLI runs do
 
-from bench.common import MTSAMPLES, MTSAMPLES_TEXT, emit, log, median, mtsamples_path, run_timed, set_torch_threads, subprocess_env  # noqa: E402
+from bench.common import (
+    MTSAMPLES,
+    MTSAMPLES_TEXT,
+    emit,
+    log,
+    median,
+    mtsamples_path,
+    run_timed,
+    set_torch_threads,
+    subprocess_env,
+)  # noqa: E402
 
 GOALS = {"ratio_vs_ceiling": 0.9, "ratio_vs_sentence_transformers": 1.0}
 MAX_TOKENS = 512
@@ -72,7 +82,9 @@ def text_set(n: int, tokenizer) -> tuple[list[str], str]:
     for start in range(0, len(candidates), 500):  # tokenize only as far as needed
         fresh = [t for t in candidates[start : start + 500] if t and t.strip() and t not in seen]
         seen.update(fresh)
-        lengths = [len(ids) for ids in tokenizer(fresh, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]]
+        lengths = [
+            len(ids) for ids in tokenizer(fresh, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+        ]
         chosen += [t for t, k in zip(fresh, lengths) if k <= MAX_TOKENS]
         if len(chosen) >= n:
             break
@@ -135,14 +147,20 @@ class EmbednvSteps:
         import numpy as np
         import pyarrow as pa
 
-        from embednv.columns import EMBEDDING
-        from embednv.columns import ERROR, TEXT
+        from embednv.columns import EMBEDDING, ERROR, TEXT
         from embednv.embed.tokenize import tokenize_table
 
-        table = pa.table({"note_id": pa.array(range(len(texts)), pa.int64()), TEXT: pa.array(texts, pa.large_string()),
-                          ERROR: pa.nulls(len(texts), pa.string())})
-        blocks = [self.worker(tokenize_table(table.slice(start, self.window_rows), self.ref, ""))
-                  for start in range(0, len(texts), self.window_rows)]
+        table = pa.table(
+            {
+                "note_id": pa.array(range(len(texts)), pa.int64()),
+                TEXT: pa.array(texts, pa.large_string()),
+                ERROR: pa.nulls(len(texts), pa.string()),
+            }
+        )
+        blocks = [
+            self.worker(tokenize_table(table.slice(start, self.window_rows), self.ref, ""))
+            for start in range(0, len(texts), self.window_rows)
+        ]
         return np.stack(pa.concat_tables(blocks).column(EMBEDDING).to_numpy(zero_copy_only=False))
 
 
@@ -160,7 +178,7 @@ def sweep(ceiling: Ceiling, texts: list[str], sizes) -> tuple[int, dict]:
         ceiling(subset, size)
         rates[size] = max(rates[size], len(subset) / (time.perf_counter() - started))
     best = max(rates, key=rates.get)
-    log(f"throughput: sweep notes/s by batch size {({k: round(v, 1) for k, v in rates.items()})}, best {best}")
+    log(f"throughput: sweep notes/s by batch size { ({k: round(v, 1) for k, v in rates.items()}) }, best {best}")
     return best, {str(k): round(v, 2) for k, v in rates.items()}
 
 
@@ -215,14 +233,23 @@ def steady_state(notes: Path, small: Path, workdir: Path, rounds: int) -> dict:
         summaries[which] = summary
         log(f"throughput: warm run_embed {which}: {seconds:.1f} s")
     ray.shutdown()
-    return {"ray_start_s": round(ray_start, 2), "small_s": times["small"], "full_s": times["full"],
-            "padding_efficiency": round(summaries["full"].padding_efficiency, 4)}
+    return {
+        "ray_start_s": round(ray_start, 2),
+        "small_s": times["small"],
+        "full_s": times["full"],
+        "padding_efficiency": round(summaries["full"].padding_efficiency, 4),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notes", type=int, default=400, help="texts in the set (all <= 512 tokens)")
-    parser.add_argument("--rounds", type=int, default=1, help="repetitions of the order a,b,c,d,c,b,a (each of a, b, c runs twice per round)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repetitions of the order a,b,c,d,c,b,a (each of a, b, c runs twice per round)",
+    )
     parser.add_argument("--sweep", default=",".join(map(str, SWEEP)), help="batch sizes tried for (a)")
     parser.add_argument("--no-steady", action="store_true", help="skip the in-process warm-Ray runs")
     parser.add_argument("--quick", action="store_true", help="tiny sizes for a smoke test")
@@ -305,21 +332,28 @@ def main() -> None:
             "b": f"in-process: SentenceTransformer(path, device='cpu'), max_seq_length={MAX_TOKENS}, encode(texts, batch_size=32)",
             "c": "python -m embednv.cli embed notes.parquet --out <fresh dir> --model minilm (subprocess, wall time)",
             "d": f"in-process, no Ray: tokenize_table + EmbedWorker (batch_tokens {steps.batch_tokens:,}) per window of "
-                 f"{steps.window_rows:,} rows; worker built before",
+            f"{steps.window_rows:,} rows; worker built before",
         },
     }
     if steady:
         warm, small_s = median(steady["full_s"]), median(steady["small_s"])
-        steady.update(warm_median_s=round(warm, 2), small_median_s=round(small_s, 2),
-                      warm_tokens_per_s=round(tokens / warm, 1),
-                      steady_tokens_per_s=round(tokens / (warm - small_s), 1) if warm > small_s else None)
+        steady.update(
+            warm_median_s=round(warm, 2),
+            small_median_s=round(small_s, 2),
+            warm_tokens_per_s=round(tokens / warm, 1),
+            steady_tokens_per_s=round(tokens / (warm - small_s), 1) if warm > small_s else None,
+        )
         if steady["steady_tokens_per_s"]:
             steady["steady_ratio_vs_ceiling"] = round(steady["steady_tokens_per_s"] / rate["a"], 3)
             steady["steady_ratio_vs_sentence_transformers"] = round(steady["steady_tokens_per_s"] / rate["b"], 3)
-            steady["steady_ratio_vs_steps"] = round(steady["steady_tokens_per_s"] / rate["d"], 3)  # the cost of the Ray actor
+            steady["steady_ratio_vs_steps"] = round(
+                steady["steady_tokens_per_s"] / rate["d"], 3
+            )  # the cost of the Ray actor
         steady["cli_overhead_s"] = round(seconds["c"] - warm, 2)  # interpreter, imports, Ray start and stop
         result["embednv_in_process"] = steady
-    assert max(result["max_cosine_gap"].values()) < 1e-3, f"the three do not compute the same vectors: {result['max_cosine_gap']}"
+    assert max(result["max_cosine_gap"].values()) < 1e-3, (
+        f"the three do not compute the same vectors: {result['max_cosine_gap']}"
+    )
     emit(result, args.json)
     _ = np  # imported early so its import is not timed inside (a)
 

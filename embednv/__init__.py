@@ -11,8 +11,13 @@ stays instant:
 __version__ = "0.1.0"
 __all__ = ["EmbedConfig", "Embedder", "MapConfig", "__version__", "run_embed", "run_map"]
 
-_LAZY = {"Embedder": "embednv.api", "EmbedConfig": "embednv.embed.config", "run_embed": "embednv.embed.run",
-         "MapConfig": "embednv.mapping.run", "run_map": "embednv.mapping.run"}
+_LAZY = {
+    "Embedder": "embednv.api",
+    "EmbedConfig": "embednv.embed.config",
+    "run_embed": "embednv.embed.run",
+    "MapConfig": "embednv.mapping.run",
+    "run_map": "embednv.mapping.run",
+}
 
 
 def __getattr__(name: str):

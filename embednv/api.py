@@ -15,7 +15,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from embednv.embed.config import DEFAULT_BATCH_TOKENS, DType, Device, check_device_and_dtype, default_dtype
+from embednv.embed.config import DEFAULT_BATCH_TOKENS, Device, DType, check_device_and_dtype, default_dtype
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,8 @@ class Embedder:
     ):
         import torch
 
-        from embednv.models import registry
         from embednv.embed.tokenize import cached_note_tokenizer
+        from embednv.models import registry
 
         check_device_and_dtype(device, dtype, prefix="")
         if task and instruction:
@@ -137,4 +137,6 @@ def _unusable(text) -> str | None:
 def _raise(start: int, failures: dict[int, str]) -> None:
     first = min(failures)
     more = f" (and {len(failures) - 1} more in texts {start}..{start + ROWS_PER_CALL - 1})" if len(failures) > 1 else ""
-    raise ValueError(f"text {start + first} cannot be embedded: {failures[first]}{more}; pass errors='nan' to get NaN rows instead")
+    raise ValueError(
+        f"text {start + first} cannot be embedded: {failures[first]}{more}; pass errors='nan' to get NaN rows instead"
+    )

@@ -16,38 +16,70 @@ import typer
 
 from embednv.console import fail, setup_logging
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Clinical notes to embeddings (NV-Embed-v2 on Ray) and a map of their cohorts.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Clinical notes to embeddings (NV-Embed-v2 on Ray) and a map of their cohorts.",
+)
 log = logging.getLogger("embednv")
 
 # No telemetry, no hub calls unless asked: set before ray or transformers are imported.
-for _name, _value in {"RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-                      "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "true"}.items():
+for _name, _value in {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "true",
+}.items():
     os.environ.setdefault(_name, _value)
 
 
 @app.command()
 def embed(
-    inputs: List[str] = typer.Argument(..., help="Parquet, CSV or JSONL files, directories or globs; local paths or URIs (s3://, gs://, file://)."),
+    inputs: List[str] = typer.Argument(
+        ..., help="Parquet, CSV or JSONL files, directories or globs; local paths or URIs (s3://, gs://, file://)."
+    ),
     out: str = typer.Option(..., "--out", "-o", help="Output directory or URI for part-*.parquet shards."),
-    model: str = typer.Option("auto", help="auto (NV-Embed-v2 with a GPU, else minilm), minilm, nvembed, a checkpoint directory or a hub id."),
+    model: str = typer.Option(
+        "auto", help="auto (NV-Embed-v2 with a GPU, else minilm), minilm, nvembed, a checkpoint directory or a hub id."
+    ),
     id_column: str = typer.Option("note_id", help="Column with each note's unique id; kept with its name and type."),
     text_column: str = typer.Option("text", help="Column with the note text."),
-    instruction: str = typer.Option("", help="Raw prefix before every note, e.g. 'Instruct: ...\\nQuery: '. Documents take none."),
-    task: Optional[str] = typer.Option(None, help="Query task (a preset name or free text); builds 'Instruct: {task}\\nQuery: '."),
-    max_tokens: Optional[int] = typer.Option(None, help="Tokens per model input; longer notes are split into overlapping windows. Default: the model's window."),
-    batch_tokens: Optional[int] = typer.Option(None, help="Padded tokens per micro-batch. Default: 4096 on CPU, 65536 on GPU."),
+    instruction: str = typer.Option(
+        "", help="Raw prefix before every note, e.g. 'Instruct: ...\\nQuery: '. Documents take none."
+    ),
+    task: Optional[str] = typer.Option(
+        None, help="Query task (a preset name or free text); builds 'Instruct: {task}\\nQuery: '."
+    ),
+    max_tokens: Optional[int] = typer.Option(
+        None,
+        help="Tokens per model input; longer notes are split into overlapping windows. Default: the model's window.",
+    ),
+    batch_tokens: Optional[int] = typer.Option(
+        None, help="Padded tokens per micro-batch. Default: 4096 on CPU, 65536 on GPU."
+    ),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     dtype: str = typer.Option("auto", help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16 or float16."),
-    cpu_threads: Optional[int] = typer.Option(None, help="Torch threads of the CPU embedding actor. Default: every core of its node."),
-    num_gpus: Optional[int] = typer.Option(None, help="Embedding actors, one per GPU. Default: every GPU in the Ray cluster."),
-    max_gpus: Optional[int] = typer.Option(None, help="Autoscaling clusters: let the actor pool grow from --num-gpus (default 1) to this many GPUs."),
+    cpu_threads: Optional[int] = typer.Option(
+        None, help="Torch threads of the CPU embedding actor. Default: every core of its node."
+    ),
+    num_gpus: Optional[int] = typer.Option(
+        None, help="Embedding actors, one per GPU. Default: every GPU in the Ray cluster."
+    ),
+    max_gpus: Optional[int] = typer.Option(
+        None, help="Autoscaling clusters: let the actor pool grow from --num-gpus (default 1) to this many GPUs."
+    ),
     rows_per_shard: int = typer.Option(5000, help="Input rows per output shard: the unit of resume."),
     window_rows: int = typer.Option(1024, help="Rows length-sorted together into micro-batches."),
     overwrite: bool = typer.Option(False, help="Replace an existing output instead of resuming or refusing."),
     skip_bad_files: bool = typer.Option(False, help="List unreadable input files in the manifest and embed the rest."),
     allow_download: bool = typer.Option(False, help="Let a hub id download into the Hugging Face cache."),
-    address: Optional[str] = typer.Option(None, help="Ray cluster to join (host:port or auto). Default: RAY_ADDRESS, else a private local Ray."),
-    log_every: float = typer.Option(30.0, help="Seconds between progress lines when stderr is not a terminal (job logs, CI)."),
+    address: Optional[str] = typer.Option(
+        None, help="Ray cluster to join (host:port or auto). Default: RAY_ADDRESS, else a private local Ray."
+    ),
+    log_every: float = typer.Option(
+        30.0, help="Seconds between progress lines when stderr is not a terminal (job logs, CI)."
+    ),
     debug: bool = typer.Option(False, help="Tracebacks and Ray's own logs."),
 ) -> None:
     """Embed notes into sharded Parquet: every input row ends up embedded or in _errors.parquet."""
@@ -65,11 +97,27 @@ def embed(
         if allow_download:
             os.environ["HF_HUB_OFFLINE"] = "0"
         config = EmbedConfig(
-            inputs=tuple(inputs), out=out, model=model, id_column=id_column, text_column=text_column,
-            instruction=instruction, max_tokens=max_tokens, batch_tokens=batch_tokens, device=device, dtype=dtype,
-            num_gpus=num_gpus, max_gpus=max_gpus, rows_per_shard=rows_per_shard, window_rows=window_rows, overwrite=overwrite,
-            skip_bad_files=skip_bad_files, allow_download=allow_download, debug=debug, cpu_threads=cpu_threads,
-            address=address, log_every=log_every,
+            inputs=tuple(inputs),
+            out=out,
+            model=model,
+            id_column=id_column,
+            text_column=text_column,
+            instruction=instruction,
+            max_tokens=max_tokens,
+            batch_tokens=batch_tokens,
+            device=device,
+            dtype=dtype,
+            num_gpus=num_gpus,
+            max_gpus=max_gpus,
+            rows_per_shard=rows_per_shard,
+            window_rows=window_rows,
+            overwrite=overwrite,
+            skip_bad_files=skip_bad_files,
+            allow_download=allow_download,
+            debug=debug,
+            cpu_threads=cpu_threads,
+            address=address,
+            log_every=log_every,
         )
         from embednv.embed.run import run_embed
 

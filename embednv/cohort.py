@@ -48,13 +48,19 @@ def check_directory(location: str, needs: str, option: str) -> None:
     is_map, has_shards = MAP_FILE in names, any(fnmatch(n, SHARD_GLOB) for n in names)
     if needs == "map" and not is_map:
         if has_shards:
-            raise CohortError(f"{location} is an embedding directory; {option} needs a map: embednv map {location} --out MAP_DIR")
+            raise CohortError(
+                f"{location} is an embedding directory; {option} needs a map: embednv map {location} --out MAP_DIR"
+            )
         raise CohortError(f"{location} has no {MAP_FILE}: not a map directory")
     if needs == "embeddings" and not has_shards:
         if is_map:
-            source = (_read_json(filesystem, f"{root.rstrip('/')}/{MANIFEST_FILE}") or {}).get("inputs", {}).get("emb_dir")
+            source = (
+                (_read_json(filesystem, f"{root.rstrip('/')}/{MANIFEST_FILE}") or {}).get("inputs", {}).get("emb_dir")
+            )
             made_from = f" ({source})" if source else ""
-            raise CohortError(f"{location} is a map directory; {option} needs the embedding directory it was made from{made_from}")
+            raise CohortError(
+                f"{location} is a map directory; {option} needs the embedding directory it was made from{made_from}"
+            )
         raise CohortError(f"{location} has no {SHARD_GLOB} shards: not an embedding directory")
 
 
@@ -83,7 +89,9 @@ def select_cluster(map_dir: str, cluster: int, level: str = "fine") -> pa.Table:
     column = LEVEL_COLUMNS[level]
     if column not in schema.names:
         if level == "coarse":
-            raise CohortError(f"{map_dir} has one level of clusters ({MAP_FILE} has no {column!r} column): use --level fine")
+            raise CohortError(
+                f"{map_dir} has one level of clusters ({MAP_FILE} has no {column!r} column): use --level fine"
+            )
         raise CohortError(f"{MAP_FILE} in {map_dir} has no {column!r} column; columns: {schema.names}")
     id_column = _map_id_column(filesystem, root, schema.names)
     chosen, seen = [], set()
@@ -197,11 +205,13 @@ def nearest(
     order = np.lexsort((best_rows, -best_scores))
     if len(order) < k:
         log.info("only %d notes to rank (asked for %d)", len(order), k)
-    return pa.table({
-        shards.id_column: best_ids.take(pa.array(order)),
-        "cosine": pa.array(best_scores[order], pa.float32()),
-        "rank": pa.array(np.arange(1, len(order) + 1), pa.int32()),
-    })
+    return pa.table(
+        {
+            shards.id_column: best_ids.take(pa.array(order)),
+            "cosine": pa.array(best_scores[order], pa.float32()),
+            "rank": pa.array(np.arange(1, len(order) + 1), pa.int32()),
+        }
+    )
 
 
 def _top_k(scores: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:

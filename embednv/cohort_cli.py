@@ -27,13 +27,19 @@ def cohort_command(
             show_default=False,
         ),
     ],
-    cluster: Annotated[int | None, typer.Option("--cluster", help="Write the ids of this cluster (a number from clusters.parquet).")] = None,
+    cluster: Annotated[
+        int | None, typer.Option("--cluster", help="Write the ids of this cluster (a number from clusters.parquet).")
+    ] = None,
     level: Annotated[
         str | None,
-        typer.Option("--level", help="With --cluster: fine (map.parquet's 'cluster', the default) or coarse (its group of clusters, map.parquet's 'group')."),
+        typer.Option(
+            "--level",
+            help="With --cluster: fine (map.parquet's 'cluster', the default) or coarse (its group of clusters, map.parquet's 'group').",
+        ),
     ] = None,
     near: Annotated[
-        str | None, typer.Option("--near", help="A note id: write the --k notes nearest it by cosine, the note itself excluded.")
+        str | None,
+        typer.Option("--near", help="A note id: write the --k notes nearest it by cosine, the note itself excluded."),
     ] = None,
     query: Annotated[
         str | None,
@@ -52,7 +58,9 @@ def cohort_command(
             "Other models (minilm) take no instruction.",
         ),
     ] = None,
-    k: Annotated[int | None, typer.Option("--k", help=f"Notes to write for --near and --query. Default: {DEFAULT_K}.")] = None,
+    k: Annotated[
+        int | None, typer.Option("--k", help=f"Notes to write for --near and --query. Default: {DEFAULT_K}.")
+    ] = None,
     out: Annotated[
         str | None,
         typer.Option("--out", "-o", help="A .csv or .parquet file (local or URI). Default: CSV on stdout."),
@@ -111,12 +119,22 @@ def cohort_command(
 
 
 def _check_options(
-    cluster: int | None, level: str | None, near: str | None, query: str | None, task: str | None, k: int | None, device: str
+    cluster: int | None,
+    level: str | None,
+    near: str | None,
+    query: str | None,
+    task: str | None,
+    k: int | None,
+    device: str,
 ) -> None:
     """Exactly one mode, and only the options that mode reads: a typo fails here, not after a long scan."""
-    given = [name for name, value in (("--cluster", cluster), ("--near", near), ("--query", query)) if value is not None]
+    given = [
+        name for name, value in (("--cluster", cluster), ("--near", near), ("--query", query)) if value is not None
+    ]
     if len(given) != 1:
-        raise ValueError(f"Give exactly one of --cluster, --near, --query (got {' and '.join(given) if given else 'none'})")
+        raise ValueError(
+            f"Give exactly one of --cluster, --near, --query (got {' and '.join(given) if given else 'none'})"
+        )
     if level is not None and cluster is None:
         raise ValueError("--level applies to --cluster only")
     if level is not None and level not in ("fine", "coarse"):

@@ -23,7 +23,9 @@ NOISY_LIBRARIES = ("ray", "urllib3", "filelock", "transformers", "httpx", "matpl
 
 def setup_logging(debug: bool, uses_ray: bool = False) -> None:
     """Our INFO lines on stderr; libraries' only from WARNING (everything with --debug)."""
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format=LOG_FORMAT, stream=sys.stderr, force=True)
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO, format=LOG_FORMAT, stream=sys.stderr, force=True
+    )
     for noisy in NOISY_LIBRARIES:
         logging.getLogger(noisy).setLevel(logging.INFO if debug else logging.WARNING)
     if uses_ray and not debug:

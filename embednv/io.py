@@ -19,11 +19,18 @@ from pathlib import Path
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 # File extension -> format, for notes (embed's inputs, map's --texts and --labels).
-FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
 
 
 def format_of(path: str) -> str | None:
-    """"parquet", "csv" or "jsonl" from the extension; None when embednv does not read it."""
+    """ "parquet", "csv" or "jsonl" from the extension; None when embednv does not read it."""
     return FORMATS.get(os.path.splitext(path)[1].lower())
 
 

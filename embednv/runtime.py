@@ -6,10 +6,26 @@ import os
 import platform
 
 # Recorded in every manifest (embed and map), and in benchmark results.
-VERSIONED_PACKAGES = ("embednv", "torch", "transformers", "tokenizers", "ray", "pyarrow", "numpy", "scikit-learn",
-                      "openTSNE", "matplotlib", "datashader", "cuml", "cupy",
-                      # cuML and CuPy wheels are named by CUDA version, not by their import names
-                      "cuml-cu13", "cuml-cu12", "cupy-cuda13x", "cupy-cuda12x")
+VERSIONED_PACKAGES = (
+    "embednv",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "ray",
+    "pyarrow",
+    "numpy",
+    "scikit-learn",
+    "openTSNE",
+    "matplotlib",
+    "datashader",
+    "cuml",
+    "cupy",
+    # cuML and CuPy wheels are named by CUDA version, not by their import names
+    "cuml-cu13",
+    "cuml-cu12",
+    "cupy-cuda13x",
+    "cupy-cuda12x",
+)
 
 
 def usable_cpus() -> int:

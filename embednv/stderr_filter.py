@@ -16,9 +16,7 @@ import re
 import sys
 import threading
 
-BENIGN = (
-    re.compile(rb"core_worker\.cc:\d+: Actor with class name: .* has constructor arguments in the object store"),
-)
+BENIGN = (re.compile(rb"core_worker\.cc:\d+: Actor with class name: .* has constructor arguments in the object store"),)
 _installed = False
 
 

@@ -22,14 +22,17 @@ def run_cli_command(command: str, script: str, argv: list[str] | None = None) ->
     os.environ.setdefault("RAY_ADDRESS", "auto")  # join a running cluster, never start one
     sys.path.insert(0, str(REPO_ROOT))
 
-    import embednv
     import typer.main
 
+    import embednv
     from embednv.cli import app
 
     name = Path(script).name
-    print(f"{name}: embednv {embednv.__version__} from {Path(embednv.__file__).parent}, "
-          f"Ray at {os.environ['RAY_ADDRESS']}", file=sys.stderr)
+    print(
+        f"{name}: embednv {embednv.__version__} from {Path(embednv.__file__).parent}, "
+        f"Ray at {os.environ['RAY_ADDRESS']}",
+        file=sys.stderr,
+    )
     commands = getattr(typer.main.get_command(app), "commands", {})  # several commands: a click group
     if command not in commands:
         sys.exit(f"error: embednv.cli has no {command!r} command (commands: {', '.join(sorted(commands))})")

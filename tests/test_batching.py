@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from embednv.embed.batching import plan_batches, padding_efficiency
+from embednv.embed.batching import padding_efficiency, plan_batches
 
 
 def test_every_index_exactly_once_and_budget_respected():

@@ -8,15 +8,28 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-REQUIRED = ("padding_efficiency", "ratio_vs_ceiling", "ratio_vs_sentence_transformers", "machine", "versions", "generated_at", "jobs")
+REQUIRED = (
+    "padding_efficiency",
+    "ratio_vs_ceiling",
+    "ratio_vs_sentence_transformers",
+    "machine",
+    "versions",
+    "generated_at",
+    "jobs",
+)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_run_all_quick_writes_both_reports(tmp_path):
     docs_before = _mtime(REPO / "docs" / "benchmarks.json")
-    result = subprocess.run([sys.executable, str(REPO / "bench" / "run_all.py"), "--quick", "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=600, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run_all.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["benchmarks.json", "benchmarks.md"]
     doc = json.loads((tmp_path / "benchmarks.json").read_text())
@@ -46,18 +59,29 @@ def test_separately_measured_scale_sizes_are_merged_labelled_and_replaced(tmp_pa
     from bench.run_all import SEPARATE_SCALE, add_separate_scale
 
     def run(notes, seconds):
-        return {"notes": notes, "seconds": seconds, "memory": {"total_peak_rss_mib": 100.0, "driver_peak_rss_mib": 10.0,
-                                                               "workers_peak_rss_mib": 50.0}}
+        return {
+            "notes": notes,
+            "seconds": seconds,
+            "memory": {"total_peak_rss_mib": 100.0, "driver_peak_rss_mib": 10.0, "workers_peak_rss_mib": 50.0},
+        }
 
     jobs = {"scale": {"status": "ok", "result": {"runs": [run(10_000, 20.0), run(100_000, 110.0)]}}}
-    separate = {"command": "python bench/scale.py --sizes 1000000", "generated_at": "then", "git_commit": "abc",
-                "seconds": 700.0, "runs": [run(1_000_000, 1010.0), run(100_000, 999.0)]}
+    separate = {
+        "command": "python bench/scale.py --sizes 1000000",
+        "generated_at": "then",
+        "git_commit": "abc",
+        "seconds": 700.0,
+        "runs": [run(1_000_000, 1010.0), run(100_000, 999.0)],
+    }
     (tmp_path / SEPARATE_SCALE).write_text(json.dumps(separate))
 
     origin = add_separate_scale(jobs, tmp_path)
     runs = jobs["scale"]["result"]["runs"]
     assert [(r["notes"], r["seconds"], r.get("separate", False)) for r in runs] == [
-        (10_000, 20.0, False), (100_000, 110.0, False), (1_000_000, 1010.0, True)]  # this run's 100k is kept
+        (10_000, 20.0, False),
+        (100_000, 110.0, False),
+        (1_000_000, 1010.0, True),
+    ]  # this run's 100k is kept
     assert origin["notes"] == [1_000_000] and origin["git_commit"] == "abc"
     assert jobs["scale"]["result"]["fit"]["ms_per_note"] == pytest.approx(1.0, rel=1e-6)
 
@@ -78,9 +102,13 @@ def test_gpu_acceptance_dry_run(tmp_path):
     doc = json.loads((tmp_path / "acceptance.json").read_text())
     sections = doc["sections"]
     assert {name: s["status"] for name, s in sections.items()} == dict.fromkeys(
-        ["checkpoint", "load", "mtsamples", "cosine", "oom", "map"], "ok"), {n: s.get("error") for n, s in sections.items()}
+        ["checkpoint", "load", "mtsamples", "cosine", "oom", "map"], "ok"
+    ), {n: s.get("error") for n, s in sections.items()}
     files = set(sections["checkpoint"]["files"])
-    assert {f"model-0000{i}-of-00004.safetensors" for i in range(1, 5)} | {"model.safetensors.index.json", "config.json"} <= files
+    assert {f"model-0000{i}-of-00004.safetensors" for i in range(1, 5)} | {
+        "model.safetensors.index.json",
+        "config.json",
+    } <= files
     corpus = sections["mtsamples"]
     assert corpus["complete"] and corpus["embedded"] + corpus["errored"] == corpus["rows_in_file"] > 0
     assert corpus["rows_read_back"] == corpus["embedded"] and corpus["max_norm_error"] < 1e-3
@@ -104,18 +132,43 @@ def test_fanout_small_run_and_both_operating_sections_render(tmp_path):
     sections the report renders from fanout's and crash's documents."""
     from bench.report_separate import crash_section, fanout_section
 
-    out = subprocess.run([sys.executable, "bench/fanout.py", "--notes", "3000", "--json", str(tmp_path / "fanout.json")],
-                         capture_output=True, text=True, cwd=REPO, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "bench/fanout.py", "--notes", "3000", "--json", str(tmp_path / "fanout.json")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     doc = json.loads((tmp_path / "fanout.json").read_text())
     assert "embedded 3,000 of 3,000 notes" in doc["result"]["summary"] and doc["result"]["dim"] == 4096
     assert doc["result"]["rows_per_s_total"] > 0
     assert "| goal ≥ 5,000 rows/s |" in fanout_section(doc)
 
-    runs = [{"sharding": "--rows-per-shard 200", "kill_at": 0.5, "killed": True, "seconds_to_kill": 9.0,
-             "rows_embedded_at_kill": 1400, "shards_on_disk_at_kill": 6, "rows_recomputed": 1800, "rows_lost": 200,
-             "resume_complete": True}]
-    text = crash_section({"command": "python bench/crash.py", "notes": 3000, "window_rows": 1024, "actors": 1, "runs": runs,
-                          "git_commit": "abc", "generated_at": "today", "seconds": 600})
+    runs = [
+        {
+            "sharding": "--rows-per-shard 200",
+            "kill_at": 0.5,
+            "killed": True,
+            "seconds_to_kill": 9.0,
+            "rows_embedded_at_kill": 1400,
+            "shards_on_disk_at_kill": 6,
+            "rows_recomputed": 1800,
+            "rows_lost": 200,
+            "resume_complete": True,
+        }
+    ]
+    text = crash_section(
+        {
+            "command": "python bench/crash.py",
+            "notes": 3000,
+            "window_rows": 1024,
+            "actors": 1,
+            "runs": runs,
+            "git_commit": "abc",
+            "generated_at": "today",
+            "seconds": 600,
+        }
+    )
     assert "| --rows-per-shard 200 | 50% | 1,400 | 6 | 1,800 | 200 | yes |" in text
     assert "every id exactly once" in text

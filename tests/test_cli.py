@@ -44,7 +44,7 @@ def test_errors_are_one_line_without_traceback(notes, tmp_path, args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
-    assert len([l for l in result.stderr.splitlines() if l.startswith("error:")]) == 1
+    assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
 
 
 def test_missing_and_empty_inputs(tmp_path):
@@ -71,7 +71,9 @@ def test_sample_corpus_is_deterministic_and_varied(tmp_path):
     words = sorted(len(t.split()) for t in a.column("text").to_pylist())
     assert words[0] < 30 and words[len(words) // 2] < 400 and words[-1] > 1500  # long-tailed
     other = run("sample-corpus", str(tmp_path / "c.parquet"), "--n", "100", "--seed", "8")
-    assert other.returncode == 0 and not pq.read_table(tmp_path / "c.parquet").column("text").equals(a.column("text").slice(0, 100))
+    assert other.returncode == 0 and not pq.read_table(tmp_path / "c.parquet").column("text").equals(
+        a.column("text").slice(0, 100)
+    )
 
 
 def test_embed_prints_a_summary_line(notes, tmp_path):

@@ -56,8 +56,11 @@ def _free_ports(n: int) -> list[int]:
 
 def _clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without a cluster address or token, so nothing joins the wrong Ray."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS") and not k.startswith("RAY_AUTH")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS") and not k.startswith("RAY_AUTH")
+    }
     return {**env, "RAY_USAGE_STATS_ENABLED": "0", **extra}
 
 
@@ -74,9 +77,14 @@ class Head:
         # switches it on or off depending on whether ~/.ray/auth_token happens to exist.
         self.token = secrets.token_hex(32)
         # `python` in a job's entrypoint is found on the PATH the head was started with.
-        self.env = _clean_env(PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", TOKENIZERS_PARALLELISM="false",
-                              RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self.token,
-                              RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0", **node_env)  # nothing to drain: stop at once
+        self.env = _clean_env(
+            PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            TOKENIZERS_PARALLELISM="false",
+            RAY_AUTH_MODE="token",
+            RAY_AUTH_TOKEN=self.token,
+            RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
+            **node_env,
+        )  # nothing to drain: stop at once
         command = [
             RAY, "start", "--head", "--block", "--num-cpus=2", f"--num-gpus={num_gpus}", "--node-ip-address=127.0.0.1",
             f"--port={gcs}", "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
@@ -88,8 +96,14 @@ class Head:
         ]  # fmt: skip
         self.log = open(root / "ray-start.log", "wb")
         # Its own session and process group, so that stopping it can reach all it started and nothing else.
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=self.env,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(
+            command,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.time() + timeout
@@ -123,8 +137,21 @@ class Head:
     def submit(self, *entrypoint: str) -> str:
         """`ray job submit --working-dir <repo> --no-wait -- <entrypoint>`; returns the submission id."""
         job_id = f"embednv-test-{uuid.uuid4().hex[:8]}"
-        result = self.ray("job", "submit", "--address", self.dashboard, "--working-dir", str(REPO),
-                          "--submission-id", job_id, "--no-wait", "--log-style", "record", "--", *entrypoint)
+        result = self.ray(
+            "job",
+            "submit",
+            "--address",
+            self.dashboard,
+            "--working-dir",
+            str(REPO),
+            "--submission-id",
+            job_id,
+            "--no-wait",
+            "--log-style",
+            "record",
+            "--",
+            *entrypoint,
+        )
         assert result.returncode == 0, f"ray job submit failed:\n{result.stdout}\n{result.stderr}"
         return job_id
 
@@ -199,12 +226,26 @@ def head():
 def embedded(head):
     """The sample corpus embedded through `jobs/embed_corpus.py`, file:// URIs in and out."""
     corpus = head.root / "corpus.parquet"
-    made = subprocess.run([sys.executable, "-m", "embednv.cli", "sample-corpus", str(corpus), "--n", str(N_NOTES)],
-                          capture_output=True, text=True, env=_clean_env(), timeout=120)
+    made = subprocess.run(
+        [sys.executable, "-m", "embednv.cli", "sample-corpus", str(corpus), "--n", str(N_NOTES)],
+        capture_output=True,
+        text=True,
+        env=_clean_env(),
+        timeout=120,
+    )
     assert made.returncode == 0, made.stderr
     corpus_uri, out_uri = f"file://{corpus}", f"file://{head.root / 'emb'}"
-    job_id = head.submit("python", "jobs/embed_corpus.py", corpus_uri, "--out", out_uri, "--model", "minilm",
-                         "--rows-per-shard", str(ROWS_PER_SHARD))
+    job_id = head.submit(
+        "python",
+        "jobs/embed_corpus.py",
+        corpus_uri,
+        "--out",
+        out_uri,
+        "--model",
+        "minilm",
+        "--rows-per-shard",
+        str(ROWS_PER_SHARD),
+    )
     status, logs = head.wait_job(job_id)
     return dict(corpus=corpus, corpus_uri=corpus_uri, out=head.root / "emb", out_uri=out_uri, status=status, logs=logs)
 
@@ -287,10 +328,14 @@ def _planted_shards(emb_dir: Path, n: int = N_MAP, dim: int = 32) -> Path:
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     emb_dir.mkdir(parents=True)
     for s, rows in enumerate(np.array_split(np.arange(n), 2)):
-        table = pa.table({"note_id": pa.array(rows + 1, pa.int64()),
-                          "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x[rows].ravel()), dim),
-                          "n_tokens": pa.array(np.full(len(rows), 50, np.int32)),
-                          "n_chunks": pa.array(np.ones(len(rows), np.int32))})
+        table = pa.table(
+            {
+                "note_id": pa.array(rows + 1, pa.int64()),
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x[rows].ravel()), dim),
+                "n_tokens": pa.array(np.full(len(rows), 50, np.int32)),
+                "n_chunks": pa.array(np.ones(len(rows), np.int32)),
+            }
+        )
         pq.write_table(table, emb_dir / f"part-{s:05d}.parquet")
     (emb_dir / "_manifest.json").write_text(json.dumps({"id_column": "note_id", "dim": dim}))
     return emb_dir
@@ -315,9 +360,13 @@ def test_map_job_runs_pca_kmeans_tsne_as_a_gpu_task_and_writes_from_the_driver(g
     assert manifest["backend"] == "cuml" and manifest["tsne"]["as_run"]["library"] == "cuML"
     # The job log: one placement line, then each heavy phase with its time, node, GPU and backend.
     lines = _placement_lines(logs)
-    assert len(lines) == 1 and re.search(r"placement: gpu-worker \(the Ray cluster at \S+ has 1 GPU\(s\)\)$", lines[0]), lines
+    assert len(lines) == 1 and re.search(
+        r"placement: gpu-worker \(the Ray cluster at \S+ has 1 GPU\(s\)\)$", lines[0]
+    ), lines
     for phase in HEAVY_PHASES:
-        assert re.search(rf"\] {phase}: [\d.]+ s, gpu-worker on \S+ \(node [0-9a-f]{{8}}, GPU 0\), backend cuml", logs), phase
+        assert re.search(
+            rf"\] {phase}: [\d.]+ s, gpu-worker on \S+ \(node [0-9a-f]{{8}}, GPU 0\), backend cuml", logs
+        ), phase
     assert set(manifest["timings_s"]) >= {*HEAVY_PHASES, "write", "render"}
     assert pq.read_table(out / "map.parquet").column("note_id").to_pylist() == list(range(1, N_MAP + 1))
 
@@ -336,8 +385,14 @@ def test_the_gpu_task_streams_the_shards_itself_never_the_driver(gpu_head):
         f"sys.argv = ['embednv', 'map', {str(emb)!r}, '--out', {str(out)!r}, '--placement', 'gpu-worker', '--clusters', '4']\n"
         "main()\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False,
-                          env={**gpu_head.env, "RAY_ADDRESS": gpu_head.gcs})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**gpu_head.env, "RAY_ADDRESS": gpu_head.gcs},
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     manifest = json.loads((out / "_manifest.json").read_text())
     assert manifest["placement"]["placement"] == "gpu-worker" and manifest["backend"] == "cuml"
@@ -351,8 +406,11 @@ def test_map_job_on_a_cluster_without_gpu_falls_back_to_cpu_in_the_driver(head):
     status, logs = head.wait_job(job_id)
     assert status == "SUCCEEDED", f"map job {status}; its logs:\n{logs[-4000:]}"
     lines = _placement_lines(logs)
-    assert len(lines) == 1 and re.search(r"placement: local \(the Ray cluster at \S+ has no GPU, so the CPU path runs in "
-                                         r"this driver\)$", lines[0]), lines
+    assert len(lines) == 1 and re.search(
+        r"placement: local \(the Ray cluster at \S+ has no GPU, so the CPU path runs in "
+        r"this driver\)$",
+        lines[0],
+    ), lines
     manifest = json.loads((out / "_manifest.json").read_text())
     assert manifest["placement"]["placement"] == "local" and manifest["backend"] == "cpu"
     assert manifest["placement"]["pid"] == manifest["driver"]["pid"] == head.job_driver_pid(job_id)
@@ -363,20 +421,44 @@ def test_map_job_on_a_cluster_without_gpu_falls_back_to_cpu_in_the_driver(head):
 @pytest.mark.slow
 def test_gpu_worker_asked_for_on_a_cluster_without_gpu_fails_in_one_line(head, tmp_path):
     emb = _planted_shards(tmp_path / "emb")
-    done = subprocess.run([sys.executable, "-m", "embednv.cli", "map", str(emb), "--out", str(tmp_path / "m"),
-                           "--placement", "gpu-worker"], capture_output=True, text=True, timeout=180, check=False,
-                          env={**head.env, "RAY_ADDRESS": head.gcs})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "embednv.cli",
+            "map",
+            str(emb),
+            "--out",
+            str(tmp_path / "m"),
+            "--placement",
+            "gpu-worker",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={**head.env, "RAY_ADDRESS": head.gcs},
+    )
     assert done.returncode == 2, done.stderr[-3000:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-    assert errors == [(f"error: --placement gpu-worker: the Ray cluster at {head.gcs} has no GPU; start a GPU worker "
-                       "first, or use --placement auto to map on CPU in the driver")], done.stderr[-3000:]
+    assert errors == [
+        (
+            f"error: --placement gpu-worker: the Ray cluster at {head.gcs} has no GPU; start a GPU worker "
+            "first, or use --placement auto to map on CPU in the driver"
+        )
+    ], done.stderr[-3000:]
     assert not (tmp_path / "m").exists()
 
 
 def test_job_entry_points_take_the_cli_options():
     """Same options as the CLI, from the CLI itself: --help lists them, nothing is redefined."""
-    result = subprocess.run([sys.executable, str(REPO / "jobs" / "embed_corpus.py"), "--help"],
-                            capture_output=True, text=True, env=_clean_env(COLUMNS="200"), timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "jobs" / "embed_corpus.py"), "--help"],
+        capture_output=True,
+        text=True,
+        env=_clean_env(COLUMNS="200"),
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     for option in ("--out", "--model", "--num-gpus", "--rows-per-shard", "--batch-tokens"):
         assert option in result.stdout
@@ -397,28 +479,38 @@ STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 GPU_LIMIT = {"type": "object", "required": ["nvidia.com/gpu"], "properties": {"nvidia.com/gpu": {"enum": [1, "1"]}}}
 USAGE_STATS_OFF = {
     "type": "array",
-    "contains": {"type": "object", "required": ["name", "value"],
-                 "properties": {"name": {"const": "RAY_USAGE_STATS_ENABLED"}, "value": {"const": "0"}}},
+    "contains": {
+        "type": "object",
+        "required": ["name", "value"],
+        "properties": {"name": {"const": "RAY_USAGE_STATS_ENABLED"}, "value": {"const": "0"}},
+    },
 }
 
 
 def _pod(container: dict, *required: str, **properties: dict) -> dict:
     """A pod template whose containers all match `container`, and whose spec has `required`."""
-    spec = {"type": "object", "required": ["containers", *required],
-            "properties": {"containers": {"type": "array", "minItems": 1, "items": container}, **properties}}
+    spec = {
+        "type": "object",
+        "required": ["containers", *required],
+        "properties": {"containers": {"type": "array", "minItems": 1, "items": container}, **properties},
+    }
     return {"type": "object", "required": ["spec"], "properties": {"spec": spec}}
 
 
 CONTAINER = {
     "type": "object",
     "required": ["name", "image", "resources", "env"],
-    "properties": {"image": {"type": "string", "pattern": r"^rayproject/ray(-ml)?:\d+\.\d+\.\d+-py3\d+(-gpu|-cu\d+)?$"},
-                   "env": USAGE_STATS_OFF},
+    "properties": {
+        "image": {"type": "string", "pattern": r"^rayproject/ray(-ml)?:\d+\.\d+\.\d+-py3\d+(-gpu|-cu\d+)?$"},
+        "env": USAGE_STATS_OFF,
+    },
 }
 GPU_CONTAINER = {
     **CONTAINER,
-    "properties": {**CONTAINER["properties"],
-                   "resources": {"type": "object", "required": ["limits"], "properties": {"limits": GPU_LIMIT}}},
+    "properties": {
+        **CONTAINER["properties"],
+        "resources": {"type": "object", "required": ["limits"], "properties": {"limits": GPU_LIMIT}},
+    },
 }
 GPU_TOLERATION = {
     "type": "array",
@@ -468,8 +560,13 @@ RAY_JOB = {
         "kind": {"const": "RayJob"},
         "spec": {
             "type": "object",
-            "required": ["entrypoint", "shutdownAfterJobFinishes", "ttlSecondsAfterFinished", "runtimeEnvYAML",
-                         "rayClusterSpec"],
+            "required": [
+                "entrypoint",
+                "shutdownAfterJobFinishes",
+                "ttlSecondsAfterFinished",
+                "runtimeEnvYAML",
+                "rayClusterSpec",
+            ],
             "properties": {
                 # embed, then map only if embed succeeded
                 "entrypoint": {"type": "string", "pattern": r"jobs/embed_corpus\.py .+ && python jobs/map_corpus\.py "},
@@ -499,8 +596,11 @@ def test_cluster_yaml_files_parse():
 def test_raycluster_has_a_cpu_head_and_an_autoscaling_gpu_group():
     cluster = _load("raycluster.yaml")
     _validate(cluster, RAY_CLUSTER)
-    gpu_groups = [g for g in cluster["spec"]["workerGroupSpecs"]
-                  if "nvidia.com/gpu" in g["template"]["spec"]["containers"][0]["resources"]["limits"]]
+    gpu_groups = [
+        g
+        for g in cluster["spec"]["workerGroupSpecs"]
+        if "nvidia.com/gpu" in g["template"]["spec"]["containers"][0]["resources"]["limits"]
+    ]
     assert gpu_groups
     for group in gpu_groups:
         assert group["minReplicas"] <= group.get("replicas", group["minReplicas"]) <= group["maxReplicas"]
@@ -532,7 +632,6 @@ def _pins(requirements: list[str]) -> dict[str, str]:
 
 def test_runtime_env_pins_satisfy_pyproject_and_match_the_launcher():
     import tomllib
-
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
@@ -559,28 +658,40 @@ def _dockerfile_pins() -> tuple[str, dict[str, str]]:
 
 def test_cuml_is_one_pin_everywhere_and_satisfies_the_gpu_extra():
     import tomllib
-
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    (extra,) = [Requirement(r) for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-                ["optional-dependencies"]["gpu"]]
+    (extra,) = [
+        Requirement(r)
+        for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gpu"]
+    ]
     name = canonicalize_name(extra.name)
     runtime_env = _pins(_load("runtime_env.yaml")["pip"]["packages"])
     job = _pins(yaml.safe_load(_load("rayjob.yaml")["spec"]["runtimeEnvYAML"])["pip"]["packages"])
     launcher = _pins(re.findall(r"\S+==\S+", " ".join(_load("ray-up-aws.yaml")["worker_setup_commands"])))
     image = _dockerfile_pins()[1]
-    pins = {where: found.get(name) for where, found in
-            [("runtime_env.yaml", runtime_env), ("rayjob.yaml", job), ("ray-up-aws.yaml", launcher), ("Dockerfile.gpu", image)]}
+    pins = {
+        where: found.get(name)
+        for where, found in [
+            ("runtime_env.yaml", runtime_env),
+            ("rayjob.yaml", job),
+            ("ray-up-aws.yaml", launcher),
+            ("Dockerfile.gpu", image),
+        ]
+    }
     assert len(set(pins.values())) == 1 and None not in pins.values(), f"{name} pins differ: {pins}"
-    assert extra.specifier.contains(pins["runtime_env.yaml"]), f"{name}=={pins['runtime_env.yaml']} is outside pyproject's {extra}"
+    assert extra.specifier.contains(pins["runtime_env.yaml"]), (
+        f"{name}=={pins['runtime_env.yaml']} is outside pyproject's {extra}"
+    )
 
 
 def test_gpu_image_has_the_runtime_env_pins_on_the_ray_image():
     from importlib.metadata import version
 
     base, pins = _dockerfile_pins()
-    assert pins == _pins(_load("runtime_env.yaml")["pip"]["packages"]), "Dockerfile.gpu installs other versions than runtime_env.yaml"
+    assert pins == _pins(_load("runtime_env.yaml")["pip"]["packages"]), (
+        "Dockerfile.gpu installs other versions than runtime_env.yaml"
+    )
     assert re.fullmatch(rf"rayproject/ray:{re.escape(version('ray'))}-py311-gpu", base), base
 
 

@@ -59,14 +59,27 @@ def write_shards(emb_dir, ids, vectors, n_shards=3, id_column="note_id", manifes
     """Shards as the pipeline writes them (ShardAssembler's schema, OutputDir's atomic zstd writer)."""
     ids = ids if isinstance(ids, pa.Array) else pa.array(ids)
     n, dim = vectors.shape
-    schema = pa.schema([pa.field(id_column, ids.type), pa.field("embedding", pa.list_(pa.float32(), dim)),
-                        pa.field("n_tokens", pa.int64()), pa.field("n_chunks", pa.int32())])
+    schema = pa.schema(
+        [
+            pa.field(id_column, ids.type),
+            pa.field("embedding", pa.list_(pa.float32(), dim)),
+            pa.field("n_tokens", pa.int64()),
+            pa.field("n_chunks", pa.int32()),
+        ]
+    )
     out = OutputDir(str(emb_dir))
     emb_dir.mkdir(parents=True, exist_ok=True)
     for s, rows in enumerate(np.array_split(np.arange(n), n_shards)):
         flat = pa.array(vectors[rows].astype(np.float32).ravel(), pa.float32())
-        table = pa.table([ids.take(pa.array(rows)), pa.FixedSizeListArray.from_arrays(flat, dim),
-                          pa.array(np.full(len(rows), 100), pa.int64()), pa.array(np.ones(len(rows)), pa.int32())], schema=schema)
+        table = pa.table(
+            [
+                ids.take(pa.array(rows)),
+                pa.FixedSizeListArray.from_arrays(flat, dim),
+                pa.array(np.full(len(rows), 100), pa.int64()),
+                pa.array(np.ones(len(rows)), pa.int32()),
+            ],
+            schema=schema,
+        )
         if row_group_size and s == 0:  # one shard in several row groups: offsets restart per group
             pq.write_table(table, f"{emb_dir}/{shard_name(s)}", row_group_size=row_group_size)
         else:
@@ -92,8 +105,13 @@ def corpus(request, tmp_path):
     n = 301
     ids = list(range(5000, 5000 + n)) if request.param == "int" else [f"N-{i:04d}" for i in range(n)]
     x = unit_rows(n)
-    emb = write_shards(tmp_path / "emb", pa.array(ids, pa.int32() if request.param == "int" else pa.string()), x,
-                       n_shards=4, row_group_size=17)
+    emb = write_shards(
+        tmp_path / "emb",
+        pa.array(ids, pa.int32() if request.param == "int" else pa.string()),
+        x,
+        n_shards=4,
+        row_group_size=17,
+    )
     return {"dir": emb, "ids": ids, "x": x}
 
 
@@ -132,7 +150,12 @@ def test_ties_keep_shard_order_whatever_the_batch(tmp_path):
         table = cohort.nearest(shards, x[0], 10, exclude=5, batch_size=batch_size)
         assert table.column("note_id").to_pylist() == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10]
     scores, rows = np.array([0.5, 0.9, 0.5, 0.5, 0.9, 0.1]), np.array([50, 40, 30, 20, 10, 0])
-    assert sorted(cohort._top_k(scores, rows, 4)) == [1, 2, 3, 4]  # both 0.9s, then the 0.5s of the earliest rows (20, 30)
+    assert sorted(cohort._top_k(scores, rows, 4)) == [
+        1,
+        2,
+        3,
+        4,
+    ]  # both 0.9s, then the 0.5s of the earliest rows (20, 30)
 
 
 def test_k_beyond_the_corpus_returns_every_other_note(tmp_path):
@@ -165,7 +188,9 @@ def test_near_writes_csv_and_parquet(tmp_path):
 
     result = invoke(emb, "--near", 117, "--k", 5, "--out", tmp_path / "out" / "near.csv")
     assert result.exit_code == 0, result.output
-    assert result.output.strip().splitlines()[-1] == f"wrote 5 notes nearest note 117 to {tmp_path / 'out' / 'near.csv'}"
+    assert (
+        result.output.strip().splitlines()[-1] == f"wrote 5 notes nearest note 117 to {tmp_path / 'out' / 'near.csv'}"
+    )
     rows = read_csv((tmp_path / "out" / "near.csv").read_text())
     assert rows[0] == ["note_id", "cosine", "rank"]
     assert [int(r[0]) for r in rows[1:]] == want_ids and [int(r[2]) for r in rows[1:]] == [1, 2, 3, 4, 5]
@@ -190,7 +215,13 @@ def test_near_string_ids_on_stdout(tmp_path):
     assert [r[0] for r in read_csv("\n".join(csv_lines))[1:]] == [safe_cell(i) for i in want_ids]
 
 
-@pytest.mark.parametrize("note, message", [("999", "Note id 999 not found in {emb}"), ("abc", "Note id 'abc' is not an integer, but the id column holds int64")])
+@pytest.mark.parametrize(
+    "note, message",
+    [
+        ("999", "Note id 999 not found in {emb}"),
+        ("abc", "Note id 'abc' is not an integer, but the id column holds int64"),
+    ],
+)
 def test_unknown_or_mistyped_id_is_one_line(tmp_path, note, message):
     emb = write_shards(tmp_path / "emb", list(range(10)), unit_rows(10), n_shards=2)
     result = invoke(emb, "--near", note)
@@ -207,7 +238,10 @@ def test_unknown_string_id_and_an_id_beyond_the_type(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--near", "1", "--cluster", "2"], "Give exactly one of --cluster, --near, --query (got --cluster and --near)"),
+        (
+            ["--near", "1", "--cluster", "2"],
+            "Give exactly one of --cluster, --near, --query (got --cluster and --near)",
+        ),
         (["--near", "1", "--query", "x"], "Give exactly one of --cluster, --near, --query (got --near and --query)"),
         ([], "Give exactly one of --cluster, --near, --query (got none)"),
         (["--cluster", "1", "--k", "5"], "--k applies to --near and --query; --cluster writes the whole cluster"),
@@ -232,8 +266,14 @@ def test_missing_and_wrong_directories_are_one_line(tmp_path):
     cases = [
         ((tmp_path / "nope", "--near", 1), f"Directory not found: {tmp_path / 'nope'}"),
         ((tmp_path, "--near", 1), f"{tmp_path} has no part-*.parquet shards: not an embedding directory"),
-        ((map_dir, "--near", 1), f"{map_dir} is a map directory; --near needs the embedding directory it was made from ({emb})"),
-        ((emb, "--cluster", 0), f"{emb} is an embedding directory; --cluster needs a map: embednv map {emb} --out MAP_DIR"),
+        (
+            (map_dir, "--near", 1),
+            f"{map_dir} is a map directory; --near needs the embedding directory it was made from ({emb})",
+        ),
+        (
+            (emb, "--cluster", 0),
+            f"{emb} is an embedding directory; --cluster needs a map: embednv map {emb} --out MAP_DIR",
+        ),
         ((tmp_path, "--cluster", 0), f"{tmp_path} has no map.parquet: not a map directory"),
     ]
     for args, message in cases:
@@ -270,7 +310,9 @@ def test_cluster_ids_exact_csv_and_parquet(map_dir, tmp_path):
 def test_coarse_level_and_one_level_maps(map_dir):
     result = invoke(map_dir, "--cluster", 0, "--level", "coarse")
     assert (result.exit_code, error_line(result)) == (
-        2, f"error: {map_dir} has one level of clusters (map.parquet has no 'group' column): use --level fine")
+        2,
+        f"error: {map_dir} has one level of clusters (map.parquet has no 'group' column): use --level fine",
+    )
     table = pq.read_table(map_dir / "map.parquet")
     coarse = pa.array([0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0], pa.int32())
     pq.write_table(table.append_column("group", coarse), map_dir / "map.parquet")
@@ -281,13 +323,32 @@ def test_coarse_level_and_one_level_maps(map_dir):
 
 
 def test_unknown_cluster_and_level_are_one_line(map_dir):
-    assert error_line(invoke(map_dir, "--cluster", 9)) == f"error: No cluster 9 at level fine in {map_dir}: clusters are 0..3"
-    assert error_line(invoke(map_dir, "--cluster", 1, "--level", "mid")) == "error: Invalid --level 'mid'. Valid: fine, coarse"
+    assert (
+        error_line(invoke(map_dir, "--cluster", 9))
+        == f"error: No cluster 9 at level fine in {map_dir}: clusters are 0..3"
+    )
+    assert (
+        error_line(invoke(map_dir, "--cluster", 1, "--level", "mid"))
+        == "error: Invalid --level 'mid'. Valid: fine, coarse"
+    )
 
 
 def test_csv_neutralises_formulas_and_quotes_text(tmp_path):
-    hostile = ['=HYPERLINK("http://x","y")', "+1", "-2", "@SUM(A1)", "\tcmd", "\rcmd", 'a "quoted", comma', "line\nbreak", "plain", "12"]
-    table = pa.table({"=id": hostile, "cosine": pa.array([-0.5] * len(hostile), pa.float32()), "rank": range(1, len(hostile) + 1)})
+    hostile = [
+        '=HYPERLINK("http://x","y")',
+        "+1",
+        "-2",
+        "@SUM(A1)",
+        "\tcmd",
+        "\rcmd",
+        'a "quoted", comma',
+        "line\nbreak",
+        "plain",
+        "12",
+    ]
+    table = pa.table(
+        {"=id": hostile, "cosine": pa.array([-0.5] * len(hostile), pa.float32()), "rank": range(1, len(hostile) + 1)}
+    )
     assert csv_text(table) == (
         '"\'=id","cosine","rank"\n'
         '"\'=HYPERLINK(""http://x"",""y"")",-0.5,1\n'
@@ -303,7 +364,9 @@ def test_csv_neutralises_formulas_and_quotes_text(tmp_path):
     )
     map_dir = tmp_path / "map"
     map_dir.mkdir()
-    write_map(map_dir / "map.parquet", "note_id", pa.array(hostile), np.zeros((len(hostile), 2)), np.zeros(len(hostile)))
+    write_map(
+        map_dir / "map.parquet", "note_id", pa.array(hostile), np.zeros((len(hostile), 2)), np.zeros(len(hostile))
+    )
     result = invoke(map_dir, "--cluster", 0, "--out", tmp_path / "ids.csv")
     assert result.exit_code == 0, result.output
     with open(tmp_path / "ids.csv", newline="") as handle:  # keep the \r inside a quoted cell
@@ -338,8 +401,13 @@ def minilm_embedder():
 def minilm_emb(tmp_path, minilm_embedder):
     ref = minilm_embedder.ref
     x = minilm_embedder.encode(TEXTS)
-    manifest = {"model": {"name": "minilm", "kind": ref.kind, "path": ref.path, "revision": ref.revision},
-                "dim": ref.dim, "max_tokens": ref.max_tokens, "instruction": "", "id_column": "note_id"}
+    manifest = {
+        "model": {"name": "minilm", "kind": ref.kind, "path": ref.path, "revision": ref.revision},
+        "dim": ref.dim,
+        "max_tokens": ref.max_tokens,
+        "instruction": "",
+        "id_column": "note_id",
+    }
     return write_shards(tmp_path / "emb", list(range(len(TEXTS))), x, n_shards=2, manifest=manifest), x
 
 
@@ -362,7 +430,10 @@ def test_query_matches_brute_force_with_embedders_own_vector(minilm_emb, minilm_
 
 def test_query_refusals_are_one_line(minilm_emb, tmp_path):
     emb, _ = minilm_emb
-    assert error_line(invoke(emb, "--query", "x", "--task", "cohort")) == "error: --task is for NV-Embed-v2 queries; minilm takes no instruction"
+    assert (
+        error_line(invoke(emb, "--query", "x", "--task", "cohort"))
+        == "error: --task is for NV-Embed-v2 queries; minilm takes no instruction"
+    )
     assert error_line(invoke(emb, "--query", "  ")) == "error: --query is empty"
     manifest = json.loads((emb / MANIFEST).read_text())
     (emb / MANIFEST).write_text(json.dumps({**manifest, "model": {**manifest["model"], "revision": "sha256:0000"}}))
@@ -373,7 +444,10 @@ def test_query_refusals_are_one_line(minilm_emb, tmp_path):
     line = error_line(invoke(emb, "--query", "x"))
     assert line.startswith(f"error: Cannot load {gone}, the model that embedded {emb}, here: ")
     (emb / MANIFEST).unlink()
-    assert error_line(invoke(emb, "--query", "x")) == f"error: {emb} has no _manifest.json: --query needs it to know which model embedded the notes"
+    assert (
+        error_line(invoke(emb, "--query", "x"))
+        == f"error: {emb} has no _manifest.json: --query needs it to know which model embedded the notes"
+    )
 
 
 def test_nvembed_query_gets_the_retrieval_instruction_by_default(tmp_path):
@@ -383,13 +457,20 @@ def test_nvembed_query_gets_the_retrieval_instruction_by_default(tmp_path):
 
     checkpoint = write_tiny_nvembed_checkpoint(tmp_path / "ckpt", seed=1, shards=1)
     documents = Embedder(model=str(checkpoint), device="cpu")
-    emb = write_shards(tmp_path / "emb", list(range(3)), documents.encode(TEXTS[:3]), n_shards=1,
-                       manifest={"model": {"name": documents.ref.name, "kind": "nvembed", "revision": documents.ref.revision}})
+    emb = write_shards(
+        tmp_path / "emb",
+        list(range(3)),
+        documents.encode(TEXTS[:3]),
+        n_shards=1,
+        manifest={"model": {"name": documents.ref.name, "kind": "nvembed", "revision": documents.ref.revision}},
+    )
     query = "chest pain"
     got = cohort.query_vector(str(emb), query, device="cpu")
     preset = Embedder(model=str(checkpoint), device="cpu", task="similar-notes").encode([query])[0]
     np.testing.assert_allclose(got, preset, rtol=1e-5, atol=1e-6)
     assert not np.allclose(got, documents.encode([query])[0], atol=1e-3)  # the instruction changes the vector
     free = cohort.query_vector(str(emb), query, task="Find notes about the same organ system", device="cpu")
-    want = Embedder(model=str(checkpoint), device="cpu", task="Find notes about the same organ system").encode([query])[0]
+    want = Embedder(model=str(checkpoint), device="cpu", task="Find notes about the same organ system").encode([query])[
+        0
+    ]
     np.testing.assert_allclose(free, want, rtol=1e-5, atol=1e-6)

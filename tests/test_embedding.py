@@ -3,23 +3,30 @@
 import numpy as np
 import pyarrow as pa
 import pytest
-
 from minilm_reference import direct_minilm
-from embednv.columns import EMBEDDING, N_CHUNKS
-from embednv.embed.worker import EmbedWorker, embed_notes, embed_splitting
-from embednv.columns import ERROR, ROW, SHARD, TEXT
-from embednv.embed.tokenize import tokenize_table
 
-TEXTS = ["Chest pain radiating to the left arm.", "Follow up for type 2 diabetes, A1c 7.9.", "Knee effusion after a fall."]
+from embednv.columns import EMBEDDING, ERROR, N_CHUNKS, ROW, SHARD, TEXT
+from embednv.embed.tokenize import tokenize_table
+from embednv.embed.worker import EmbedWorker, embed_notes, embed_splitting
+
+TEXTS = [
+    "Chest pain radiating to the left arm.",
+    "Follow up for type 2 diabetes, A1c 7.9.",
+    "Knee effusion after a fall.",
+]
 
 
 def note_table(texts, errors=None):
     n = len(texts)
-    return pa.table({
-        "note_id": pa.array(range(n), pa.int64()), TEXT: pa.array(texts, pa.large_string()),
-        ERROR: pa.array(errors or [None] * n, pa.string()), SHARD: pa.array([0] * n, pa.int32()),
-        ROW: pa.array(range(n), pa.int64()),
-    })
+    return pa.table(
+        {
+            "note_id": pa.array(range(n), pa.int64()),
+            TEXT: pa.array(texts, pa.large_string()),
+            ERROR: pa.array(errors or [None] * n, pa.string()),
+            SHARD: pa.array([0] * n, pa.int32()),
+            ROW: pa.array(range(n), pa.int64()),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +60,9 @@ def test_long_note_is_chunked_and_combined(minilm):
 
     short_window = replace(ref, max_tokens=32)
     long_text = " ".join(TEXTS * 6)
-    out = EmbedWorker(short_window, "cpu", "float32", "", batch_tokens=256)(tokenize_table(note_table([long_text, TEXTS[0]]), short_window, ""))
+    out = EmbedWorker(short_window, "cpu", "float32", "", batch_tokens=256)(
+        tokenize_table(note_table([long_text, TEXTS[0]]), short_window, "")
+    )
     assert out.column(N_CHUNKS).to_pylist()[0] > 1
     assert out.column(N_CHUNKS).to_pylist()[1] == 1
     assert out.column("n_tokens").to_pylist()[0] > 32
@@ -93,7 +102,10 @@ def test_embed_notes_pools_windows_and_reports_each_note():
 
     notes = [[[1] * 4], [], [[1] * 3, [1] * 4], [[1] * 500]]  # one window, none, two, one too large
     result = embed_notes(embed, 2, notes, batch_tokens=8)
-    assert result.failures == {1: "no token windows", 3: "does not fit in accelerator memory (500 tokens in one window)"}
+    assert result.failures == {
+        1: "no token windows",
+        3: "does not fit in accelerator memory (500 tokens in one window)",
+    }
     np.testing.assert_allclose(result.vectors[0], [1, 0])
     np.testing.assert_allclose(result.vectors[2], np.array([4, 3]) / 5, atol=1e-6)  # token-weighted mean, re-normalised
     assert result.window_tokens.tolist() == [4, 0, 7, 500] and result.oom_splits == 0

@@ -46,7 +46,7 @@ def test_no_import_cycles():
         state[node] = "open"
         for target in sorted(graph[node]):
             if state.get(target) == "open":
-                cycle = stack[stack.index(target):] + [target]
+                cycle = stack[stack.index(target) :] + [target]
                 pytest.fail("import cycle: " + " -> ".join(cycle))
             if target not in state:
                 visit(target, stack + [target])
@@ -71,14 +71,19 @@ def test_only_the_two_ray_modules_import_ray():
 
 
 def test_files_stay_short():
-    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    long = {
+        str(p.relative_to(PACKAGE)): n
+        for p in PACKAGE.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
     assert set(long) <= LONG_ON_PURPOSE, f"over {MAX_LINES} lines: {long}"
 
 
 def test_cli_imports_every_error_class_without_heavy_libraries():
     code = (
         "import sys, embednv.cli, embednv.errors as e; "
-        "assert all(issubclass(c, e.EmbednvError) for c in (e.InputError, e.ModelError, e.OutputConflict, e.ClusterUnreachable, e.MapError)); "
+        "assert all(issubclass(c, e.EmbednvError) for c in (e.InputError, e.ModelError, "
+        "e.OutputConflict, e.ClusterUnreachable, e.MapError)); "
         "print(sorted(m for m in ('ray', 'torch', 'numpy', 'pyarrow', 'transformers') if m in sys.modules))"
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

@@ -24,14 +24,22 @@ def _setup(tmp_path: Path, pip_fails_for_gpu: bool, **variables: str) -> tuple[s
     python.write_text(
         "#!/bin/sh\n"
         'echo "$*" >> "$(dirname "$0")/calls"\n'
-        + ('case "$*" in *gpu*) echo "ERROR: No matching distribution found for cuml-cu13" >&2; exit 1;; esac\n'
-           if pip_fails_for_gpu else "")
+        + (
+            'case "$*" in *gpu*) echo "ERROR: No matching distribution found for cuml-cu13" >&2; exit 1;; esac\n'
+            if pip_fails_for_gpu
+            else ""
+        )
         + "exit 0\n"
     )
     python.chmod(python.stat().st_mode | stat.S_IXUSR)
     settings = {"PY": str(python), "VENV": str(venv), "STAMP": str(venv / ".installed"), **variables}
-    done = subprocess.run(["make", "-s", "-C", str(REPO), "setup", *(f"{k}={v}" for k, v in settings.items())],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        ["make", "-s", "-C", str(REPO), "setup", *(f"{k}={v}" for k, v in settings.items())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     calls = (venv / "calls").read_text().splitlines() if (venv / "calls").exists() else []
     return done, calls
 
@@ -54,13 +62,18 @@ def test_pip_failing_for_cuml_does_not_fail_setup_and_says_why_in_one_line(tmp_p
     assert "-m pip install -q -e .[test,gpu]" in calls  # tried, failed, carried on
     assert (tmp_path / "venv" / ".installed").exists()
     (line,) = _said(done)
-    assert line.startswith("setup: cuML not installed: pip failed (ERROR: No matching distribution found for cuml-cu13)")
+    assert line.startswith(
+        "setup: cuML not installed: pip failed (ERROR: No matching distribution found for cuml-cu13)"
+    )
 
 
-@pytest.mark.parametrize(("variables", "why"), [
-    ({"HAS_GPU": ""}, "no NVIDIA GPU (nvidia-smi)"),
-    ({"HAS_GPU": "1", "CUML_PLATFORM": ""}, "no cuML wheels for"),
-])
+@pytest.mark.parametrize(
+    ("variables", "why"),
+    [
+        ({"HAS_GPU": ""}, "no NVIDIA GPU (nvidia-smi)"),
+        ({"HAS_GPU": "1", "CUML_PLATFORM": ""}, "no cuML wheels for"),
+    ],
+)
 def test_without_a_gpu_or_wheels_it_is_not_tried(tmp_path, variables, why):
     done, calls = _setup(tmp_path, pip_fails_for_gpu=True, **variables)
     assert done.returncode == 0, done.stderr

@@ -24,10 +24,10 @@ from nvembed_fixtures import (  # noqa: E402
 
 from embednv.models.nvembed import (  # noqa: E402
     DEFAULT_MAX_TOKENS,
+    TASK_PRESETS,
     NVEmbedConfig,
     NVEmbedEncoder,
     NVEmbedModel,
-    TASK_PRESETS,
     build_instruction,
     is_nvembed_checkpoint,
     load_nvembed,

@@ -9,7 +9,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from nvembed_fixtures import write_tiny_nvembed_checkpoint
 from test_nvembed import official_inputs, reference_embed
 
@@ -29,9 +28,25 @@ def setup(tmp_path_factory):
 
 
 def embed_cli(notes, out, checkpoint, *extra):
-    command = [sys.executable, "-m", "embednv.cli", "embed", str(notes), "--out", str(out), "--model", str(checkpoint),
-               "--device", "cpu", "--dtype", "float32", *extra]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    command = [
+        sys.executable,
+        "-m",
+        "embednv.cli",
+        "embed",
+        str(notes),
+        "--out",
+        str(out),
+        "--model",
+        str(checkpoint),
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        *extra,
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    )
     assert result.returncode == 0, result.stderr
     return {r["note_id"]: np.asarray(r["embedding"]) for r in pq.read_table(out / "part-00000.parquet").to_pylist()}
 

@@ -21,13 +21,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from mistral_tokenizer import sentencepiece_ids, sentencepiece_model_path, write_mistral_tokenizer  # noqa: E402
 from nvembed_fixtures import write_tiny_nvembed_checkpoint  # noqa: E402
 
+from embednv.embed.tokenize import NoteTokenizer  # noqa: E402
 from embednv.models.nvembed import (  # noqa: E402
     DEFAULT_MAX_TOKENS,
     NVEmbedEncoder,
     build_instruction,
     load_nvembed_tokenizer,
 )
-from embednv.embed.tokenize import NoteTokenizer  # noqa: E402
 
 BOS, EOS = 1, 2
 INSTRUCTIONS = {"no-instruction": "", "instruction": build_instruction("similar-notes")}

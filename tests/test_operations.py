@@ -44,10 +44,15 @@ def test_a_stale_ray_address_file_does_not_hang_the_run(tmp_path, private_ray_tm
     with open(os.path.join(private_ray_tmp, "ray_current_cluster"), "w") as f:
         f.write(f"127.0.0.1:{closed_port()}")
     notes = tmp_path / "notes.parquet"
-    pq.write_table(pa.table({"note_id": list(range(6)), "text": [f"Note {i}: cough and fever." for i in range(6)]}), notes)
+    pq.write_table(
+        pa.table({"note_id": list(range(6)), "text": [f"Note {i}: cough and fever." for i in range(6)]}), notes
+    )
     result = subprocess.run(
         [*EMBEDNV, "embed", str(notes), "--out", str(tmp_path / "out"), "--model", "minilm"],
-        env=clean_env(RAY_TMPDIR=private_ray_tmp), capture_output=True, text=True, timeout=300,
+        env=clean_env(RAY_TMPDIR=private_ray_tmp),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert "embedded 6 of 6 notes" in result.stdout
@@ -61,7 +66,10 @@ def test_an_unreachable_ray_address_fails_fast_with_one_line(tmp_path):
     started = time.monotonic()
     result = subprocess.run(
         [*EMBEDNV, "embed", str(notes), "--out", str(tmp_path / "out"), "--model", "minilm"],
-        env=clean_env(RAY_ADDRESS=address), capture_output=True, text=True, timeout=120,
+        env=clean_env(RAY_ADDRESS=address),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert time.monotonic() - started < 60
@@ -83,9 +91,29 @@ def logged_run(tmp_path_factory):
     log = root / "stderr.log"
     with open(log, "w") as err:
         result = subprocess.run(
-            [*EMBEDNV, "embed", str(root / "notes.csv"), "--out", str(root / "out"), "--model", "minilm",
-             "--max-tokens", "128", "--rows-per-shard", "40", "--window-rows", "40", "--log-every", "1"],
-            env=clean_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True, timeout=600,
+            [
+                *EMBEDNV,
+                "embed",
+                str(root / "notes.csv"),
+                "--out",
+                str(root / "out"),
+                "--model",
+                "minilm",
+                "--max-tokens",
+                "128",
+                "--rows-per-shard",
+                "40",
+                "--window-rows",
+                "40",
+                "--log-every",
+                "1",
+            ],
+            env=clean_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            timeout=600,
         )
     assert result.returncode == 0, log.read_text()
     return log.read_text().splitlines(), result.stdout
@@ -93,8 +121,11 @@ def logged_run(tmp_path_factory):
 
 def test_the_log_says_what_runs_then_counts_up_to_the_rows_in(logged_run):
     lines, stdout = logged_run
-    assert re.match(r"^embednv: 400 rows in 1 file -> 10 shards \(10 to write, 400 rows\) \| model minilm \(384-d\) on cpu, "
-                    r"float32 \| 1 embedding actor$", lines[0]), lines[0]
+    assert re.match(
+        r"^embednv: 400 rows in 1 file -> 10 shards \(10 to write, 400 rows\) \| model minilm \(384-d\) on cpu, "
+        r"float32 \| 1 embedding actor$",
+        lines[0],
+    ), lines[0]
     assert any(re.match(r"^embednv: model loaded in \d+\.\ds \(cpu on .+\)$", line) for line in lines), lines
     counts = [(int(m[1].replace(",", "")), int(m[3])) for m in map(PROGRESS.match, lines) if m]
     assert len(counts) >= 3
@@ -117,7 +148,9 @@ def test_a_healthy_run_prints_no_ray_warning_or_error(logged_run):
 
 def test_progress_line_rates_and_eta_without_ray():
     events = [[("model_loaded", 2.5, "cpu on host")]]
-    with Progress(1000, 10, shards_done=2, log_every=60, interactive=False, poll_events=lambda: events.pop() if events else []) as p:
+    with Progress(
+        1000, 10, shards_done=2, log_every=60, interactive=False, poll_events=lambda: events.pop() if events else []
+    ) as p:
         assert "waiting for the first rows" in p.line()
         time.sleep(1.2)  # the reporter thread reads the event
         p.add(rows=250, tokens=5000, shards_written=1)
@@ -139,7 +172,9 @@ def test_stderr_filter_drops_only_the_benign_ray_line():
 
 
 def test_sample_corpus_without_extension_writes_what_embed_reads(tmp_path):
-    result = subprocess.run([*EMBEDNV, "sample-corpus", str(tmp_path / "notes"), "--n", "5"], capture_output=True, text=True)
+    result = subprocess.run(
+        [*EMBEDNV, "sample-corpus", str(tmp_path / "notes"), "--n", "5"], capture_output=True, text=True
+    )
     assert result.returncode == 0 and (tmp_path / "notes.parquet").is_file()
     assert "notes.parquet" in result.stdout
     assert pq.read_table(tmp_path / "notes.parquet").num_rows == 5

@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
-
 from minilm_reference import direct_minilm
+
 from embednv.embed.config import EmbedConfig
 from embednv.embed.run import run_embed
 from embednv.errors import OutputConflict
@@ -24,14 +24,26 @@ def corpus(tmp_path_factory):
     folder = tmp_path_factory.mktemp("corpus")
     write_sample_corpus(str(folder / "sample.parquet"), 120, seed=1)
     good = pq.read_table(folder / "sample.parquet").select(["note_id", "text"])
-    bad = pa.table({"note_id": pa.array([r[0] for r in BAD_ROWS], pa.int64()), "text": pa.array([r[1] for r in BAD_ROWS], pa.large_string())})
+    bad = pa.table(
+        {
+            "note_id": pa.array([r[0] for r in BAD_ROWS], pa.int64()),
+            "text": pa.array([r[1] for r in BAD_ROWS], pa.large_string()),
+        }
+    )
     path = folder / "notes.parquet"
     pq.write_table(pa.concat_tables([good, bad]), path, row_group_size=50)
     return path
 
 
 def config_for(inputs, out, **overrides):
-    settings = dict(inputs=tuple(str(i) for i in inputs), out=str(out), model="minilm", max_tokens=128, rows_per_shard=40, window_rows=64)
+    settings = dict(
+        inputs=tuple(str(i) for i in inputs),
+        out=str(out),
+        model="minilm",
+        max_tokens=128,
+        rows_per_shard=40,
+        window_rows=64,
+    )
     settings.update(overrides)
     return EmbedConfig(**settings)
 
@@ -54,7 +66,9 @@ def test_every_id_exactly_once_in_shards_or_errors(finished, corpus):
     shards, errors, manifest = read_output(out)
     embedded = shards.column("note_id").to_pylist()
     assert sorted(embedded) == list(range(1, 121))  # each good note once, duplicate 3 only once
-    assert sorted(os.listdir(out)) == ["_SUCCESS", "_errors.parquet", "_manifest.json"] + [f"part-{i:05d}.parquet" for i in range(4)]
+    assert sorted(os.listdir(out)) == ["_SUCCESS", "_errors.parquet", "_manifest.json"] + [
+        f"part-{i:05d}.parquet" for i in range(4)
+    ]
     assert errors.column_names == ["note_id", "file", "row", "reason"]
     assert errors.to_pylist() == [
         {"note_id": 9001, "file": str(corpus), "row": 120, "reason": "text is null"},
@@ -110,17 +124,22 @@ def test_resume_rewrites_only_missing_shards_identically(ray_local, corpus, tmp_
     assert {n: os.stat(out / n).st_mtime_ns for n in keep} == keep
     resumed = pq.read_table(out / "part-00002.parquet")
     assert resumed.column("note_id").equals(original.column("note_id"))
-    assert np.allclose(np.stack(resumed.column("embedding").to_numpy(zero_copy_only=False)),
-                       np.stack(original.column("embedding").to_numpy(zero_copy_only=False)), atol=1e-6)
+    assert np.allclose(
+        np.stack(resumed.column("embedding").to_numpy(zero_copy_only=False)),
+        np.stack(original.column("embedding").to_numpy(zero_copy_only=False)),
+        atol=1e-6,
+    )
     manifest = json.loads((out / "_manifest.json").read_text())
     assert manifest["rows_embedded"] + manifest["rows_errored"] == 124
 
 
 def test_string_ids_from_jsonl_and_csv_over_file_uris(ray_local, tmp_path):
     jsonl = tmp_path / "a.jsonl"
-    jsonl.write_text("\n".join(json.dumps({"doc": f"n{i}", "body": f"Patient {i} reports cough."}) for i in range(5)) + "\n")
+    jsonl.write_text(
+        "\n".join(json.dumps({"doc": f"n{i}", "body": f"Patient {i} reports cough."}) for i in range(5)) + "\n"
+    )
     csv = tmp_path / "b.csv"
-    csv.write_text("doc,body\nn5,\"Fever.\nChills.\"\nn6,Rash on the arm.\n")
+    csv.write_text('doc,body\nn5,"Fever.\nChills."\nn6,Rash on the arm.\n')
     out = tmp_path / "emb"
     run_embed(config_for([f"file://{jsonl}", f"file://{csv}"], f"file://{out}", id_column="doc", text_column="body"))
     shards, errors, manifest = read_output(str(out))
@@ -139,8 +158,8 @@ def test_int32_ids_keep_their_type(ray_local, tmp_path):
 
 def test_one_read_task_per_parquet_shard_and_per_text_file(tmp_path):
     # read_datasource gets override_num_blocks=num_tasks(): it must match the tasks made.
-    from embednv.embed.ray_job import NotesDatasource
     from embednv.embed.plan import plan_inputs
+    from embednv.embed.ray_job import NotesDatasource
 
     pq.write_table(pa.table({"note_id": range(5), "text": ["a"] * 5}), tmp_path / "a.parquet", row_group_size=2)
     (tmp_path / "b.csv").write_text("note_id,text\n" + "".join(f"{i},b\n" for i in range(10, 15)))

@@ -42,14 +42,30 @@ def corpus(tmp_path_factory):
 
 
 def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_output(corpus, tmp_path):
-    args = ["embed", str(corpus), "--model", "minilm", "--max-tokens", "128", "--rows-per-shard", "20", "--window-rows", "20"]
+    args = [
+        "embed",
+        str(corpus),
+        "--model",
+        "minilm",
+        "--max-tokens",
+        "128",
+        "--rows-per-shard",
+        "20",
+        "--window-rows",
+        "20",
+    ]
     reference = tmp_path / "reference"
     assert subprocess.run(cli(*args, "--out", str(reference)), env=ENV, capture_output=True).returncode == 0
 
     out = tmp_path / "killed"
     # A new session: SIGKILL to the group takes the driver and its local Ray down at once, like a lost node.
-    process = subprocess.Popen(cli(*args, "--out", str(out)), env=ENV, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        cli(*args, "--out", str(out)),
+        env=ENV,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and len(glob.glob(str(out / "part-*.parquet"))) < 3:
         time.sleep(0.2)
@@ -79,7 +95,9 @@ def test_changed_inputs_are_refused_unless_overwrite(corpus, tmp_path):
     write_sample_corpus(str(other), 30, seed=9)
     refused = subprocess.run(cli(*base[:1], str(other), *base[1:]), env=ENV, capture_output=True, text=True)
     assert refused.returncode == 2 and "inputs changed" in refused.stderr and "--overwrite" in refused.stderr
-    replaced = subprocess.run(cli(*base[:1], str(other), *base[1:], "--overwrite"), env=ENV, capture_output=True, text=True)
+    replaced = subprocess.run(
+        cli(*base[:1], str(other), *base[1:], "--overwrite"), env=ENV, capture_output=True, text=True
+    )
     assert replaced.returncode == 0 and sorted(embeddings_by_id(out)) == list(range(1, 31))
 
 
@@ -87,7 +105,9 @@ def test_a_killed_embedding_actor_loses_no_row(ray_local, corpus, tmp_path):
     import psutil
 
     out = tmp_path / "emb"
-    config = EmbedConfig(inputs=(str(corpus),), out=str(out), model="minilm", max_tokens=128, rows_per_shard=20, window_rows=10)
+    config = EmbedConfig(
+        inputs=(str(corpus),), out=str(out), model="minilm", max_tokens=128, rows_per_shard=20, window_rows=10
+    )
     killed = []
 
     def kill_actor_once_it_works():
@@ -115,11 +135,18 @@ def test_garbage_rows_become_error_rows_and_a_huge_note_is_chunked(ray_local, tm
     csv.write_bytes(b'note_id,text\n1,"fine note"\n2,"bad \xfe\xff utf8"\n3,""\n4,"   "\n,"no id"\n1,"duplicate"\n')
     jsonl = tmp_path / "b.jsonl"
     huge = "Patient reports chest pain and shortness of breath. " * 19_231  # ~1,000,000 characters
-    jsonl.write_bytes(b"\n".join([
-        json.dumps({"note_id": 5, "text": None}).encode(), json.dumps({"note_id": 6, "text": 17}).encode(),
-        b'{"note_id": 7, "text": "trunc', json.dumps({"note_id": 8, "text": huge}).encode(),
-        json.dumps({"note_id": 9, "text": "caf\u00e9"}).encode().replace(b"caf\\u00e9", b"caf\xe9"),
-    ]) + b"\n")
+    jsonl.write_bytes(
+        b"\n".join(
+            [
+                json.dumps({"note_id": 5, "text": None}).encode(),
+                json.dumps({"note_id": 6, "text": 17}).encode(),
+                b'{"note_id": 7, "text": "trunc',
+                json.dumps({"note_id": 8, "text": huge}).encode(),
+                json.dumps({"note_id": 9, "text": "caf\u00e9"}).encode().replace(b"caf\\u00e9", b"caf\xe9"),
+            ]
+        )
+        + b"\n"
+    )
     out = tmp_path / "emb"
     summary = run_embed(EmbedConfig(inputs=(str(csv), str(jsonl)), out=str(out), model="minilm"))
     shards = pads.dataset(str(out), format="parquet").to_table()
@@ -129,9 +156,14 @@ def test_garbage_rows_become_error_rows_and_a_huge_note_is_chunked(ray_local, tm
     errors = {(r["note_id"], r["row"]): r["reason"] for r in pq.read_table(out / "_errors.parquet").to_pylist()}
     assert errors.pop((9, 4)).startswith("invalid UTF-8 in line 5 at byte")
     assert errors == {
-        (2, 1): "invalid UTF-8 in text at byte 4", (3, 2): "text is empty or whitespace only", (4, 3): "text is empty or whitespace only",
-        (None, 4): "id is null", (1, 5): "duplicate id (its first occurrence is kept)",
-        (5, 0): "text is null", (6, 1): "text is not a string (int)", (None, 2): "id is null",
+        (2, 1): "invalid UTF-8 in text at byte 4",
+        (3, 2): "text is empty or whitespace only",
+        (4, 3): "text is empty or whitespace only",
+        (None, 4): "id is null",
+        (1, 5): "duplicate id (its first occurrence is kept)",
+        (5, 0): "text is null",
+        (6, 1): "text is not a string (int)",
+        (None, 2): "id is null",
     }
     manifest = json.loads((out / "_manifest.json").read_text())
     assert manifest["rows_in"] == 11 == manifest["rows_embedded"] + manifest["rows_errored"]
@@ -142,7 +174,11 @@ def test_skip_bad_files_lists_them_in_the_manifest(ray_local, corpus, tmp_path):
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"PAR1 not really")
     out = tmp_path / "emb"
-    run_embed(EmbedConfig(inputs=(str(corpus), str(broken)), out=str(out), model="minilm", max_tokens=128, skip_bad_files=True))
+    run_embed(
+        EmbedConfig(
+            inputs=(str(corpus), str(broken)), out=str(out), model="minilm", max_tokens=128, skip_bad_files=True
+        )
+    )
     manifest = json.loads((out / "_manifest.json").read_text())
     assert [s["uri"] for s in manifest["skipped_files"]] == [str(broken)]
     assert "not a readable Parquet file" in manifest["skipped_files"][0]["reason"]
@@ -153,15 +189,25 @@ def test_no_note_text_reaches_logs_manifest_or_errors(tmp_path):
     markers = [f"PHIMARK{i:03d}ZQ" for i in range(6)]
     csv = tmp_path / "notes.csv"
     rows = [f'{i},"Patient {m} seen in clinic for cough."' for i, m in enumerate(markers[:3])]
-    csv.write_bytes(("note_id,text\n" + "\n".join(rows) + "\n").encode()
-                    + f'3,"{markers[3]} bad '.encode() + b"\xff" + b'"\n'
-                    + f'4,"{markers[4]} unterminated quote\n'.encode())
+    csv.write_bytes(
+        ("note_id,text\n" + "\n".join(rows) + "\n").encode()
+        + f'3,"{markers[3]} bad '.encode()
+        + b"\xff"
+        + b'"\n'
+        + f'4,"{markers[4]} unterminated quote\n'.encode()
+    )
     jsonl = tmp_path / "more.jsonl"
-    jsonl.write_text(json.dumps({"note_id": 10, "text": f"{markers[5]} again"}) + '\n{"note_id": 11, "text": "PHIMARK999ZQ broken\n')
+    jsonl.write_text(
+        json.dumps({"note_id": 10, "text": f"{markers[5]} again"}) + '\n{"note_id": 11, "text": "PHIMARK999ZQ broken\n'
+    )
     started = time.time()
     out = tmp_path / "emb"
-    result = subprocess.run(cli("embed", str(csv), str(jsonl), "--out", str(out), "--model", "minilm", "--debug", "--skip-bad-files"),
-                            env=ENV, capture_output=True, text=True)
+    result = subprocess.run(
+        cli("embed", str(csv), str(jsonl), "--out", str(out), "--model", "minilm", "--debug", "--skip-bad-files"),
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     # The CSV has an unterminated quote: skipped as a bad file (its row text must not be quoted in the reason).
     assert result.returncode == 0, result.stderr[-3000:]
     searched = {"stdout": result.stdout, "stderr": result.stderr}

@@ -8,21 +8,25 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
-
 from minilm_reference import direct_minilm
+
 from embednv.embed.batching import padding_efficiency, plan_batches
 from embednv.embed.config import DEFAULT_BATCH_TOKENS, EmbedConfig
-from embednv.models.registry import resolve_model
 from embednv.embed.run import run_embed
 from embednv.embed.tokenize import cached_note_tokenizer
+from embednv.models.registry import resolve_model
 
 
 def test_padding_efficiency_on_all_of_mtsamples(mtsamples_path):
     """The worker's batching (1,024-row windows, CPU budget) on every MTSamples note: >= 0.95."""
-    texts = [t for t in pq.read_table(mtsamples_path, columns=["transcription"]).column(0).to_pylist() if t and t.strip()]
+    texts = [
+        t for t in pq.read_table(mtsamples_path, columns=["transcription"]).column(0).to_pylist() if t and t.strip()
+    ]
     tokenizer = cached_note_tokenizer(resolve_model("minilm", has_gpu=False), "")
     lengths = [len(w) for note in tokenizer(texts) for w in note.windows]
-    window_lengths = [[len(w) for note in tokenizer(texts[i : i + 1024]) for w in note.windows] for i in range(0, len(texts), 1024)]
+    window_lengths = [
+        [len(w) for note in tokenizer(texts[i : i + 1024]) for w in note.windows] for i in range(0, len(texts), 1024)
+    ]
     batched = [padding_efficiency(lw, plan_batches(lw, DEFAULT_BATCH_TOKENS["cpu"])) for lw in window_lengths]
     real = sum(sum(lw) for lw in window_lengths)
     padded = sum(sum(lw) / e for lw, e in zip(window_lengths, batched))
@@ -35,7 +39,9 @@ def test_padding_efficiency_on_all_of_mtsamples(mtsamples_path):
 def subset(mtsamples_path, tmp_path_factory):
     """All empty transcriptions plus 150 notes, short and long: the whole file takes minutes on 2 CPUs."""
     table = pq.read_table(mtsamples_path, columns=["note_id", "transcription"])
-    empty = pc.or_kleene(pc.is_null(table["transcription"]), pc.equal(pc.utf8_trim_whitespace(table["transcription"]), ""))
+    empty = pc.or_kleene(
+        pc.is_null(table["transcription"]), pc.equal(pc.utf8_trim_whitespace(table["transcription"]), "")
+    )
     picked = pa.concat_tables([table.filter(empty), table.filter(pc.invert(empty)).slice(0, 150)])
     path = tmp_path_factory.mktemp("mtsamples") / "subset.parquet"
     pq.write_table(picked, path)
@@ -45,12 +51,17 @@ def subset(mtsamples_path, tmp_path_factory):
 def test_every_note_once_with_exact_embeddings(ray_local, subset, tmp_path):
     path, picked = subset
     out = tmp_path / "emb"
-    run_embed(EmbedConfig(inputs=(str(path),), out=str(out), model="minilm", text_column="transcription", rows_per_shard=64))
+    run_embed(
+        EmbedConfig(inputs=(str(path),), out=str(out), model="minilm", text_column="transcription", rows_per_shard=64)
+    )
     shards = pads.dataset(str(out), format="parquet").to_table()
     errors = pq.read_table(out / "_errors.parquet")
     ids = shards.column("note_id").to_pylist() + errors.column("note_id").to_pylist()
     assert sorted(ids) == sorted(picked.column("note_id").to_pylist())
-    assert len(errors) >= 1 and set(errors.column("reason").to_pylist()) <= {"text is null", "text is empty or whitespace only"}
+    assert len(errors) >= 1 and set(errors.column("reason").to_pylist()) <= {
+        "text is null",
+        "text is empty or whitespace only",
+    }
     assert shards.schema.field("note_id").type == pa.int32()
     vectors = np.stack(shards.column("embedding").to_numpy(zero_copy_only=False))
     assert vectors.shape[1] == 384 and np.isfinite(vectors).all()

@@ -7,8 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from embednv.columns import ERROR, ROW, SHARD, TEXT
-from embednv.embed.read import read_shards
 from embednv.embed.plan import expand_inputs, plan_inputs
+from embednv.embed.read import read_shards
 from embednv.errors import InputError
 
 
@@ -41,7 +41,11 @@ def test_shards_cut_each_file_into_fixed_row_ranges(tmp_path):
     b = write_parquet(tmp_path / "b.parquet", list(range(7, 10)), ["t"] * 3)
     plan = plan_inputs([a, b], "note_id", "text", rows_per_shard=3)
     assert [(s.index, s.file, s.start, s.stop) for s in plan.shards] == [
-        (0, 0, 0, 3), (1, 0, 3, 6), (2, 0, 6, 7), (3, 1, 0, 3)]
+        (0, 0, 0, 3),
+        (1, 0, 3, 6),
+        (2, 0, 6, 7),
+        (3, 1, 0, 3),
+    ]
     assert plan.n_rows == 10
 
 
@@ -53,8 +57,13 @@ def test_row_errors_name_each_reason_and_keep_every_row(tmp_path):
     rows = rows_of(plan)
     assert [r["note_id"] for r in rows] == [1, None, 2, 3, 4, 2]
     assert [r[ERROR] for r in rows] == [
-        None, "id is null", "text is null", "text is empty or whitespace only",
-        "text is empty or whitespace only", "duplicate id (its first occurrence is kept)"]
+        None,
+        "id is null",
+        "text is null",
+        "text is empty or whitespace only",
+        "text is empty or whitespace only",
+        "duplicate id (its first occurrence is kept)",
+    ]
     assert [r[ROW] for r in rows] == list(range(6))
     assert [r[SHARD] for r in rows] == [0, 0, 0, 0, 1, 1]
     assert rows[0][TEXT] == "fine" and all(r[TEXT] is None for r in rows[1:])
@@ -79,9 +88,14 @@ def test_csv_with_multiline_notes_and_invalid_utf8(tmp_path):
 
 def test_jsonl_row_problems_are_row_errors(tmp_path):
     path = tmp_path / "notes.jsonl"
-    lines = [json.dumps({"note_id": "a", "text": "ok"}).encode(), b'{"note_id": "b", "text": 42}', b"{not json",
-             json.dumps({"note_id": "c", "text": "bad"}).encode().replace(b"bad", b"b\xffd"), b"",
-             json.dumps({"note_id": "d", "text": "fine"}).encode()]
+    lines = [
+        json.dumps({"note_id": "a", "text": "ok"}).encode(),
+        b'{"note_id": "b", "text": 42}',
+        b"{not json",
+        json.dumps({"note_id": "c", "text": "bad"}).encode().replace(b"bad", b"b\xffd"),
+        b"",
+        json.dumps({"note_id": "d", "text": "fine"}).encode(),
+    ]
     path.write_bytes(b"\n".join(lines) + b"\n")
     plan = plan_inputs([str(path)], "note_id", "text", 2)
     assert plan.id_type == pa.string()
@@ -106,8 +120,18 @@ def test_non_string_text_column_is_a_row_error(tmp_path):
     [
         (lambda d: str(d / "missing.parquet"), "missing.parquet: no such file or directory"),
         (lambda d: (d / "notes.txt").write_text("x") and str(d / "notes.txt"), "unsupported file type .txt"),
-        (lambda d: (d / "bad.parquet").write_bytes(b"not parquet") and str(d / "bad.parquet"), "bad.parquet: not a readable Parquet file"),
-        (lambda d: write_parquet(d / "a.parquet", [], [], ), "no rows to embed"),
+        (
+            lambda d: (d / "bad.parquet").write_bytes(b"not parquet") and str(d / "bad.parquet"),
+            "bad.parquet: not a readable Parquet file",
+        ),
+        (
+            lambda d: write_parquet(
+                d / "a.parquet",
+                [],
+                [],
+            ),
+            "no rows to embed",
+        ),
     ],
 )
 def test_file_level_problems_fail_fast_naming_the_file(tmp_path, make, message):

@@ -2,9 +2,8 @@
 
 import pyarrow as pa
 
+from embednv.columns import ERROR, NOTE_TOKENS, TEXT, WINDOWS
 from embednv.embed import tokenize as tokenization
-from embednv.columns import ERROR, TEXT
-from embednv.columns import NOTE_TOKENS, WINDOWS
 from embednv.embed.tokenize import tokenize_table
 
 

@@ -23,11 +23,20 @@ class ShardAssembler:
     def __init__(self, plan: InputPlan, out: OutputDir, id_column: str, dim: int):
         self.plan, self.out, self.id_column = plan, out, id_column
         self.schema = pa.schema(
-            [pa.field(id_column, plan.id_type), pa.field(EMBEDDING, pa.list_(pa.float32(), dim)),
-             pa.field(N_TOKENS, pa.int64()), pa.field(N_CHUNKS, pa.int32())]
+            [
+                pa.field(id_column, plan.id_type),
+                pa.field(EMBEDDING, pa.list_(pa.float32(), dim)),
+                pa.field(N_TOKENS, pa.int64()),
+                pa.field(N_CHUNKS, pa.int32()),
+            ]
         )
         self.error_schema = pa.schema(
-            [pa.field(id_column, plan.id_type), pa.field("file", pa.string()), pa.field("row", pa.int64()), pa.field("reason", pa.string())]
+            [
+                pa.field(id_column, plan.id_type),
+                pa.field("file", pa.string()),
+                pa.field("row", pa.int64()),
+                pa.field("reason", pa.string()),
+            ]
         )
         self._parts: dict[int, list[pa.Table]] = defaultdict(list)
         self._arrived: dict[int, int] = defaultdict(int)
@@ -68,13 +77,19 @@ class ShardAssembler:
         if len(failed):
             uri = self.plan.files[self.plan.shards[shard_index].file].uri
             errors = pa.table(
-                [failed.column(self.id_column).cast(self.plan.id_type), pa.array([uri] * len(failed), pa.string()),
-                 failed.column(ROW), failed.column(ERROR)],
+                [
+                    failed.column(self.id_column).cast(self.plan.id_type),
+                    pa.array([uri] * len(failed), pa.string()),
+                    failed.column(ROW),
+                    failed.column(ERROR),
+                ],
                 schema=self.error_schema,
             )
             self.out.write_table(f"{ERROR_PARTS}/{shard_name(shard_index)}", errors)
         stats = {
-            "rows": len(table), "embedded": len(embedded), "errored": len(failed),
+            "rows": len(table),
+            "embedded": len(embedded),
+            "errored": len(failed),
             "tokens": int(pc.sum(embedded.column(N_TOKENS)).as_py() or 0),
             "window_tokens": int(pc.sum(table.column(WINDOW_TOKENS)).as_py() or 0),
             "padded_tokens": int(pc.sum(table.column(PADDED)).as_py() or 0),

@@ -12,9 +12,7 @@ from typing import Sequence
 import numpy as np
 
 
-def split_into_windows(
-    ids: Sequence[int], max_tokens: int, n_head: int, n_tail: int, overlap: int
-) -> list[list[int]]:
+def split_into_windows(ids: Sequence[int], max_tokens: int, n_head: int, n_tail: int, overlap: int) -> list[list[int]]:
     """Return `ids` itself when it fits, else overlapping windows of at most `max_tokens`.
 
     `n_head`/`n_tail` are how many leading/trailing ids are fixed (special tokens and the

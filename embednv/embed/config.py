@@ -54,5 +54,5 @@ def check_device_and_dtype(device: str, dtype: str, prefix: str = "--") -> None:
 
 
 def default_dtype(dtype: str, device: str) -> str:
-    """"auto" is bfloat16 on a GPU (NV-Embed-v2's own), float32 on CPU (bfloat16 is slow there)."""
+    """ "auto" is bfloat16 on a GPU (NV-Embed-v2's own), float32 on CPU (bfloat16 is slow there)."""
     return dtype if dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")

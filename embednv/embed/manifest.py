@@ -8,9 +8,9 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 
 from embednv.embed.config import EmbedConfig
+from embednv.embed.inputs import InputPlan
 from embednv.models.base import ModelRef
 from embednv.runtime import library_versions
-from embednv.embed.inputs import InputPlan
 
 
 def fingerprint_fields(config: EmbedConfig, ref: ModelRef, plan: InputPlan, dtype: str) -> dict:
@@ -39,7 +39,9 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def build_manifest(config: EmbedConfig, ref: ModelRef, plan: InputPlan, device: str, dtype: str, batch_tokens: int, fields: dict) -> dict:
+def build_manifest(
+    config: EmbedConfig, ref: ModelRef, plan: InputPlan, device: str, dtype: str, batch_tokens: int, fields: dict
+) -> dict:
     return {
         "status": "running",
         "fingerprint": fingerprint(fields),

@@ -59,15 +59,21 @@ class OutputDir:
 
     def remove_stale_temporaries(self) -> int:
         """Delete half-written files a killed run left behind (never visible under a final name)."""
-        stale = [f"{folder + '/' if folder else ''}{name}" for folder in ("", ERROR_PARTS)
-                 for name in self.names(folder) if is_temporary(name)]
+        stale = [
+            f"{folder + '/' if folder else ''}{name}"
+            for folder in ("", ERROR_PARTS)
+            for name in self.names(folder)
+            if is_temporary(name)
+        ]
         for name in stale:
             self.fs.delete_file(self._full(name))
         return len(stale)
 
     def write_table(self, name: str, table: pa.Table, metadata: dict | None = None) -> None:
         if metadata:
-            table = table.replace_schema_metadata({**(table.schema.metadata or {}), STATS_KEY: json.dumps(metadata).encode()})
+            table = table.replace_schema_metadata(
+                {**(table.schema.metadata or {}), STATS_KEY: json.dumps(metadata).encode()}
+            )
         self._atomic(name, lambda path: pq.write_table(table, path, filesystem=self.fs, compression="zstd"))
 
     def write_text(self, name: str, text: str) -> None:

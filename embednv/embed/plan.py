@@ -23,6 +23,7 @@ from embednv.io import filesystem_and_path, format_of
 
 log = logging.getLogger(__name__)
 
+
 def expand_inputs(inputs: list[str]) -> list[InputFile]:
     """Files, directories (recursively) and globs to a sorted, de-duplicated list of input files."""
     from pyarrow import fs as pafs
@@ -41,7 +42,8 @@ def expand_inputs(inputs: list[str]) -> list[InputFile]:
                 raise InputError(f"{given}: no such file or directory")
             if info.type == pafs.FileType.Directory:
                 infos = [
-                    i for i in filesystem.get_file_info(pafs.FileSelector(path, recursive=True))
+                    i
+                    for i in filesystem.get_file_info(pafs.FileSelector(path, recursive=True))
                     if i.type == pafs.FileType.File and format_of(i.path) and not _hidden(i.path, path)
                 ]
                 if not infos:
@@ -72,7 +74,9 @@ def plan_inputs(
             log.warning("skipping %s", error)
             skipped.append((candidate.uri, str(error)))
             continue
-        files.append(InputFile(candidate.uri, candidate.format, candidate.size, candidate.mtime_ns, len(ids), str(ids.type)))
+        files.append(
+            InputFile(candidate.uri, candidate.format, candidate.size, candidate.mtime_ns, len(ids), str(ids.type))
+        )
         id_arrays.append(ids)
     if not files:
         raise InputError("no readable input file" + (f" ({len(skipped)} skipped as bad)" if skipped else ""))
@@ -104,7 +108,11 @@ def _duplicate_rows(id_arrays: list[pa.Array]) -> dict[int, frozenset[int]]:
     if not id_arrays:
         return {}
     lengths = [len(a) for a in id_arrays]
-    ids = pd.Series(pa.chunked_array(id_arrays, type=id_arrays[0].type if len({a.type for a in id_arrays}) == 1 else None).to_pandas())
+    ids = pd.Series(
+        pa.chunked_array(
+            id_arrays, type=id_arrays[0].type if len({a.type for a in id_arrays}) == 1 else None
+        ).to_pandas()
+    )
     repeated = ids.duplicated(keep="first").to_numpy() & ids.notna().to_numpy()
     positions = np.flatnonzero(repeated)
     bounds = np.cumsum([0] + lengths)

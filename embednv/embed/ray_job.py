@@ -58,8 +58,12 @@ def init_ray(debug: bool = False, address: str | None = None) -> None:
             os.environ["RAY_ADDRESS"] = address  # Ray prefers the variable over the argument: keep them one
             ray.init(address=address, **kwargs)
         else:
-            ray.init(address="local", include_dashboard=False,
-                     _system_config={"task_events_max_num_task_in_gcs": PRIVATE_TASK_EVENTS}, **kwargs)
+            ray.init(
+                address="local",
+                include_dashboard=False,
+                _system_config={"task_events_max_num_task_in_gcs": PRIVATE_TASK_EVENTS},
+                **kwargs,
+            )
     from ray.data import DataContext
 
     context = DataContext.get_current()
@@ -82,7 +86,9 @@ def reachable_address(address: str) -> str:
         try:
             resolved = get_ray_address_from_environment("auto", None)
         except ConnectionError:
-            raise ClusterUnreachable("no running Ray cluster found for address 'auto' (start one, or unset RAY_ADDRESS)") from None
+            raise ClusterUnreachable(
+                "no running Ray cluster found for address 'auto' (start one, or unset RAY_ADDRESS)"
+            ) from None
     host, _, port = resolved.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         return resolved  # a form Ray parses itself; let it answer
@@ -106,13 +112,27 @@ def connect(debug: bool, address: str | None) -> int:
     return int(ray.cluster_resources().get("GPU", 0))
 
 
-def embed_shards(config: EmbedConfig, ref: ModelRef, plan: InputPlan, pending: list[Shard], device: str, dtype: str,
-                 batch_tokens: int, actors: int | tuple[int, int], assembler: ShardAssembler) -> None:
+def embed_shards(
+    config: EmbedConfig,
+    ref: ModelRef,
+    plan: InputPlan,
+    pending: list[Shard],
+    device: str,
+    dtype: str,
+    batch_tokens: int,
+    actors: int | tuple[int, int],
+    assembler: ShardAssembler,
+) -> None:
     """Embed the rows of `pending` on an actor pool, handing every finished window to `assembler`."""
     events = _events_queue()
     dataset = _build_dataset(config, ref, plan, pending, device, dtype, batch_tokens, actors, events)
-    progress = Progress(sum(s.n_rows for s in pending), len(plan.shards), len(plan.shards) - len(pending),
-                        config.log_every, poll_events=lambda: _drain(events))
+    progress = Progress(
+        sum(s.n_rows for s in pending),
+        len(plan.shards),
+        len(plan.shards) - len(pending),
+        config.log_every,
+        poll_events=lambda: _drain(events),
+    )
     _stream(dataset, assembler, progress)
 
 
@@ -149,7 +169,10 @@ def _build_dataset(config, ref, plan, pending, device, dtype, batch_tokens, acto
     dataset = ray.data.read_datasource(source, override_num_blocks=source.num_tasks())
     # Tokenize on CPU workers, in the read tasks.
     dataset = dataset.map_batches(
-        tokenize_table, fn_kwargs={"ref": ref, "instruction": config.instruction}, batch_format="pyarrow", batch_size=None
+        tokenize_table,
+        fn_kwargs={"ref": ref, "instruction": config.instruction},
+        batch_format="pyarrow",
+        batch_size=None,
     )
     # Cut the stream into blocks of exactly one window, so that each actor task embeds one window
     # and its vectors travel to the driver when that window is done. Without this, a task takes a
@@ -159,11 +182,19 @@ def _build_dataset(config, ref, plan, pending, device, dtype, batch_tokens, acto
     resources = {"num_gpus": 1} if device == "cuda" else {"num_cpus": 1}  # one actor pinned per GPU
     return dataset.map_batches(
         _ReportingEmbedWorker,
-        fn_constructor_kwargs=dict(events=events, ref=ref, device=device, dtype=dtype, instruction=config.instruction,
-                                   batch_tokens=batch_tokens, threads=config.cpu_threads),
+        fn_constructor_kwargs=dict(
+            events=events,
+            ref=ref,
+            device=device,
+            dtype=dtype,
+            instruction=config.instruction,
+            batch_tokens=batch_tokens,
+            threads=config.cpu_threads,
+        ),
         batch_size=None,  # one block = one window (above): length-bucketed within it
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(min_size=actors[0], max_size=actors[1]) if isinstance(actors, tuple)
+        compute=ray.data.ActorPoolStrategy(min_size=actors[0], max_size=actors[1])
+        if isinstance(actors, tuple)
         else ray.data.ActorPoolStrategy(size=actors),
         **resources,
     )
@@ -244,6 +275,8 @@ class NotesDatasource(Datasource):
                 r for r in self.plan.duplicates.get(file_index, ()) if any(s.start <= r < s.stop for s in group)
             )
             read = functools.partial(_read_file_shards, file, group, self.id_column, self.text_column, repeated)
-            meta = BlockMetadata(num_rows=sum(s.n_rows for s in group), size_bytes=None, exec_stats=None, input_files=(file.uri,))
+            meta = BlockMetadata(
+                num_rows=sum(s.n_rows for s in group), size_bytes=None, exec_stats=None, input_files=(file.uri,)
+            )
             tasks.append(ReadTask(read, meta))
         return tasks

@@ -49,12 +49,18 @@ def read_shards(
         for group in range(parquet.num_row_groups):
             starts.append(starts[-1] + parquet.metadata.row_group(group).num_rows)
         for shard in wanted:
-            groups = [g for g in range(parquet.num_row_groups) if starts[g] < shard.stop and starts[g + 1] > shard.start]
+            groups = [
+                g for g in range(parquet.num_row_groups) if starts[g] < shard.stop and starts[g + 1] > shard.start
+            ]
             table = parquet.read_row_groups(groups, columns=[id_column, text_column])
             table = table.slice(shard.start - starts[groups[0]], shard.n_rows)
-            yield _checked(table.column(0).combine_chunks(), table.column(1).combine_chunks(), None, shard, duplicates, id_column)
+            yield _checked(
+                table.column(0).combine_chunks(), table.column(1).combine_chunks(), None, shard, duplicates, id_column
+            )
         return
-    rows = _csv_rows(file, id_column, text_column) if file.format == "csv" else _jsonl_rows(file, id_column, text_column)
+    rows = (
+        _csv_rows(file, id_column, text_column) if file.format == "csv" else _jsonl_rows(file, id_column, text_column)
+    )
     yield from _cut_into_shards(rows, wanted, duplicates, id_column)
 
 
@@ -81,8 +87,13 @@ def _checked(ids: pa.Array, texts, reader_errors, shard: Shard, duplicates, id_c
             reasons[i] = "text is empty or whitespace only"
     texts = pc.if_else(pa.array([r is None for r in reasons]), texts, pa.scalar(None, pa.large_string()))
     return pa.table(
-        {id_column: ids, TEXT: texts, ERROR: pa.array(reasons, pa.string()),
-         SHARD: pa.array([shard.index] * len(ids), pa.int32()), ROW: rows}
+        {
+            id_column: ids,
+            TEXT: texts,
+            ERROR: pa.array(reasons, pa.string()),
+            SHARD: pa.array([shard.index] * len(ids), pa.int32()),
+            ROW: rows,
+        }
     )
 
 
@@ -117,7 +128,9 @@ def _csv_batches(file: InputFile, id_column: str, text_column: str) -> Iterator[
 
     filesystem, path = filesystem_and_path(file.uri)
     stream = filesystem.open_input_stream(path)
-    header = csv.open_csv(stream, read_options=csv.ReadOptions(block_size=1 << 16), convert_options=csv.ConvertOptions(include_columns=[])).schema.names
+    header = csv.open_csv(
+        stream, read_options=csv.ReadOptions(block_size=1 << 16), convert_options=csv.ConvertOptions(include_columns=[])
+    ).schema.names
     stream.close()
     _require_columns(file, header, id_column, text_column)
     reader = csv.open_csv(
@@ -125,7 +138,9 @@ def _csv_batches(file: InputFile, id_column: str, text_column: str) -> Iterator[
         read_options=csv.ReadOptions(block_size=_BLOCK),
         parse_options=csv.ParseOptions(newlines_in_values=True),  # clinical notes span lines
         # Text as bytes: one note with invalid UTF-8 must become an error row, not fail the file.
-        convert_options=csv.ConvertOptions(include_columns=[id_column, text_column], column_types={text_column: pa.binary()}),
+        convert_options=csv.ConvertOptions(
+            include_columns=[id_column, text_column], column_types={text_column: pa.binary()}
+        ),
     )
     yield from reader
 

@@ -57,10 +57,14 @@ def run_embed(config: EmbedConfig) -> RunSummary:
 
     started = time.time()
     # Check every input before starting Ray or loading a model: a bad file fails in seconds.
-    plan = plan_inputs(list(config.inputs), config.id_column, config.text_column, config.rows_per_shard, config.skip_bad_files)
+    plan = plan_inputs(
+        list(config.inputs), config.id_column, config.text_column, config.rows_per_shard, config.skip_bad_files
+    )
     gpus = ray_job.connect(config.debug, config.address)
     device = choose_device(config, gpus)
-    ref = resolve_model(config.model, has_gpu=device == "cuda", max_tokens=config.max_tokens, allow_download=config.allow_download)
+    ref = resolve_model(
+        config.model, has_gpu=device == "cuda", max_tokens=config.max_tokens, allow_download=config.allow_download
+    )
     dtype = default_dtype(config.dtype, device)
     batch_tokens = config.batch_tokens or DEFAULT_BATCH_TOKENS[device]
 
@@ -77,9 +81,18 @@ def run_embed(config: EmbedConfig) -> RunSummary:
         actors = actor_pool_size(config, device, gpus)
         log.info(
             "%s rows in %d file%s -> %d shards (%d to write, %s rows) | model %s (%d-d) on %s, %s | %s embedding actor%s",
-            f"{plan.n_rows:,}", len(plan.files), "" if len(plan.files) == 1 else "s", len(plan.shards), len(pending),
-            f"{sum(s.n_rows for s in pending):,}", ref.name, ref.dim, device, dtype,
-            "-".join(map(str, actors)) if isinstance(actors, tuple) else actors, "" if actors == 1 else "s",
+            f"{plan.n_rows:,}",
+            len(plan.files),
+            "" if len(plan.files) == 1 else "s",
+            len(plan.shards),
+            len(pending),
+            f"{sum(s.n_rows for s in pending):,}",
+            ref.name,
+            ref.dim,
+            device,
+            dtype,
+            "-".join(map(str, actors)) if isinstance(actors, tuple) else actors,
+            "" if actors == 1 else "s",
         )
         ray_job.embed_shards(config, ref, plan, pending, device, dtype, batch_tokens, actors, assembler)
     lost = assembler.incomplete()
@@ -90,8 +103,13 @@ def run_embed(config: EmbedConfig) -> RunSummary:
     summary = summarise(out, plan, started, processed, sum(s["window_tokens"] for s in assembler.written))
     combine_errors(out, assembler)
     manifest.update(
-        status="complete", rows_embedded=summary.embedded, rows_errored=summary.errored, tokens=summary.tokens,
-        padding_efficiency=round(summary.padding_efficiency, 4), finished_at=now(), seconds_this_run=round(summary.seconds, 2),
+        status="complete",
+        rows_embedded=summary.embedded,
+        rows_errored=summary.errored,
+        tokens=summary.tokens,
+        padding_efficiency=round(summary.padding_efficiency, 4),
+        finished_at=now(),
+        seconds_this_run=round(summary.seconds, 2),
         notes_per_second=round(processed / summary.seconds, 2) if summary.seconds else None,
     )
     out.write_text(MANIFEST, to_json(manifest))
@@ -105,7 +123,9 @@ def choose_device(config: EmbedConfig, gpus: int) -> str:
     wants_gpus = bool(gpus or config.num_gpus or config.max_gpus)
     device = config.device if config.device != "auto" else ("cuda" if wants_gpus else "cpu")
     if device == "cuda" and not wants_gpus:
-        raise ConfigError("--device cuda, but the Ray cluster has no GPU (on an autoscaling cluster, pass --num-gpus or --max-gpus)")
+        raise ConfigError(
+            "--device cuda, but the Ray cluster has no GPU (on an autoscaling cluster, pass --num-gpus or --max-gpus)"
+        )
     return device
 
 
@@ -124,7 +144,9 @@ def check_output(out: OutputDir, fields: dict, overwrite: bool) -> bool:
         return False
     if previous is None:
         if out.finished_shards():
-            raise OutputConflict(f"{out.uri} holds part-*.parquet files but no {MANIFEST}; use --overwrite or another --out")
+            raise OutputConflict(
+                f"{out.uri} holds part-*.parquet files but no {MANIFEST}; use --overwrite or another --out"
+            )
         return False
     if previous.get("fingerprint") != fingerprint(fields):
         differing = changed_fields(previous.get("fingerprint_fields", {}), fields)
@@ -145,8 +167,14 @@ def pending_shards(out: OutputDir, plan: InputPlan) -> list[Shard]:
     return pending
 
 
-def summarise(out: OutputDir, plan: InputPlan, started: float, processed: int, processed_tokens: int,
-              already_complete: bool = False) -> RunSummary:
+def summarise(
+    out: OutputDir,
+    plan: InputPlan,
+    started: float,
+    processed: int,
+    processed_tokens: int,
+    already_complete: bool = False,
+) -> RunSummary:
     """Totals over every shard on disk (this run's and earlier ones'), from the shard footers alone."""
     totals: dict[str, int] = defaultdict(int)
     for name in sorted(out.names()):
@@ -155,9 +183,16 @@ def summarise(out: OutputDir, plan: InputPlan, started: float, processed: int, p
             for key, value in stats.items():
                 totals[key] += value
     return RunSummary(
-        out.uri, already_complete, plan.n_rows, totals["embedded"], totals["errored"], totals["tokens"],
+        out.uri,
+        already_complete,
+        plan.n_rows,
+        totals["embedded"],
+        totals["errored"],
+        totals["tokens"],
         totals["window_tokens"] / totals["padded_tokens"] if totals["padded_tokens"] else 1.0,
-        time.time() - started, processed, processed_tokens,
+        time.time() - started,
+        processed,
+        processed_tokens,
     )
 
 
@@ -166,7 +201,11 @@ def combine_errors(out: OutputDir, assembler: ShardAssembler) -> None:
     import pyarrow as pa
 
     parts = [out.read_table(f"{ERROR_PARTS}/{name}") for name in out.names(ERROR_PARTS) if name.endswith(".parquet")]
-    errors = pa.concat_tables(parts).sort_by([("file", "ascending"), ("row", "ascending")]) if parts else assembler.error_schema.empty_table()
+    errors = (
+        pa.concat_tables(parts).sort_by([("file", "ascending"), ("row", "ascending")])
+        if parts
+        else assembler.error_schema.empty_table()
+    )
     out.write_table(ERRORS, errors)
     out.delete(ERROR_PARTS)
 

@@ -72,8 +72,6 @@ def special_token_counts(hf_tokenizer: Any) -> tuple[int, int]:
     raise ValueError("Cannot locate the text inside the tokenizer's special-token template")
 
 
-
-
 @functools.lru_cache(maxsize=4)
 def cached_note_tokenizer(ref: ModelRef, instruction: str) -> NoteTokenizer:
     """One tokenizer per worker process and model: Ray reuses workers, so it loads once."""
@@ -112,8 +110,10 @@ def tokenize_table(table: pa.Table, ref: ModelRef, instruction: str) -> pa.Table
             n_tokens.append(note.n_tokens)
         parts.append(nested_int32(windows))
     windows = pa.concat_arrays(parts) if parts else nested_int32([])
-    return table.drop_columns([TEXT]).append_column(WINDOWS, windows).append_column(
-        NOTE_TOKENS, pa.array(n_tokens, pa.int64())
+    return (
+        table.drop_columns([TEXT])
+        .append_column(WINDOWS, windows)
+        .append_column(NOTE_TOKENS, pa.array(n_tokens, pa.int64()))
     )
 
 

@@ -19,20 +19,21 @@ from typing import Callable, Sequence
 import numpy as np
 import pyarrow as pa
 
+from embednv.columns import EMBEDDING, ERROR, N_CHUNKS, N_TOKENS, NOTE_TOKENS, PADDED, WINDOW_TOKENS, WINDOWS
 from embednv.embed.batching import plan_batches
 from embednv.embed.chunking import combine_chunks
 from embednv.models.base import ModelRef
 from embednv.runtime import usable_cpus
-from embednv.columns import EMBEDDING, ERROR, N_CHUNKS, N_TOKENS, NOTE_TOKENS, PADDED, WINDOW_TOKENS, WINDOWS
 
 log = logging.getLogger(__name__)
-
 
 
 class EmbedWorker:
     """Loads the encoder once (actor start-up) and embeds every window of rows it is given."""
 
-    def __init__(self, ref: ModelRef, device: str, dtype: str, instruction: str, batch_tokens: int, threads: int | None = None):
+    def __init__(
+        self, ref: ModelRef, device: str, dtype: str, instruction: str, batch_tokens: int, threads: int | None = None
+    ):
         from embednv.models import registry
 
         if device == "cpu":
@@ -61,14 +62,20 @@ class EmbedWorker:
         sequences = [values[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
         starts = np.concatenate([[0], np.cumsum(counts)])
         # Rows that already carry an error come with no windows; embed_notes leaves them out.
-        result = embed_notes(self.encoder.embed, self.dim, [sequences[starts[r] : starts[r + 1]] for r in range(len(table))],
-                             self.batch_tokens)
+        result = embed_notes(
+            self.encoder.embed,
+            self.dim,
+            [sequences[starts[r] : starts[r + 1]] for r in range(len(table))],
+            self.batch_tokens,
+        )
 
         errors = table.column(ERROR).to_pylist()
         for row, reason in result.failures.items():
             if valid[row]:
                 errors[row], valid[row] = reason, False
-        embeddings = pa.FixedSizeListArray.from_arrays(pa.array(result.vectors.reshape(-1)), self.dim, mask=pa.array(~valid))
+        embeddings = pa.FixedSizeListArray.from_arrays(
+            pa.array(result.vectors.reshape(-1)), self.dim, mask=pa.array(~valid)
+        )
         _return_freed_memory()
         return (
             table.drop_columns([WINDOWS, ERROR, NOTE_TOKENS])
@@ -137,7 +144,11 @@ def embed_notes(
         if problems:
             failures[note] = problems[0]
             continue
-        out[note] = vectors[span.start] if count == 1 else combine_chunks(vectors[span.start : span.stop], lengths[span.start : span.stop])
+        out[note] = (
+            vectors[span.start]
+            if count == 1
+            else combine_chunks(vectors[span.start : span.stop], lengths[span.start : span.stop])
+        )
     return EmbeddedNotes(out, failures, note_padded, note_real, splits)
 
 
@@ -162,7 +173,11 @@ def _return_freed_memory() -> None:
 
 
 def embed_splitting(
-    embed: Callable[[Sequence], np.ndarray], sequences: Sequence, indices: list[int], out: np.ndarray, failed: dict[int, str]
+    embed: Callable[[Sequence], np.ndarray],
+    sequences: Sequence,
+    indices: list[int],
+    out: np.ndarray,
+    failed: dict[int, str],
 ) -> int:
     """Embed `sequences[indices]` into `out`; on out-of-memory, halve the batch and retry.
 
@@ -182,7 +197,11 @@ def embed_splitting(
         return 0
     log.warning("out of memory on a batch of %d windows; splitting it in two", len(indices))
     half = len(indices) // 2
-    return 1 + embed_splitting(embed, sequences, indices[:half], out, failed) + embed_splitting(embed, sequences, indices[half:], out, failed)
+    return (
+        1
+        + embed_splitting(embed, sequences, indices[:half], out, failed)
+        + embed_splitting(embed, sequences, indices[half:], out, failed)
+    )
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -99,10 +99,12 @@ class CpuBackend:
 
     def describe_tsne(self, params: TSNEParams) -> dict:
         return {
-            "library": "openTSNE", "negative_gradient_method": "fft",
+            "library": "openTSNE",
+            "negative_gradient_method": "fft",
             "init": f"first two PCA columns, centred, axis 0 scaled to std {params.init_std:g}",
             "perplexities": list(params.perplexities),
-            "learning_rate_early": params.learning_rate, "learning_rate_late": params.learning_rate,
+            "learning_rate_early": params.learning_rate,
+            "learning_rate_late": params.learning_rate,
             "iterations": params.early_exaggeration_iter + params.n_iter,
         }
 
@@ -177,12 +179,16 @@ class CumlBackend:
     def describe_tsne(self, params: TSNEParams) -> dict:
         kwargs = self._tsne_kwargs(params, 0)
         return {
-            "library": "cuML", "method": "fft", "learning_rate_method": None,
+            "library": "cuML",
+            "method": "fft",
+            "learning_rate_method": None,
             "init": f"cuML 'pca': PCA of the input, axis 0 scaled to std {CUML_INIT_STD:g}",
-            "perplexities": [kwargs["perplexity"]], "n_neighbors": kwargs["n_neighbors"],
+            "perplexities": [kwargs["perplexity"]],
+            "n_neighbors": kwargs["n_neighbors"],
             # With the adaptive method off cuML runs the exaggeration phase at learning_rate and
             # the rest at twice that (post_learning_rate = 2 * learning_rate in cuML's t_sne.pyx).
-            "learning_rate_early": params.learning_rate, "learning_rate_late": 2 * params.learning_rate,
+            "learning_rate_early": params.learning_rate,
+            "learning_rate_late": 2 * params.learning_rate,
             "iterations": kwargs["max_iter"],
         }
 

@@ -19,7 +19,12 @@ MULTISCALE_CHOICES = {"auto": "auto", "on": True, "off": False}
 
 
 def map_command(
-    emb_dir: Annotated[str, typer.Argument(help="Embedding directory (part-*.parquet shards from `embednv embed`): a local path or an s3://, gs:// or file:// URI.")],
+    emb_dir: Annotated[
+        str,
+        typer.Argument(
+            help="Embedding directory (part-*.parquet shards from `embednv embed`): a local path or an s3://, gs:// or file:// URI."
+        ),
+    ],
     out: Annotated[
         Path,
         typer.Option("--out", "-o", help="Map directory to write (map.parquet, clusters, map.png, map.html, metrics)."),

@@ -117,9 +117,18 @@ def compute(request: HeavyRequest, backend: Backend, where: dict, shards: ShardS
             "pca_explained_variance": float(reduced.explained_variance_ratio.sum()),
         }
     return Heavy(
-        ids=reduced.ids, y=y, clusters=clusters, groups=groups, tsne=tsne_params,
-        tsne_as_run=backend.describe_tsne(tsne_params), scores=scores, n_components=x.shape[1],
-        batch_size=batch_size, backend=backend.name, timings=timings, where=where,
+        ids=reduced.ids,
+        y=y,
+        clusters=clusters,
+        groups=groups,
+        tsne=tsne_params,
+        tsne_as_run=backend.describe_tsne(tsne_params),
+        scores=scores,
+        n_components=x.shape[1],
+        batch_size=batch_size,
+        backend=backend.name,
+        timings=timings,
+        where=where,
     )
 
 

@@ -75,15 +75,21 @@ class ClusterSummary:
 
 
 def write_clusters(
-    parquet: Path, markdown: Path, groups: ClusterSummary, clusters: ClusterSummary, parent: np.ndarray,
+    parquet: Path,
+    markdown: Path,
+    groups: ClusterSummary,
+    clusters: ClusterSummary,
+    parent: np.ndarray,
     id_type: pa.DataType,
 ) -> None:
     import pyarrow.parquet as pq
 
-    table = pa.concat_tables([
-        _level_table("group", groups, None, id_type),
-        _level_table("cluster", clusters, parent, id_type),
-    ])
+    table = pa.concat_tables(
+        [
+            _level_table("group", groups, None, id_type),
+            _level_table("cluster", clusters, parent, id_type),
+        ]
+    )
     with atomic_path(parquet) as tmp:
         pq.write_table(table, tmp)
     with atomic_path(markdown) as tmp:
@@ -106,7 +112,8 @@ def _level_table(level: str, s: ClusterSummary, parent: np.ndarray | None, id_ty
         "top_terms": pa.array(s.terms if s.terms is not None else [None] * k, pa.list_(pa.string())),
         "top_labels": pa.array(
             [[{"label": lab, "count": cnt} for lab, cnt in comp] for comp in s.composition]
-            if s.composition is not None else [None] * k,
+            if s.composition is not None
+            else [None] * k,
             pa.list_(label_count),
         ),
     }
@@ -116,11 +123,22 @@ def _level_table(level: str, s: ClusterSummary, parent: np.ndarray | None, id_ty
 def _markdown(groups: ClusterSummary, clusters: ClusterSummary, parent: np.ndarray) -> str:
     total = max(int(clusters.sizes.sum()), 1)
     members = [[c for c in range(len(parent)) if parent[c] == g] for g in range(len(groups.sizes))]
-    return "\n".join([
-        f"# Clusters ({len(groups.sizes)} groups, {len(clusters.sizes)} clusters, {total} notes)", "",
-        "## Groups", "", *_table(groups, "group", total, extra=("clusters", [", ".join(map(str, m)) for m in members])), "",
-        "## Clusters", "", *_table(clusters, "cluster", total, extra=("group", [str(g) for g in parent])),
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                f"# Clusters ({len(groups.sizes)} groups, {len(clusters.sizes)} clusters, {total} notes)",
+                "",
+                "## Groups",
+                "",
+                *_table(groups, "group", total, extra=("clusters", [", ".join(map(str, m)) for m in members])),
+                "",
+                "## Clusters",
+                "",
+                *_table(clusters, "cluster", total, extra=("group", [str(g) for g in parent])),
+            ]
+        )
+        + "\n"
+    )
 
 
 def _table(s: ClusterSummary, what: str, total: int, extra: tuple[str, list[str]]) -> list[str]:

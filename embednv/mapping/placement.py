@@ -43,15 +43,19 @@ def decide(placement: str, address: str | None, cluster_gpus: Callable[[str], in
         return Decision("local", "requested")
     if not address:
         if placement == "gpu-worker":
-            raise MapError("--placement gpu-worker needs a Ray cluster: submit with `ray job submit`, "
-                           "or set RAY_ADDRESS; use --placement local to map in this process")
+            raise MapError(
+                "--placement gpu-worker needs a Ray cluster: submit with `ray job submit`, "
+                "or set RAY_ADDRESS; use --placement local to map in this process"
+            )
         return Decision("local", "no Ray cluster: RAY_ADDRESS is not set")
     gpus = cluster_gpus(address)
     if gpus >= 1:
         return Decision("gpu-worker", f"the Ray cluster at {address} has {gpus:g} GPU(s)")
     if placement == "gpu-worker":
-        raise MapError(f"--placement gpu-worker: the Ray cluster at {address} has no GPU; "
-                       "start a GPU worker first, or use --placement auto to map on CPU in the driver")
+        raise MapError(
+            f"--placement gpu-worker: the Ray cluster at {address} has no GPU; "
+            "start a GPU worker first, or use --placement auto to map on CPU in the driver"
+        )
     return Decision("local", f"the Ray cluster at {address} has no GPU, so the CPU path runs in this driver")
 
 

@@ -91,8 +91,13 @@ def _heavy_on_worker(request: HeavyRequest) -> tuple[Heavy, list[str]]:
     from embednv.runtime import library_versions, usable_cpus
 
     context = ray.get_runtime_context()
-    where = here("gpu-worker", node_id=context.get_node_id(), gpu_ids=[str(g) for g in ray.get_gpu_ids()],
-                 resources=context.get_assigned_resources(), versions=library_versions())
+    where = here(
+        "gpu-worker",
+        node_id=context.get_node_id(),
+        gpu_ids=[str(g) for g in ray.get_gpu_ids()],
+        resources=context.get_assigned_resources(),
+        versions=library_versions(),
+    )
     with _captured_logs() as lines, threadpool_limits(limits=usable_cpus()):
         # Ray sets OMP_NUM_THREADS=1 for a one-CPU task; the host-side parts (eigensolver, metrics,
         # the CPU backend when cuML is missing) may use the node's cores: the task has it to itself.

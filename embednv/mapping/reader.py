@@ -56,7 +56,9 @@ def open_shards(emb_dir: str) -> ShardSet:
     if filesystem.get_file_info(root).type != fs.FileType.Directory:
         raise MapError(f"Embedding directory not found: {emb_dir}")
     listing = filesystem.get_file_info(fs.FileSelector(root))
-    paths = tuple(sorted(i.path for i in listing if i.type == fs.FileType.File and fnmatch.fnmatch(i.base_name, SHARD_GLOB)))
+    paths = tuple(
+        sorted(i.path for i in listing if i.type == fs.FileType.File and fnmatch.fnmatch(i.base_name, SHARD_GLOB))
+    )
     if not paths:
         raise MapError(f"No {SHARD_GLOB} shards in {emb_dir}")
     shards = ShardSet(paths, "", 0, 0, filesystem)

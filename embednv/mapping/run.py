@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from embednv.mapping import outputs as out
 from embednv.errors import MapError
+from embednv.mapping import outputs as out
 from embednv.mapping.tsne_params import TSNEParams
 from embednv.runtime import library_versions
 
@@ -114,7 +114,9 @@ def run_map(config: MapConfig) -> MapResult:
 
     # A cluster's name is its number and top three terms; the number links it to clusters.md.
     names = [f"{c}: {', '.join(t[:3])}" if t else f"cluster {c}" for c, t in enumerate(top_terms or [[]] * clusters.k)]
-    group_names = [f"group {g}: {', '.join(t[:3])}" if t else f"group {g}" for g, t in enumerate(group_terms or [[]] * groups.k)]
+    group_names = [
+        f"group {g}: {', '.join(t[:3])}" if t else f"group {g}" for g, t in enumerate(group_terms or [[]] * groups.k)
+    ]
     title = f"{n:,} notes, {clusters.k} clusters"
     id_list = ids.to_pylist()
     with _phase("write", timings):
@@ -135,15 +137,24 @@ def run_map(config: MapConfig) -> MapResult:
             terms=top_terms,
             composition=composition,
         )
-        out.write_clusters(out_dir / out.CLUSTERS_FILE, out_dir / out.CLUSTERS_MD, group_summary, summary, groups.parent,
-                           ids.type)
+        out.write_clusters(
+            out_dir / out.CLUSTERS_FILE, out_dir / out.CLUSTERS_MD, group_summary, summary, groups.parent, ids.type
+        )
         out.write_json(out_dir / out.METRICS_FILE, scores)
     with _phase("render", timings):
         with out.atomic_path(out_dir / out.PNG_FILE) as tmp:
             drawn = render.render_png(tmp, y, clusters.labels, names, title)
         with out.atomic_path(out_dir / out.HTML_FILE) as tmp:
             render_html.render_html(
-                tmp, id_list, y, clusters.labels, names, title, known, texts if config.show_text else None, summary,
+                tmp,
+                id_list,
+                y,
+                clusters.labels,
+                names,
+                title,
+                known,
+                texts if config.show_text else None,
+                summary,
                 groups=(group_summary, groups.parent),
             )
 
@@ -164,8 +175,11 @@ def run_map(config: MapConfig) -> MapResult:
         "placement": heavy.where,  # where PCA, k-means and t-SNE ran, and why (placement.py)
         "driver": process(),  # the process that wrote every file here
         "seed": config.seed,
-        "pca": {"n_components": heavy.n_components, "batch_size": heavy.batch_size,
-                "method": "streaming covariance, exact"},
+        "pca": {
+            "n_components": heavy.n_components,
+            "batch_size": heavy.batch_size,
+            "method": "streaming covariance, exact",
+        },
         "clusters": {
             "k": clusters.k,
             "k_source": "auto: clamp(round(sqrt(n/2)), 2, 50)" if config.clusters == "auto" else "given",
@@ -181,8 +195,15 @@ def run_map(config: MapConfig) -> MapResult:
     }
     out.write_json(out_dir / out.MANIFEST_FILE, manifest)
     log.info("map of %d notes written to %s in %.1f s", n, out_dir, sum(timings.values()))
-    return MapResult(out_dir=out_dir, n=n, k=clusters.k, backend=heavy.backend, metrics=scores, timings=timings,
-                     placement=heavy.where["placement"])
+    return MapResult(
+        out_dir=out_dir,
+        n=n,
+        k=clusters.k,
+        backend=heavy.backend,
+        metrics=scores,
+        timings=timings,
+        placement=heavy.where["placement"],
+    )
 
 
 def _prepare_out_dir(out_dir: Path, overwrite: bool) -> Path:

@@ -19,6 +19,7 @@ from embednv.mapping.tsne_params import TSNEParams
 
 log = logging.getLogger(__name__)
 
+
 def pca_init(x: np.ndarray, std: float = 1e-4) -> np.ndarray:
     """The first two principal components of `x`, centred, scaled so axis 0 has std `std`.
 

@@ -93,7 +93,7 @@ def _local_ref(name: str, path: str, max_tokens: int | None, revision: str | Non
         raise ModelError(f"{path} has no config.json: not a model checkpoint directory")
     config = json.loads(config_file.read_text())
     if config.get("model_type") == "nvembed":
-        from embednv.models.nvembed import NVEmbedConfig, DEFAULT_MAX_TOKENS
+        from embednv.models.nvembed import DEFAULT_MAX_TOKENS, NVEmbedConfig
 
         nv = NVEmbedConfig.from_checkpoint_config(config)
         # The encoder's own limit: a checkpoint with a shorter context must get shorter windows.

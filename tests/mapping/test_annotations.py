@@ -3,8 +3,8 @@ import json
 import pyarrow as pa
 import pytest
 
-from embednv.mapping.annotations import align, check_columns, read_columns
 from embednv.errors import MapError
+from embednv.mapping.annotations import align, check_columns, read_columns
 
 ROWS = [
     {"note_id": 3, "text": "three", "dept": "a"},

@@ -2,8 +2,8 @@ import logging
 
 import pytest
 
-from embednv.mapping import backends
 from embednv.errors import BackendUnavailable, MapError
+from embednv.mapping import backends
 
 
 @pytest.mark.skipif(backends.cuml_status()[0], reason="cuML and a GPU are present: auto picks cuml")

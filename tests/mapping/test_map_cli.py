@@ -8,9 +8,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from embednv.errors import MapError
 from embednv.mapping import run as run_module
 from embednv.mapping.cli import map_command
-from embednv.errors import MapError
 
 app = typer.Typer()
 app.command("map")(map_command)

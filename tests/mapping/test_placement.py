@@ -61,7 +61,9 @@ def test_a_local_map_does_not_import_ray(planted, tmp_path):
     )
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["PYTHONPATH"] = str(REPO)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "false", "a local map imported Ray"
     lines = [line for line in done.stderr.splitlines() if line.startswith("placement:")]
@@ -93,9 +95,12 @@ def test_cuml_path_end_to_end_on_the_fake(planted_map, fake_cuml, tmp_path):
     from embednv.mapping.tsne_params import TSNEParams
 
     assert cuml_status()[0]
-    tsne = TSNEParams(perplexity=5, multiscale=True, early_exaggeration_iter=100, n_iter=150)  # 600/100 > 5: two scales asked
-    config = dataclasses.replace(planted_map["config"], out_dir=tmp_path / "gpu", backend="auto", placement="local",
-                                 tsne=tsne)
+    tsne = TSNEParams(
+        perplexity=5, multiscale=True, early_exaggeration_iter=100, n_iter=150
+    )  # 600/100 > 5: two scales asked
+    config = dataclasses.replace(
+        planted_map["config"], out_dir=tmp_path / "gpu", backend="auto", placement="local", tsne=tsne
+    )
     result = run_map(config)
     assert (result.backend, result.placement) == ("cuml", "local")
     calls = dict(fake_cuml.CALLS)

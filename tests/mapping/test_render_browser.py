@@ -197,7 +197,10 @@ def test_box_and_lasso_selection_count_and_download_the_selected_ids(planted_pag
     c3 = table[table.cluster == 3]
     lo, hi = (float(c3.x.min()), float(c3.y.min())), (float(c3.x.max()), float(c3.y.max()))
     with opened(browser, planted_page["html"]) as page:
-        screen = lambda x, y: page.evaluate("([x, y]) => embednvMap.toScreen(x, y)", [x, y])
+
+        def screen(x, y):
+            return page.evaluate("([x, y]) => embednvMap.toScreen(x, y)", [x, y])
+
         (ax, ay), (bx, by) = screen(lo[0], hi[1]), screen(hi[0], lo[1])  # top-left, bottom-right on screen
         page.click("#mode-box")
         page.mouse.move(ax - 8, ay - 8)

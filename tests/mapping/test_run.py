@@ -94,8 +94,8 @@ def test_missing_text_column_names_the_columns(planted, tmp_path):
 
 
 def test_bad_cluster_count_and_backend_fail_before_any_output(planted, tmp_path, monkeypatch):
-    from embednv.mapping import backends
     from embednv.errors import BackendUnavailable
+    from embednv.mapping import backends
 
     with pytest.raises(MapError, match=r"--clusters must be in 2..600"):
         run_map(MapConfig(emb_dir=planted["emb_dir"], out_dir=tmp_path / "m", clusters=601))
@@ -114,9 +114,13 @@ def test_uris_read_like_paths(planted, planted_map, tmp_path):
     from embednv.mapping.run import run_map
 
     config = dataclasses.replace(
-        planted_map["config"], emb_dir=f"file://{planted['emb_dir']}", texts=f"file://{planted['notes']}",
+        planted_map["config"],
+        emb_dir=f"file://{planted['emb_dir']}",
+        texts=f"file://{planted['notes']}",
         out_dir=tmp_path / "map",
     )
     run_map(config)
-    assert pq.read_table(tmp_path / "map" / "map.parquet").equals(pq.read_table(planted["root"] / "map" / "map.parquet"))
+    assert pq.read_table(tmp_path / "map" / "map.parquet").equals(
+        pq.read_table(planted["root"] / "map" / "map.parquet")
+    )
     assert (tmp_path / "map" / "clusters.md").read_text() == (planted["root"] / "map" / "clusters.md").read_text()

@@ -9,8 +9,14 @@ import cuml
 
 class KMeans:
     def __init__(self, *, n_clusters: int = 8, n_init="auto", random_state=None, output_type=None, **kwargs) -> None:
-        cuml.CALLS.append(("KMeans", dict(n_clusters=n_clusters, n_init=n_init, random_state=random_state,
-                                          output_type=output_type, **kwargs)))
+        cuml.CALLS.append(
+            (
+                "KMeans",
+                dict(
+                    n_clusters=n_clusters, n_init=n_init, random_state=random_state, output_type=output_type, **kwargs
+                ),
+            )
+        )
         self.n_clusters, self.n_init, self.random_state = n_clusters, n_init, random_state
 
     def fit(self, x) -> KMeans:

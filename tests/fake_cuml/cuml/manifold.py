@@ -12,10 +12,30 @@ import cuml
 
 # The keyword arguments of cuml.manifold.TSNE in cuML 26.x (cuml/manifold/t_sne.pyx).
 PARAMETERS = {
-    "n_components", "perplexity", "early_exaggeration", "late_exaggeration", "learning_rate", "max_iter",
-    "n_iter_without_progress", "min_grad_norm", "metric", "metric_params", "init", "random_state", "method",
-    "angle", "n_neighbors", "perplexity_max_iter", "exaggeration_iter", "pre_momentum", "post_momentum",
-    "learning_rate_method", "square_distances", "precomputed_knn", "verbose", "output_type",
+    "n_components",
+    "perplexity",
+    "early_exaggeration",
+    "late_exaggeration",
+    "learning_rate",
+    "max_iter",
+    "n_iter_without_progress",
+    "min_grad_norm",
+    "metric",
+    "metric_params",
+    "init",
+    "random_state",
+    "method",
+    "angle",
+    "n_neighbors",
+    "perplexity_max_iter",
+    "exaggeration_iter",
+    "pre_momentum",
+    "post_momentum",
+    "learning_rate_method",
+    "square_distances",
+    "precomputed_knn",
+    "verbose",
+    "output_type",
 }
 
 
