@@ -40,6 +40,13 @@ def gpu_section(job: dict) -> str:
         f"`{GPU_COMMAND}`; copy the JSON to `docs/{GPU_FILE}` and run `python bench/run_all.py --render`.",
         "",
     ]
+    out += [
+        "**The cuML map path is unmeasured.** `embednv map --placement gpu-worker` (cuML PCA, k-means and t-SNE on a "
+        "GPU worker) is tested on CPU only, against a real Ray head that advertises a GPU and a fake cuML "
+        "(`tests/fake_cuml/`): no device was lent to a session that could run it, and the device machine has no cuML "
+        "(no package registry there to install it). Its speed, memory and map quality on a GPU are not known.",
+        "",
+    ]
     if job.get("status") != "ok":
         return "\n".join(out + ["**Pending**: no device was lent to a session yet."])
     r = job["result"]
