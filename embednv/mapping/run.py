@@ -121,22 +121,8 @@ def run_map(config: MapConfig) -> MapResult:
     id_list = ids.to_pylist()
     with _phase("write", timings):
         out.write_map(out_dir / out.MAP_FILE, shards.id_column, ids, y, clusters.labels, groups.labels)
-        group_summary = out.ClusterSummary(
-            sizes=groups.sizes,
-            medians=render.cluster_medians(y, groups.labels, groups.k),
-            exemplar_ids=[[id_list[i] for i in rows] for rows in groups.exemplars],
-            names=group_names,
-            terms=group_terms,
-            composition=group_composition,
-        )
-        summary = out.ClusterSummary(
-            sizes=clusters.sizes,
-            medians=render.cluster_medians(y, clusters.labels, clusters.k),
-            exemplar_ids=[[id_list[i] for i in rows] for rows in clusters.exemplars],
-            names=names,
-            terms=top_terms,
-            composition=composition,
-        )
+        group_summary = _summary(y, groups, id_list, group_names, group_terms, group_composition)
+        summary = _summary(y, clusters, id_list, names, top_terms, composition)
         out.write_clusters(
             out_dir / out.CLUSTERS_FILE, out_dir / out.CLUSTERS_MD, group_summary, summary, groups.parent, ids.type
         )
@@ -203,6 +189,20 @@ def run_map(config: MapConfig) -> MapResult:
         metrics=scores,
         timings=timings,
         placement=heavy.where["placement"],
+    )
+
+
+def _summary(y, level, id_list: list, names: list[str], top_terms, composition) -> out.ClusterSummary:
+    """What clusters.parquet, clusters.md and the page say of one level (clusters or groups)."""
+    from embednv.mapping import render
+
+    return out.ClusterSummary(
+        sizes=level.sizes,
+        medians=render.cluster_medians(y, level.labels, level.k),
+        exemplar_ids=[[id_list[i] for i in rows] for rows in level.exemplars],
+        names=names,
+        terms=top_terms,
+        composition=composition,
     )
 
 
