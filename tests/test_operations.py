@@ -1,5 +1,6 @@
 """Operating a long run as its users do: no terminal, a stale Ray on the machine, a log to read."""
 
+import json
 import os
 import re
 import socket
@@ -57,6 +58,47 @@ def test_a_stale_ray_address_file_does_not_hang_the_run(tmp_path, private_ray_tm
     assert result.returncode == 0, result.stderr
     assert "embedded 6 of 6 notes" in result.stdout
     assert "Failed to connect to GCS" not in result.stderr
+
+
+# Starts embednv's private Ray, then reports what its raylet and GCS were started with and run.
+PRIVATE_RAY_REPORT = """
+import base64, json, os, psutil, ray
+from embednv.embed.ray_job import init_ray
+init_ray()
+report = {"driver_malloc_conf": os.environ.get("MALLOC_CONF")}
+for proc in psutil.Process().children(recursive=True):
+    if proc.name() in ("raylet", "gcs_server"):
+        report[proc.name()] = {
+            "malloc_conf": proc.environ().get("MALLOC_CONF"),
+            "threads": sorted({open(f"/proc/{proc.pid}/task/{t.id}/comm").read().strip() for t in proc.threads()}),
+        }
+    if proc.name() == "gcs_server":  # the GCS hands its system config to every raylet and worker
+        config = next(a for a in proc.cmdline() if a.startswith("--config_list="))
+        report["system_config"] = json.loads(base64.b64decode(config.split("=", 1)[1]))
+ray.shutdown()
+print(json.dumps(report))
+"""
+
+
+def test_the_private_ray_keeps_no_history_that_grows_with_time(private_ray_tmp):
+    """Task events capped, metrics off, and jemalloc in raylet and GCS returning freed pages (docs/reliability.md)."""
+    from embednv.embed.ray_job import DAEMON_MALLOC_CONF
+
+    result = subprocess.run(
+        [sys.executable, "-c", PRIVATE_RAY_REPORT],
+        env={k: v for k, v in clean_env(RAY_TMPDIR=private_ray_tmp).items() if k != "MALLOC_CONF"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["driver_malloc_conf"] is None  # set only while ray.init starts the daemons
+    for daemon in ("raylet", "gcs_server"):
+        assert report[daemon]["malloc_conf"] == DAEMON_MALLOC_CONF
+        assert "jemalloc_bg_thd" in report[daemon]["threads"], report[daemon]["threads"]  # jemalloc read it
+    assert report["system_config"]["enable_metrics_collection"] is False
+    assert report["system_config"]["task_events_max_num_task_in_gcs"] == 1_000
 
 
 def test_an_unreachable_ray_address_fails_fast_with_one_line(tmp_path):

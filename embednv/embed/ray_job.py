@@ -10,6 +10,7 @@ shard the moment its last row is back (`progress.Progress` says how far it is).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -36,10 +37,15 @@ log = logging.getLogger(__name__)
 
 
 CONNECT_TIMEOUT_S = 30.0
-# Ray's GCS keeps the events of its last 100,000 tasks (about 1.5 KB each, so it grows for the
-# first hours of a long run, measured in docs/benchmarks.md). Nothing reads them in a private
-# instance without a dashboard, so it keeps a few; a cluster sets its own (cluster/README.md).
-PRIVATE_TASK_EVENTS = 1_000
+# A private instance has no dashboard and nothing scrapes it, so it keeps nothing that only grows
+# with time (measured in docs/reliability.md, "Memory over time"); a cluster keeps its own
+# settings (cluster/README.md). The GCS keeps 1,000 task events, not 100,000 (~1.5 KB each);
+# Ray's metrics, which nobody reads here, are off.
+PRIVATE_SYSTEM_CONFIG = {"task_events_max_num_task_in_gcs": 1_000, "enable_metrics_collection": False}
+# Ray preloads jemalloc into the raylet and GCS. Its per-thread caches fill slowly over the
+# first minutes to hours, so their RSS rose with elapsed time while the live heap stayed at 5 MB
+# (jemalloc's own profile): no thread caches, and freed pages go back to the OS within a second.
+DAEMON_MALLOC_CONF = "tcache:false,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0"
 
 
 def init_ray(debug: bool = False, address: str | None = None) -> None:
@@ -58,18 +64,27 @@ def init_ray(debug: bool = False, address: str | None = None) -> None:
             os.environ["RAY_ADDRESS"] = address  # Ray prefers the variable over the argument: keep them one
             ray.init(address=address, **kwargs)
         else:
-            ray.init(
-                address="local",
-                include_dashboard=False,
-                _system_config={"task_events_max_num_task_in_gcs": PRIVATE_TASK_EVENTS},
-                **kwargs,
-            )
+            with daemon_malloc_conf():
+                ray.init(address="local", include_dashboard=False, _system_config=PRIVATE_SYSTEM_CONFIG, **kwargs)
     from ray.data import DataContext
 
     context = DataContext.get_current()
     context.enable_progress_bars = debug
     context.print_on_execution_start = debug
     logging.getLogger("ray.data").setLevel(logging.INFO if debug else logging.WARNING)
+
+
+@contextlib.contextmanager
+def daemon_malloc_conf():
+    """DAEMON_MALLOC_CONF for the daemons ray.init starts (a user's MALLOC_CONF wins); glibc workers ignore it."""
+    added = "MALLOC_CONF" not in os.environ
+    if added:
+        os.environ["MALLOC_CONF"] = DAEMON_MALLOC_CONF
+    try:
+        yield
+    finally:
+        if added:
+            os.environ.pop("MALLOC_CONF")
 
 
 def reachable_address(address: str) -> str:
