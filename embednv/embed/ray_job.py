@@ -17,6 +17,7 @@ import os
 import socket
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 
 import pyarrow.compute as pc
 import ray
@@ -75,7 +76,7 @@ def init_ray(debug: bool = False, address: str | None = None) -> None:
 
 
 @contextlib.contextmanager
-def daemon_malloc_conf():
+def daemon_malloc_conf() -> Iterator[None]:
     """DAEMON_MALLOC_CONF for the daemons ray.init starts (a user's MALLOC_CONF wins); glibc workers ignore it."""
     added = "MALLOC_CONF" not in os.environ
     if added:
