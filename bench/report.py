@@ -186,7 +186,7 @@ def _summary(doc: dict) -> str:
             rows.append(
                 [
                     f"Scale: each process's peak private memory, {sizes[0]:,} → {sizes[-1]:,} notes (side by side)",
-                    f"worst {worst:.2f}x ({worst_role}); embed actor {growth.get('embed_actor', {}).get('uss', {}).get('growth', '–')}x",
+                    f"worst {worst:.3f}x ({worst_role}); embed actor {growth.get('embed_actor', {}).get('uss', {}).get('growth', '–')}x",
                     f"each ≤ {1 + FLAT_AT_1M:.2f}x",
                     "met" if worst <= 1 + FLAT_AT_1M else "**MISSED**",
                     "`make bench-1m`: 1 run per size, USS sampled every 0.25 s",
@@ -565,7 +565,7 @@ def _process_flatness(separate: dict) -> str:
             f"**Every process, {first:,} → {last:,} notes** (measured side by side by `make bench-1m`, same code and machine): "
             "each role's largest process, peak private memory (USS: what the process holds itself) and peak RSS (which also "
             "counts object-store pages it maps, shared with other processes). Goal: every USS peak at the largest size within "
-            f"{FLAT_AT_1M:.0%} of the smallest: {verdict} (worst {worst:.2f}x).",
+            f"{FLAT_AT_1M:.0%} of the smallest: {verdict} (worst {worst:.3f}x).",
             "",
             md_table(
                 ["Process role", "USS MiB", "USS ratio", "RSS MiB", "RSS ratio", f"within {FLAT_AT_1M:.0%}"], rows

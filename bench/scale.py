@@ -138,7 +138,8 @@ def process_peak_growth(first: dict, last: dict) -> dict:
     for role in sorted(roles):
         for key in ("rss", "uss"):
             a, b = (run["by_role"][role][f"process_peak_{key}_mib"] for run in (first, last))
-            growth.setdefault(role, {})[key] = {"mib": [a, b], "growth": round(b / a, 2) if a else None}
+            # Three decimals: the verdict compares with 1.10, and 1.101 rounded to 1.10 would pass it.
+            growth.setdefault(role, {})[key] = {"mib": [a, b], "growth": round(b / a, 3) if a else None}
     return growth
 
 
