@@ -133,7 +133,7 @@ class TreeMemorySampler:
     RSS (and PSS, which splits pages shared through the object store instead of counting them
     once per process) of the live processes; the peaks are the highest sums seen. Each process
     is also labelled by role (`ROLES`), and per role the report gives the peak of the largest
-    single process (RSS and USS, its private memory) and of the role's sum, so that a growth
+    single process (RSS; USS, its private memory; anonymous, what it allocated) and of the role's sum, so that a growth
     can be pinned on one process. Only the driver's own tree is looked at, so other Ray
     instances on the machine never count.
     """
@@ -152,7 +152,9 @@ class TreeMemorySampler:
         self.peak_single_worker_rss = 0
         self.peak_single_worker_uss = 0  # private memory: what the largest worker holds itself
         self.max_workers = 0
-        self.roles = {role: dict(process_rss=0, process_uss=0, sum_rss=0, processes=0) for role in ROLES}
+        self.roles = {
+            role: dict(process_rss=0, process_uss=0, process_anon=0, sum_rss=0, processes=0) for role in ROLES
+        }
         self.samples = 0
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -193,6 +195,7 @@ class TreeMemorySampler:
             peaks = self.roles[role]
             peaks["process_rss"] = max(peaks["process_rss"], info.rss)
             peaks["process_uss"] = max(peaks["process_uss"], uss)
+            peaks["process_anon"] = max(peaks["process_anon"], anonymous_bytes(proc.pid) or uss)
             role_rss[role] += info.rss
             role_count[role] += 1
             if group == "workers":
@@ -226,6 +229,7 @@ class TreeMemorySampler:
                 role: {
                     "process_peak_rss_mib": mib(p["process_rss"]),
                     "process_peak_uss_mib": mib(p["process_uss"]),
+                    "process_peak_anon_mib": mib(p["process_anon"]),
                     "sum_peak_rss_mib": mib(p["sum_rss"]),
                     "max_processes": p["processes"],
                 }
@@ -235,6 +239,23 @@ class TreeMemorySampler:
             "samples": self.samples,
             "interval_s": self._interval,
         }
+
+
+def anonymous_bytes(pid: int) -> int | None:
+    """A process's anonymous memory (heap, stacks: what it allocated), without the pages of its own program files.
+
+    USS also counts the code pages of an executable that no other process maps: they grow as
+    more of the program runs (the raylet's 22 MB of code), are shared as soon as a second copy
+    runs, and the kernel can drop them at any time. None where /proc/PID/smaps_rollup is missing.
+    """
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Anonymous:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 def run_timed(

@@ -136,7 +136,9 @@ def process_peak_growth(first: dict, last: dict) -> dict:
     roles = first.get("by_role", {}).keys() & last.get("by_role", {}).keys()
     growth: dict = {}
     for role in sorted(roles):
-        for key in ("rss", "uss"):
+        for key in ("rss", "uss", "anon"):
+            if any(f"process_peak_{key}_mib" not in run["by_role"][role] for run in (first, last)):
+                continue  # measured before anonymous memory was sampled
             a, b = (run["by_role"][role][f"process_peak_{key}_mib"] for run in (first, last))
             # Three decimals: the verdict compares with 1.10, and 1.101 rounded to 1.10 would pass it.
             growth.setdefault(role, {})[key] = {"mib": [a, b], "growth": round(b / a, 3) if a else None}
