@@ -217,7 +217,7 @@ def add_separate_scale(jobs: dict, out_dir: Path) -> dict | None:
         "notes": [r["notes"] for r in new],
         "sizes": [r["notes"] for r in separate["runs"]],
         "load_average_1m_at_start": (separate.get("machine") or {}).get("load_average_1m_at_start"),
-        "process_peak_growth": fit(separate["runs"]).get("process_peak_growth"),  # with today's rounding
+        "process_peak_growth": fit(sorted(separate["runs"], key=lambda r: r["notes"])).get("process_peak_growth"),
     }
 
 

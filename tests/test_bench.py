@@ -172,3 +172,24 @@ def test_fanout_small_run_and_both_operating_sections_render(tmp_path):
     )
     assert "| --rows-per-shard 200 | 50% | 1,400 | 6 | 1,800 | 200 | yes |" in text
     assert "every id exactly once" in text
+
+
+def test_flatness_is_judged_on_the_heap_where_sampled_else_on_uss():
+    sys.path.insert(0, str(REPO))
+    from bench.report import _process_flatness
+    from bench.scale import process_peak_growth
+
+    def memory(rss, uss, anon=None):
+        role = {"process_peak_rss_mib": rss, "process_peak_uss_mib": uss}
+        if anon is not None:
+            role["process_peak_anon_mib"] = anon
+        return {"by_role": {"raylet": role}}
+
+    # Code pages push USS up by 10.1% while the heap stays flat: judged on the heap, and 1.101 is not rounded to 1.10.
+    growth = process_peak_growth(memory(28.6, 23.7, 8.3), memory(32.1, 26.1, 8.4))
+    assert growth["raylet"]["uss"]["growth"] == 1.101
+    text = _process_flatness({"sizes": [100_000, 1_000_000], "process_peak_growth": growth})
+    assert "every heap (anonymous memory) peak" in text and "met (worst 1.012x)" in text
+    older = process_peak_growth(memory(28.6, 23.7), memory(32.1, 26.1))  # a file from before the heap was sampled
+    text = _process_flatness({"sizes": [100_000, 1_000_000], "process_peak_growth": older})
+    assert "every USS peak" in text and "**MISSED** (worst 1.101x)" in text
