@@ -98,7 +98,7 @@ def test_the_private_ray_keeps_no_history_that_grows_with_time(private_ray_tmp):
         assert report[daemon]["malloc_conf"] == DAEMON_MALLOC_CONF
         assert "jemalloc_bg_thd" in report[daemon]["threads"], report[daemon]["threads"]  # jemalloc read it
     assert report["system_config"]["enable_metrics_collection"] is False
-    assert report["system_config"]["task_events_max_num_task_in_gcs"] == 1_000
+    assert report["system_config"]["task_events_max_num_task_in_gcs"] == 100
 
 
 def test_an_unreachable_ray_address_fails_fast_with_one_line(tmp_path):

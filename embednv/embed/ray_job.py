@@ -40,9 +40,9 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 30.0
 # A private instance has no dashboard and nothing scrapes it, so it keeps nothing that only grows
 # with time (measured in docs/reliability.md, "Memory over time"); a cluster keeps its own
-# settings (cluster/README.md). The GCS keeps 1,000 task events, not 100,000 (~1.5 KB each);
+# settings (cluster/README.md). The GCS keeps 100 task events, not 100,000 (~1.5-3 KB each);
 # Ray's metrics, which nobody reads here, are off.
-PRIVATE_SYSTEM_CONFIG = {"task_events_max_num_task_in_gcs": 1_000, "enable_metrics_collection": False}
+PRIVATE_SYSTEM_CONFIG = {"task_events_max_num_task_in_gcs": 100, "enable_metrics_collection": False}
 # Ray preloads jemalloc into the raylet and GCS. Its per-thread caches fill slowly over the
 # first minutes to hours, so their RSS rose with elapsed time while the live heap stayed at 5 MB
 # (jemalloc's own profile): no thread caches, and freed pages go back to the OS within a second.
