@@ -195,7 +195,9 @@ class TreeMemorySampler:
             peaks = self.roles[role]
             peaks["process_rss"] = max(peaks["process_rss"], info.rss)
             peaks["process_uss"] = max(peaks["process_uss"], uss)
-            peaks["process_anon"] = max(peaks["process_anon"], anonymous_bytes(proc.pid) or uss)
+            anon = anonymous_bytes(proc.pid)  # None while a process exits: never stand USS in for it
+            if anon:
+                peaks["process_anon"] = max(peaks["process_anon"], anon)
             role_rss[role] += info.rss
             role_count[role] += 1
             if group == "workers":
