@@ -30,6 +30,8 @@ for _name, _value in {
     "TRANSFORMERS_OFFLINE": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "TOKENIZERS_PARALLELISM": "true",
+    # transformers' own bars ("Loading weights") would interleave with embednv's progress lines.
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
 }.items():
     os.environ.setdefault(_name, _value)
 
@@ -44,6 +46,9 @@ def embed(
         "auto", help="auto (NV-Embed-v2 with a GPU, else minilm), minilm, nvembed, a checkpoint directory or a hub id."
     ),
     id_column: str = typer.Option("note_id", help="Column with each note's unique id; kept with its name and type."),
+    id_type: str = typer.Option(
+        "string", help="How CSV and JSONL ids are read: string (exactly as written, leading zeros kept) or int."
+    ),
     text_column: str = typer.Option("text", help="Column with the note text."),
     instruction: str = typer.Option(
         "", help="Raw prefix before every note, e.g. 'Instruct: ...\\nQuery: '. Documents take none."
@@ -80,16 +85,21 @@ def embed(
     log_every: float = typer.Option(
         30.0, help="Seconds between progress lines when stderr is not a terminal (job logs, CI)."
     ),
+    executor: str = typer.Option(
+        "ray", help="ray (a Ray cluster, or a private local Ray) or local (one device in this process, no Ray)."
+    ),
     debug: bool = typer.Option(False, help="Tracebacks and Ray's own logs."),
 ) -> None:
     """Embed notes into sharded Parquet: every input row ends up embedded or in _errors.parquet."""
-    setup_logging(debug, uses_ray=True)
+    setup_logging(debug, uses_ray=executor == "ray")
     try:
-        from embednv.embed.config import EmbedConfig, check_device_and_dtype
+        from embednv.embed.config import EmbedConfig, check_device_and_dtype, check_id_type
+        from embednv.errors import ConfigError
 
         check_device_and_dtype(device, dtype)
+        check_id_type(id_type)
         if task and instruction:
-            raise ValueError("Give --task or --instruction, not both")
+            raise ConfigError("Give --task or --instruction, not both")
         if task:
             from embednv.models.nvembed import build_instruction
 
@@ -101,6 +111,7 @@ def embed(
             out=out,
             model=model,
             id_column=id_column,
+            id_type=id_type,
             text_column=text_column,
             instruction=instruction,
             max_tokens=max_tokens,
@@ -118,6 +129,7 @@ def embed(
             cpu_threads=cpu_threads,
             address=address,
             log_every=log_every,
+            executor=executor,
         )
         from embednv.embed.run import run_embed
 

@@ -163,8 +163,80 @@ def test_one_read_task_per_parquet_shard_and_per_text_file(tmp_path):
 
     pq.write_table(pa.table({"note_id": range(5), "text": ["a"] * 5}), tmp_path / "a.parquet", row_group_size=2)
     (tmp_path / "b.csv").write_text("note_id,text\n" + "".join(f"{i},b\n" for i in range(10, 15)))
-    plan = plan_inputs([str(tmp_path / "a.parquet"), str(tmp_path / "b.csv")], "note_id", "text", 2, False)
-    source = NotesDatasource(plan, plan.shards, "note_id", "text")
+    plan = plan_inputs([str(tmp_path / "a.parquet"), str(tmp_path / "b.csv")], "note_id", "text", 2, False, "int")
+    source = NotesDatasource(plan, plan.shards, "note_id", "text", "int")
     tasks = source.get_read_tasks(1)
     assert source.num_tasks() == len(tasks) == 3 + 1  # 3 Parquet shards of <= 2 rows, the CSV streamed once
     assert sum(t.metadata.num_rows for t in tasks) == 10
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_ids_with_leading_zeros_come_back_exactly_as_written(ray_local, tmp_path, fmt):
+    ids = ["007", "7", "0012345", "12345"]
+    path = tmp_path / f"notes.{fmt}"
+    if fmt == "csv":
+        path.write_text("note_id,text\n" + "".join(f"{i},Patient {n} reports cough.\n" for n, i in enumerate(ids)))
+    else:
+        path.write_text(
+            "".join(json.dumps({"note_id": i, "text": f"Patient {n} reports cough."}) + "\n" for n, i in enumerate(ids))
+        )
+    summary = run_embed(config_for([path], tmp_path / "emb"))
+    shards, errors, manifest = read_output(str(tmp_path / "emb"))
+    assert shards.column("note_id").to_pylist() == ids and len(errors) == 0
+    assert summary.embedded == 4 and manifest["id_type"] == "string"
+    texts = [f"Patient {n} reports cough." for n in range(4)]
+    np.testing.assert_allclose(
+        np.stack(shards.column("embedding").to_numpy(zero_copy_only=False)), np.stack(direct_minilm(texts)), atol=1e-5
+    )
+
+
+def test_one_row_of_invalid_utf8_in_parquet_is_listed_and_the_rest_embedded(ray_local, tmp_path):
+    path = tmp_path / "spark_export.parquet"
+    cells = pa.array([b"Cough for two weeks.", b"Fever \xc3\x28 and chills.", b"Rash on the arm."], pa.binary())
+    pq.write_table(pa.table({"note_id": ["a", "b", "c"], "text": cells.view(pa.string())}), path)
+    summary = run_embed(config_for([path], tmp_path / "emb"))
+    shards, errors, _ = read_output(str(tmp_path / "emb"))
+    assert shards.column("note_id").to_pylist() == ["a", "c"]
+    assert errors.to_pylist() == [
+        {"note_id": "b", "file": str(path), "row": 1, "reason": "invalid UTF-8 in text at byte 6"}
+    ]
+    assert (summary.embedded, summary.errored) == (2, 1)
+
+
+def test_embed_never_writes_into_a_map(ray_local, finished, corpus, tmp_path):
+    from embednv.mapping.run import MapConfig, run_map
+
+    out, _ = finished
+    map_dir = tmp_path / "map"
+    run_map(MapConfig(emb_dir=str(out), out_dir=map_dir, clusters=3, placement="local"))
+    before = {p.name: p.read_bytes() for p in map_dir.iterdir()}
+    for overwrite in (False, True):
+        with pytest.raises(OutputConflict, match="holds a map"):
+            run_embed(config_for([corpus], map_dir, overwrite=overwrite))
+    assert {p.name: p.read_bytes() for p in map_dir.iterdir()} == before
+
+
+def test_the_local_executor_writes_what_the_ray_executor_writes(finished, corpus, tmp_path):
+    ray_out, _ = finished
+    local_out = tmp_path / "emb"
+    summary = run_embed(config_for([corpus], local_out, executor="local"))
+    ray_shards, ray_errors, ray_manifest = read_output(str(ray_out))
+    shards, errors, manifest = read_output(str(local_out))
+    assert sorted(os.listdir(local_out)) == sorted(os.listdir(ray_out))
+    assert shards.column("note_id").to_pylist() == ray_shards.column("note_id").to_pylist()
+    assert shards.schema == ray_shards.schema and errors.equals(ray_errors)
+    ours, theirs = (np.stack(t.column("embedding").to_numpy(zero_copy_only=False)) for t in (shards, ray_shards))
+    assert np.min(np.sum(ours * theirs, axis=1)) >= 0.9999
+    assert shards.drop_columns(["embedding"]).equals(ray_shards.drop_columns(["embedding"]))
+    varying = {"started_at", "finished_at", "seconds_this_run", "notes_per_second", "config", "versions"}
+    assert {k: v for k, v in manifest.items() if k not in varying} == {
+        k: v for k, v in ray_manifest.items() if k not in varying
+    }
+    assert manifest["config"]["executor"] == "local" and summary.embedded == 120
+
+
+def test_the_local_executor_refuses_what_needs_a_cluster(tmp_path):
+    from embednv.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--address, --num-gpus need the Ray executor"):
+        run_embed(config_for([tmp_path / "x.parquet"], tmp_path / "emb", executor="local", address="auto", num_gpus=2))

@@ -150,20 +150,20 @@ def test_garbage_rows_become_error_rows_and_a_huge_note_is_chunked(ray_local, tm
     out = tmp_path / "emb"
     summary = run_embed(EmbedConfig(inputs=(str(csv), str(jsonl)), out=str(out), model="minilm"))
     shards = pads.dataset(str(out), format="parquet").to_table()
-    assert sorted(shards.column("note_id").to_pylist()) == [1, 8]
-    huge_row = [r for r in shards.to_pylist() if r["note_id"] == 8][0]
+    assert sorted(shards.column("note_id").to_pylist()) == ["1", "8"]  # CSV and JSONL ids as written
+    huge_row = [r for r in shards.to_pylist() if r["note_id"] == "8"][0]
     assert huge_row["n_chunks"] > 100 and np.isclose(np.linalg.norm(huge_row["embedding"]), 1, atol=1e-5)
     errors = {(r["note_id"], r["row"]): r["reason"] for r in pq.read_table(out / "_errors.parquet").to_pylist()}
-    assert errors.pop((9, 4)).startswith("invalid UTF-8 in line 5 at byte")
+    assert errors.pop(("9", 4)).startswith("invalid UTF-8 in line 5 at byte")
     assert errors == {
-        (2, 1): "invalid UTF-8 in text at byte 4",
-        (3, 2): "text is empty or whitespace only",
-        (4, 3): "text is empty or whitespace only",
+        ("2", 1): "invalid UTF-8 in text at byte 4",
+        ("3", 2): "text is empty or whitespace only",
+        ("4", 3): "text is empty or whitespace only",
         (None, 4): "id is null",
-        (1, 5): "duplicate id (its first occurrence is kept)",
-        (5, 0): "text is null",
-        (6, 1): "text is not a string (int)",
-        (None, 2): "id is null",
+        ("1", 5): "duplicate id (its first occurrence is kept)",
+        ("5", 0): "text is null",
+        ("6", 1): "text is not a string (int)",
+        (None, 2): "line 3 is not valid JSON (Unterminated string starting at)",
     }
     manifest = json.loads((out / "_manifest.json").read_text())
     assert manifest["rows_in"] == 11 == manifest["rows_embedded"] + manifest["rows_errored"]

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from embednv.embed.fields import ID_TYPES, IdType
+
 Device = Literal["auto", "cpu", "cuda"]
+Executor = Literal["ray", "local"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 
 # Token budget per micro-batch (longest window x batch size). On CPU small batches are faster
@@ -20,6 +23,7 @@ class EmbedConfig:
     out: str
     model: str = "auto"  # "auto", "minilm", "nvembed", a checkpoint directory or a hub id
     id_column: str = "note_id"
+    id_type: IdType = "string"  # CSV and JSONL ids: as written ("007" stays "007"), or "int"; Parquet keeps its type
     text_column: str = "text"
     instruction: str = ""  # raw prefix; documents are embedded without one (see models/nvembed.py)
     max_tokens: int | None = None  # window per model input; None = the model's own
@@ -37,9 +41,13 @@ class EmbedConfig:
     address: str | None = None  # Ray cluster to join; None = RAY_ADDRESS, else a private local instance
     log_every: float = 30.0  # seconds between progress lines when there is no terminal
     debug: bool = False
+    # "ray": read tasks and one embedding actor per GPU on a Ray cluster (or a private local one);
+    # "local": the same stages in this process on one device, without Ray (embed/local_job.py).
+    executor: Executor = "ray"
 
 
 DEVICES = ("auto", "cpu", "cuda")
+EXECUTORS = ("ray", "local")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -51,6 +59,26 @@ def check_device_and_dtype(device: str, dtype: str, prefix: str = "--") -> None:
         raise ConfigError(f"Invalid {prefix}device {device!r}. Valid: {', '.join(DEVICES)}")
     if dtype not in DTYPES:
         raise ConfigError(f"Invalid {prefix}dtype {dtype!r}. Valid: {', '.join(DTYPES)}")
+
+
+def check_executor(config: EmbedConfig, prefix: str = "--") -> None:
+    """The local executor runs one device in this process: options that need a cluster are refused."""
+    from embednv.errors import ConfigError
+
+    if config.executor not in EXECUTORS:
+        raise ConfigError(f"Invalid {prefix}executor {config.executor!r}. Valid: {', '.join(EXECUTORS)}")
+    if config.executor == "local":
+        clustered = {"address": config.address, "num-gpus": (config.num_gpus or 1) > 1, "max-gpus": config.max_gpus}
+        given = [f"{prefix}{name}" for name, value in clustered.items() if value]
+        if given:
+            raise ConfigError(f"{', '.join(given)} need the Ray executor; {prefix}executor local runs one device")
+
+
+def check_id_type(id_type: str, prefix: str = "--") -> None:
+    from embednv.errors import ConfigError
+
+    if id_type not in ID_TYPES:
+        raise ConfigError(f"Invalid {prefix}id-type {id_type!r}. Valid: {', '.join(ID_TYPES)}")
 
 
 def default_dtype(dtype: str, device: str) -> str:

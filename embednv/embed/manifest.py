@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict
 from datetime import datetime, timezone
 
+from embednv.directories import EMBEDDINGS
 from embednv.embed.config import EmbedConfig
 from embednv.embed.inputs import InputPlan
 from embednv.models.base import ModelRef
@@ -19,6 +20,7 @@ def fingerprint_fields(config: EmbedConfig, ref: ModelRef, plan: InputPlan, dtyp
         "inputs": [[f.uri, f.size, f.mtime_ns] for f in plan.files],
         "model": [ref.name, ref.revision],
         "id_column": config.id_column,
+        "id_type": str(plan.id_type),
         "text_column": config.text_column,
         "instruction": config.instruction,
         "max_tokens": ref.max_tokens,
@@ -43,6 +45,7 @@ def build_manifest(
     config: EmbedConfig, ref: ModelRef, plan: InputPlan, device: str, dtype: str, batch_tokens: int, fields: dict
 ) -> dict:
     return {
+        "kind": EMBEDDINGS,
         "status": "running",
         "fingerprint": fingerprint(fields),
         "fingerprint_fields": fields,

@@ -7,20 +7,15 @@ never sees half a shard, locally or on an object store.
 from __future__ import annotations
 
 import json
-import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from embednv.directories import ERROR_PARTS, ERRORS, MANIFEST, SHARD_NAME, SUCCESS, kind_of, shard_name
 from embednv.io import atomic_write, filesystem_and_path, is_temporary
 
-SUCCESS, MANIFEST, ERRORS, ERROR_PARTS = "_SUCCESS", "_manifest.json", "_errors.parquet", "_errors"
-SHARD_NAME = re.compile(r"^part-(\d{5,})\.parquet$")
+__all__ = ["ERROR_PARTS", "ERRORS", "MANIFEST", "SUCCESS", "OutputDir", "shard_name"]
 STATS_KEY = b"embednv.stats"  # per-shard token counts, kept in the Parquet footer
-
-
-def shard_name(index: int) -> str:
-    return f"part-{index:05d}.parquet"
 
 
 class OutputDir:
@@ -45,6 +40,10 @@ class OutputDir:
         if self.fs.get_file_info(root).type != fs.FileType.Directory:
             return []
         return sorted(i.base_name for i in self.fs.get_file_info(fs.FileSelector(root)))
+
+    def kind(self) -> str | None:
+        """What this directory holds now: embeddings, a map, or nothing of embednv's (`directories.kind_of`)."""
+        return kind_of(self.names(), self.read_json(MANIFEST))
 
     def finished_shards(self) -> set[int]:
         return {int(m.group(1)) for m in map(SHARD_NAME.match, self.names()) if m}

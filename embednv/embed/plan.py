@@ -16,9 +16,10 @@ import os
 
 import pyarrow as pa
 
+from embednv.embed.fields import IdType
 from embednv.embed.inputs import InputFile, InputPlan, Shard
 from embednv.embed.read import read_ids
-from embednv.errors import InputError
+from embednv.errors import InputError, OutputConflict
 from embednv.io import filesystem_and_path, format_of
 
 log = logging.getLogger(__name__)
@@ -61,13 +62,18 @@ def expand_inputs(inputs: list[str]) -> list[InputFile]:
 
 
 def plan_inputs(
-    inputs: list[str], id_column: str, text_column: str, rows_per_shard: int, skip_bad_files: bool = False
+    inputs: list[str],
+    id_column: str,
+    text_column: str,
+    rows_per_shard: int,
+    skip_bad_files: bool = False,
+    id_type: IdType = "string",
 ) -> InputPlan:
     """Check every input file and cut the corpus into shards; raises InputError on the first bad file."""
     files, id_arrays, skipped = [], [], []
     for candidate in expand_inputs(inputs):
         try:
-            ids = read_ids(candidate, id_column, text_column)
+            ids = read_ids(candidate, id_column, text_column, id_type)
         except InputError as error:
             if not skip_bad_files:
                 raise
@@ -89,6 +95,47 @@ def plan_inputs(
             shards.append(Shard(index, file_index, start, min(start + rows_per_shard, file.n_rows)))
             index += 1
     return InputPlan(tuple(files), tuple(shards), id_type, _duplicate_rows(id_arrays), tuple(skipped))
+
+
+def check_output_apart(out: str, inputs: list[str]) -> None:
+    """Refuse an --out that an input would read (inside an input directory, or matched by an input
+    glob) or that holds an input: a rerun would otherwise take its own shards as notes."""
+    out_kind, out_path = _location(out)
+    shard = f"{out_path}/part-00000.parquet"
+    for given in inputs:
+        kind, path = _location(given)
+        if kind != out_kind:
+            continue
+        magic = any(ch in path for ch in "*?[")
+        root = _glob_root(path) if magic else path
+        if (magic and _glob_may_match(path, shard)) or (not magic and _inside(shard, path)):
+            raise OutputConflict(
+                f"--out {out} lies inside the input {given}: a rerun would read its own shards as notes"
+            )
+        if _inside(root, out_path):
+            raise OutputConflict(f"--out {out} holds the input {given}; give the output a directory of its own")
+
+
+def _location(location: str) -> tuple[str, str]:
+    """(filesystem kind, absolute path without a trailing slash): local paths and file:// URIs compare equal."""
+    filesystem, path = filesystem_and_path(location)
+    return type(filesystem).__name__, path.rstrip("/") or "/"
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _glob_root(pattern: str) -> str:
+    return pattern[: min(pattern.index(ch) for ch in "*?[" if ch in pattern)].rsplit("/", 1)[0] or "/"
+
+
+def _glob_may_match(pattern: str, path: str) -> bool:
+    """Glob semantics, component by component; `**` may match any depth below its prefix."""
+    if "**" in pattern:
+        return _inside(path, _glob_root(pattern))
+    parts, candidate = pattern.split("/"), path.split("/")
+    return len(parts) == len(candidate) and all(fnmatch.fnmatchcase(c, p) for c, p in zip(candidate, parts))
 
 
 def _common_id_type(files: list[InputFile], id_arrays: list[pa.Array], id_column: str) -> pa.DataType:
@@ -133,6 +180,6 @@ def _glob(filesystem, pattern: str):
 
     if isinstance(filesystem, pafs.LocalFileSystem):
         return [filesystem.get_file_info(p) for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)]
-    root = pattern[: min(pattern.index(ch) for ch in "*?[" if ch in pattern)].rsplit("/", 1)[0]
+    root = _glob_root(pattern)
     listing = filesystem.get_file_info(pafs.FileSelector(root, recursive=True))
     return [i for i in listing if i.type == pafs.FileType.File and fnmatch.fnmatch(i.path, pattern)]

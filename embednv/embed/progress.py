@@ -127,6 +127,16 @@ class Progress:
             log.info(message)
 
 
+def block_counts(block) -> tuple[int, int]:
+    """(rows, tokens of the rows embedded) of a block back from the model, for `Progress.add`."""
+    import pyarrow.compute as pc
+
+    from embednv.columns import ERROR, N_TOKENS
+
+    ok = block.column(ERROR).is_null()
+    return len(block), int(pc.sum(pc.if_else(ok, block.column(N_TOKENS), 0)).as_py() or 0)
+
+
 def format_seconds(seconds: float) -> str:
     """37s, 12m05s, 3h07m: what a person reads at a glance."""
     seconds = max(0, int(round(seconds)))

@@ -19,17 +19,15 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 
-import pyarrow.compute as pc
 import ray
 import ray.data
 from ray.data import Datasource, ReadTask
 from ray.data.block import BlockMetadata
 
-from embednv.columns import ERROR, N_TOKENS
 from embednv.embed.assemble import ShardAssembler
 from embednv.embed.config import EmbedConfig
 from embednv.embed.inputs import InputPlan, Shard
-from embednv.embed.progress import Progress
+from embednv.embed.progress import Progress, block_counts
 from embednv.embed.worker import EmbedWorker
 from embednv.errors import ClusterUnreachable
 from embednv.models.base import ModelRef
@@ -179,7 +177,7 @@ def _build_dataset(config, ref, plan, pending, device, dtype, batch_tokens, acto
         object_store_memory=object_store_budget(actors, config.window_rows, ref.dim)
     )
 
-    source = NotesDatasource(plan, pending, config.id_column, config.text_column)
+    source = NotesDatasource(plan, pending, config.id_column, config.text_column, config.id_type)
     # One block per read task: left to itself, Ray Data splits each task's output into many
     # small blocks (down to a row each on small corpora) to reach 200, which only adds overhead.
     dataset = ray.data.read_datasource(source, override_num_blocks=source.num_tasks())
@@ -246,24 +244,23 @@ def _stream(dataset, assembler, progress: Progress) -> None:
     with progress:
         for block in dataset.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
             done = assembler.add(block)
-            ok = block.column(ERROR).is_null()
-            tokens = pc.sum(pc.if_else(ok, block.column(N_TOKENS), 0)).as_py() or 0
-            progress.add(len(block), int(tokens), len(done))
+            progress.add(*block_counts(block), len(done))
     if not progress.interactive:
         log.info(progress.line())
 
 
-def _read_file_shards(file, shards, id_column, text_column, duplicates):
+def _read_file_shards(file, shards, id_column, text_column, duplicates, id_type):
     from embednv.embed.read import read_shards
 
-    yield from read_shards(file, shards, id_column, text_column, duplicates)
+    yield from read_shards(file, shards, id_column, text_column, duplicates, id_type)
 
 
 class NotesDatasource(Datasource):
     """One read task per Parquet shard (row-group ranges) or per CSV/JSONL file (streamed once)."""
 
-    def __init__(self, plan: InputPlan, pending: list[Shard], id_column: str, text_column: str):
+    def __init__(self, plan: InputPlan, pending: list[Shard], id_column: str, text_column: str, id_type: str):
         self.plan, self.pending, self.id_column, self.text_column = plan, pending, id_column, text_column
+        self.id_type = id_type
 
     def estimate_inmemory_data_size(self):
         return None
@@ -290,7 +287,9 @@ class NotesDatasource(Datasource):
             repeated = frozenset(
                 r for r in self.plan.duplicates.get(file_index, ()) if any(s.start <= r < s.stop for s in group)
             )
-            read = functools.partial(_read_file_shards, file, group, self.id_column, self.text_column, repeated)
+            read = functools.partial(
+                _read_file_shards, file, group, self.id_column, self.text_column, repeated, self.id_type
+            )
             meta = BlockMetadata(
                 num_rows=sum(s.n_rows for s in group), size_bytes=None, exec_stats=None, input_files=(file.uri,)
             )

@@ -14,12 +14,13 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
+from embednv.directories import MAP
 from embednv.embed.assemble import ShardAssembler
-from embednv.embed.config import DEFAULT_BATCH_TOKENS, EmbedConfig, default_dtype
+from embednv.embed.config import DEFAULT_BATCH_TOKENS, EmbedConfig, check_executor, default_dtype
 from embednv.embed.inputs import InputPlan, Shard
 from embednv.embed.manifest import build_manifest, changed_fields, fingerprint, fingerprint_fields, now
 from embednv.embed.output import ERROR_PARTS, ERRORS, MANIFEST, SUCCESS, OutputDir
-from embednv.embed.plan import plan_inputs
+from embednv.embed.plan import check_output_apart, plan_inputs
 from embednv.errors import ConfigError, OutputConflict
 from embednv.models.registry import resolve_model
 
@@ -52,15 +53,29 @@ class RunSummary:
 
 
 def run_embed(config: EmbedConfig) -> RunSummary:
-    """Embed every pending shard of `config.inputs` into `config.out`; see the module docstring."""
-    from embednv.embed import ray_job  # the only embed module that imports Ray
-
+    """Embed every pending shard of `config.inputs` into `config.out` with `config.executor`; see the module docstring."""
     started = time.time()
+    check_executor(config)
     # Check every input before starting Ray or loading a model: a bad file fails in seconds.
+    check_output_apart(config.out, list(config.inputs))
+    if OutputDir(config.out).kind() == MAP:  # another command's output: never replaced, --overwrite included
+        raise OutputConflict(f"{config.out} holds a map (embednv map's output); give embed a directory of its own")
     plan = plan_inputs(
-        list(config.inputs), config.id_column, config.text_column, config.rows_per_shard, config.skip_bad_files
+        list(config.inputs),
+        config.id_column,
+        config.text_column,
+        config.rows_per_shard,
+        config.skip_bad_files,
+        config.id_type,
     )
-    gpus = ray_job.connect(config.debug, config.address)
+    if config.executor == "local":
+        from embednv.embed import local_job as executor
+
+        gpus = executor.visible_gpus()
+    else:
+        from embednv.embed import ray_job as executor  # the only embed module that imports Ray
+
+        gpus = executor.connect(config.debug, config.address)
     device = choose_device(config, gpus)
     ref = resolve_model(
         config.model, has_gpu=device == "cuda", max_tokens=config.max_tokens, allow_download=config.allow_download
@@ -79,8 +94,13 @@ def run_embed(config: EmbedConfig) -> RunSummary:
     assembler = ShardAssembler(plan, out, config.id_column, ref.dim)
     if pending:
         actors = actor_pool_size(config, device, gpus)
+        where = (
+            "in this process"
+            if config.executor == "local"
+            else f"{_actors(actors)} embedding actor{'' if actors == 1 else 's'}"
+        )
         log.info(
-            "%s rows in %d file%s -> %d shards (%d to write, %s rows) | model %s (%d-d) on %s, %s | %s embedding actor%s",
+            "%s rows in %d file%s -> %d shards (%d to write, %s rows) | model %s (%d-d) on %s, %s | %s",
             f"{plan.n_rows:,}",
             len(plan.files),
             "" if len(plan.files) == 1 else "s",
@@ -91,10 +111,12 @@ def run_embed(config: EmbedConfig) -> RunSummary:
             ref.dim,
             device,
             dtype,
-            "-".join(map(str, actors)) if isinstance(actors, tuple) else actors,
-            "" if actors == 1 else "s",
+            where,
         )
-        ray_job.embed_shards(config, ref, plan, pending, device, dtype, batch_tokens, actors, assembler)
+        if config.executor == "local":
+            executor.embed_shards(config, ref, plan, pending, device, dtype, batch_tokens, assembler)
+        else:
+            executor.embed_shards(config, ref, plan, pending, device, dtype, batch_tokens, actors, assembler)
     lost = assembler.incomplete()
     if lost:  # a bug, never a silent loss: say exactly which shards are short
         raise RuntimeError(f"rows missing from shards (arrived, expected): {lost}")
@@ -115,6 +137,10 @@ def run_embed(config: EmbedConfig) -> RunSummary:
     out.write_text(MANIFEST, to_json(manifest))
     out.write_text(SUCCESS, "")
     return summary
+
+
+def _actors(actors: int | tuple[int, int]) -> str:
+    return "-".join(map(str, actors)) if isinstance(actors, tuple) else str(actors)
 
 
 def choose_device(config: EmbedConfig, gpus: int) -> str:

@@ -1,0 +1,83 @@
+"""The local executor: the stages `ray_job` runs, one after another in this process, without Ray.
+
+One machine with one device (a laptop, a single GPU, CI) gains nothing from Ray: one model, one
+device, and Ray's start-up (about 15 s) and object store in between. Here every pending shard
+is read, tokenized in windows of `window_rows`, embedded and handed to the `ShardAssembler`
+with the very functions the Ray actors and read tasks call, so both executors write the same
+shards, errors and manifest. The policy around it (planning, resume, summary) is `run.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections import defaultdict
+
+from embednv.embed.assemble import ShardAssembler
+from embednv.embed.config import EmbedConfig
+from embednv.embed.inputs import InputPlan, Shard
+from embednv.embed.progress import Progress, block_counts
+from embednv.embed.read import read_shards
+from embednv.embed.tokenize import tokenize_table
+from embednv.embed.worker import EmbedWorker
+from embednv.models.base import ModelRef
+
+log = logging.getLogger(__name__)
+
+
+def visible_gpus() -> int:
+    """CUDA devices this process sees; the local executor uses one."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def embed_shards(
+    config: EmbedConfig,
+    ref: ModelRef,
+    plan: InputPlan,
+    pending: list[Shard],
+    device: str,
+    dtype: str,
+    batch_tokens: int,
+    assembler: ShardAssembler,
+) -> None:
+    """Embed the rows of `pending` in file order, writing each shard as soon as its rows are back."""
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    progress = Progress(
+        sum(s.n_rows for s in pending),
+        len(plan.shards),
+        len(plan.shards) - len(pending),
+        config.log_every,
+        poll_events=lambda: _drain(events),
+    )
+    with progress:
+        started = time.perf_counter()
+        worker = EmbedWorker(ref, device, dtype, config.instruction, batch_tokens, config.cpu_threads)
+        events.put(("model_loaded", time.perf_counter() - started, f"{device} in this process"))
+        for file_index, shards in _pending_by_file(pending).items():
+            file = plan.files[file_index]
+            duplicates = plan.duplicates.get(file_index, frozenset())
+            for table in read_shards(file, shards, config.id_column, config.text_column, duplicates, config.id_type):
+                for start in range(0, len(table), config.window_rows):
+                    window = tokenize_table(table.slice(start, config.window_rows), ref, config.instruction)
+                    block = worker(window)
+                    written = assembler.add(block)
+                    progress.add(*block_counts(block), len(written))
+    if not progress.interactive:
+        log.info(progress.line())
+
+
+def _pending_by_file(pending: list[Shard]) -> dict[int, list[Shard]]:
+    by_file: dict[int, list[Shard]] = defaultdict(list)
+    for shard in sorted(pending, key=lambda s: (s.file, s.start)):
+        by_file[shard.file].append(shard)
+    return dict(by_file)
+
+
+def _drain(events: queue.SimpleQueue) -> list:
+    drained = []
+    while not events.empty():
+        drained.append(events.get_nowait())
+    return drained
