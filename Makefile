@@ -15,7 +15,7 @@ MODEL ?= auto
 MAP_OUT ?= out/map
 ARGS ?=
 
-.PHONY: setup gpu-extra test lint embed-corpus map-corpus bench bench-map bench-1m bench-ops check-fullsize clean browser
+.PHONY: setup gpu-extra official-tokenizer test lint embed-corpus map-corpus bench bench-map bench-1m bench-ops check-fullsize clean browser
 
 setup: $(STAMP)
 
@@ -52,8 +52,22 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "chromium not installed: the browser test will be skipped"; }
 
-test: setup browser lint
-	$(PY) -m pytest -q $(ARGS)
+# The NV-Embed-v2 tokenizer tests compare ids with the official environment (transformers 4.42 with
+# tokenizers 0.19, as NV-Embed-v2's code pins), run for real in a side venv of its own: it converts
+# Mistral's tokenizer.model as that environment writes it and gives the reference ids. No torch: ~40 s.
+OFFICIAL_TOKENIZER_VENV := .venv-official-tokenizer
+OFFICIAL_TOKENIZER_PINS := transformers==4.42.4 tokenizers==0.19.1 sentencepiece==0.2.0 protobuf==5.27.2
+
+# Quick when built with these pins; rebuilt when they change.
+official-tokenizer:
+	@test "$$(cat $(OFFICIAL_TOKENIZER_VENV)/.installed 2>/dev/null)" = "$(OFFICIAL_TOKENIZER_PINS)" || { \
+	  rm -rf $(OFFICIAL_TOKENIZER_VENV) && $(PYTHON) -m venv $(OFFICIAL_TOKENIZER_VENV) && \
+	  $(OFFICIAL_TOKENIZER_VENV)/bin/python -m pip install -q --disable-pip-version-check $(OFFICIAL_TOKENIZER_PINS) && \
+	  echo "$(OFFICIAL_TOKENIZER_PINS)" > $(OFFICIAL_TOKENIZER_VENV)/.installed; }
+
+# EMBEDNV_REQUIRE_OFFICIAL_TOKENIZER: under make test a missing side venv fails those tests, not skips them.
+test: setup official-tokenizer browser lint
+	EMBEDNV_REQUIRE_OFFICIAL_TOKENIZER=1 $(PY) -m pytest -q $(ARGS)
 
 lint: setup
 	$(PY) -m ruff check .
@@ -105,4 +119,4 @@ clean:
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(OFFICIAL_TOKENIZER_VENV)

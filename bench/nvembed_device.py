@@ -9,7 +9,8 @@ re-implements embednv: every section runs the package's own code, in this proces
 1. checkpoint: a random NV-Embed-v2 in the official layout (bf16, 4 safetensors shards + index,
    the official config.json; `bench/checkpoint.py`, shared with `make check-fullsize`), weights
    drawn on the GPU; the tokenizer is Mistral-7B's vocabulary when `mistral_common` is importable,
-   else the test fixture's BPE trained on the MTSamples notes (the JSON says which).
+   else the test fixture's BPE trained on the MTSamples notes (the JSON says which), or the files
+   of `--tokenizer DIR` (e.g. NV-Embed-v2's own), whose vocabulary size the model then takes.
 2. load: `embednv.Embedder` on it (the shipped loader, bfloat16).
 3. mtsamples: every note (`transcription`, id `note_id`) through the pipeline's stages minus Ray:
    `plan_inputs`, `read_shards` (null texts become error rows), `tokenize_table` (the Embedder's
@@ -43,6 +44,7 @@ import argparse
 import gc
 import importlib.util
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -125,6 +127,12 @@ def main() -> None:
     ap.add_argument("--dry-run", action="store_true", help="tiny checkpoint on CPU, a few notes, a small map: seconds")
     ap.add_argument(
         "--workdir", type=Path, default=None, help="checkpoint and outputs (default: a temporary directory)"
+    )
+    ap.add_argument(
+        "--tokenizer",
+        type=Path,
+        default=None,
+        help="copy the tokenizer files of this checkpoint directory instead of writing them (the vocabulary follows)",
     )
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     ap.add_argument("--budget-s", type=float, default=560.0, help="stop starting sections that would not fit in this")
@@ -221,15 +229,39 @@ def build_checkpoint(path: Path, args, texts: list[str]) -> dict:
     from bench.checkpoint import OFFICIAL_CONFIG, TINY_CONFIG, write_random_checkpoint, write_tokenizer
 
     config = TINY_CONFIG if args.dry_run else OFFICIAL_CONFIG
+    if args.tokenizer is not None:
+        config = {**config, "text_config": {**config["text_config"], "vocab_size": vocab_size(args.tokenizer)}}
     device = "cpu" if args.dry_run else "cuda"
     written = write_random_checkpoint(
         path, config, shards=4, dtype=torch.bfloat16, device=device, method="randn", seed=args.seed
     )
     started = time.perf_counter()
-    written["tokenizer"] = write_tokenizer(path, config["text_config"]["vocab_size"], corpus=texts)
+    if args.tokenizer is not None:
+        written["tokenizer"] = copy_tokenizer(args.tokenizer, path)
+    else:
+        written["tokenizer"] = write_tokenizer(path, config["text_config"]["vocab_size"], corpus=texts)
     written["tokenizer_seconds"] = round(time.perf_counter() - started, 1)
     written["files"] = sorted(p.name for p in path.iterdir())
     return written
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model")
+
+
+def vocab_size(checkpoint: Path) -> int:
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(checkpoint / "tokenizer.json")).get_vocab_size(with_added_tokens=True)
+
+
+def copy_tokenizer(source: Path, path: Path) -> str:
+    """The tokenizer files of another checkpoint, byte for byte, as users have them."""
+    copied = [name for name in TOKENIZER_FILES if (source / name).is_file()]
+    if "tokenizer.json" not in copied:
+        raise FileNotFoundError(f"{source} has no tokenizer.json")
+    for name in copied:
+        shutil.copyfile(source / name, path / name)
+    return f"copied from {source}: {', '.join(copied)}"
 
 
 def load(path: Path, args, entry: dict):

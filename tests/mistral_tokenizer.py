@@ -1,20 +1,30 @@
-"""The real Mistral-7B-v0.1 vocabulary, as NV-Embed-v2 ships it, and the ids sentencepiece gives.
+"""The real Mistral-7B-v0.1 vocabulary as NV-Embed-v2 ships it, written and run by the official environment.
 
-`mistral-common` (test extra) ships `mistral_common/data/tokenizer.model.v1`: the Mistral-7B-v0.1
-sentencepiece model that NV-Embed-v2's tokenizer was converted from. `write_mistral_tokenizer`
-turns it into tokenizer files in the official checkpoint's layout (the one `LlamaTokenizerFast`
-loads as shipped in transformers 4.42, the official environment); `sentencepiece_ids` is the
-reference those files must reproduce.
+NV-Embed-v2's model card pins transformers 4.42.4 (so tokenizers 0.19); `make official-tokenizer`
+builds that environment in a side venv, `.venv-official-tokenizer`. Run with its python, this file
+converts the sentencepiece model shipped in the mistral-common wheel (`tokenizer.model.v1`, the
+Mistral-7B-v0.1 vocabulary NV-Embed-v2's tokenizer was converted from) into checkpoint tokenizer
+files as that environment writes them, or gives the ids that environment computes for texts.
+From the test venv, `write_official_tokenizer` and `official_ids` run it. `sentencepiece_ids` is
+a second, independent reference.
+
+Only the standard library is imported at module level: the side venv has neither pytest nor embednv.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 SPECIALS = {"<unk>": 0, "<s>": 1, "</s>": 2}  # ids in Mistral-7B-v0.1, as the official added_tokens
+OFFICIAL_VENV = Path(__file__).resolve().parents[1] / ".venv-official-tokenizer"
+OFFICIAL_VERSIONS = {"transformers": "4.42.4", "tokenizers": "0.19.1"}
+REQUIRE_OFFICIAL = "EMBEDNV_REQUIRE_OFFICIAL_TOKENIZER"  # set by `make test`: absent venv = failure, not skip
 
 
 def sentencepiece_model_path() -> Path:
@@ -28,118 +38,46 @@ def sentencepiece_model_path() -> Path:
     return path
 
 
-def write_mistral_tokenizer(out: Path, model_file: Path | None = None) -> Path:
-    """tokenizer.json, tokenizer_config.json and special_tokens_map.json as NV-Embed-v2 ships them.
+# ----------------------------------------------------------------------------- test venv side
 
-    Vocab and merges come from the sentencepiece pieces; the pipeline is the official one:
-    normalizer Prepend("▁") + Replace(" ", "▁"), no pre-tokenizer, BPE with byte fallback,
-    a `<s> $A` template, and `<unk>`, `<s>`, `</s>` as special added tokens that are matched
-    in the raw text (normalized: false).
-    """
-    import sentencepiece
 
-    sp = sentencepiece.SentencePieceProcessor(model_file=str(model_file or sentencepiece_model_path()))
-    vocab = {sp.id_to_piece(i): i for i in range(sp.piece_size())}
-    assert all(sp.is_byte(vocab[f"<0x{b:02X}>"]) for b in range(256)), "not a byte-fallback model"
-    for token, token_id in SPECIALS.items():
-        assert vocab.get(token) == token_id, f"{token} has id {vocab.get(token)}, expected {token_id}"
-    specials = [
-        {"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False,
-         "special": True}
-        for t, i in SPECIALS.items()
-    ]  # fmt: skip
-    tokenizer = {
-        "version": "1.0",
-        "truncation": None,
-        "padding": None,
-        "added_tokens": specials,
-        "normalizer": {
-            "type": "Sequence",
-            "normalizers": [
-                {"type": "Prepend", "prepend": "▁"},
-                {"type": "Replace", "pattern": {"String": " "}, "content": "▁"},
-            ],
-        },
-        "pre_tokenizer": None,
-        "post_processor": {
-            "type": "TemplateProcessing",
-            "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
-            "pair": [
-                {"SpecialToken": {"id": "<s>", "type_id": 0}},
-                {"Sequence": {"id": "A", "type_id": 0}},
-                {"SpecialToken": {"id": "<s>", "type_id": 1}},
-                {"Sequence": {"id": "B", "type_id": 1}},
-            ],
-            "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}},
-        },
-        "decoder": {
-            "type": "Sequence",
-            "decoders": [
-                {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
-                {"type": "ByteFallback"},
-                {"type": "Fuse"},
-                {"type": "Strip", "content": " ", "start": 1, "stop": 0},
-            ],
-        },
-        "model": {
-            "type": "BPE",
-            "dropout": None,
-            "unk_token": "<unk>",
-            "continuing_subword_prefix": None,
-            "end_of_word_suffix": None,
-            "fuse_unk": True,
-            "byte_fallback": True,
-            "ignore_merges": False,
-            "vocab": vocab,
-            "merges": bpe_merges(sp),
-        },
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False))
-    special_map = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
-    config = {
-        "add_bos_token": True,
-        "add_eos_token": False,
-        "added_tokens_decoder": {str(s["id"]): {k: v for k, v in s.items() if k != "id"} for s in specials},
-        "bos_token": "<s>",
-        "clean_up_tokenization_spaces": False,
-        "eos_token": "</s>",
-        "legacy": True,
-        "model_max_length": 1000000000000000019884624838656,
-        "pad_token": None,
-        "sp_model_kwargs": {},
-        "spaces_between_special_tokens": False,
-        "tokenizer_class": "LlamaTokenizer",
-        "unk_token": "<unk>",
-        "use_default_system_prompt": False,
-    }
-    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
-    (out / "special_tokens_map.json").write_text(json.dumps(special_map, indent=2))
+def official_python(venv: Path = OFFICIAL_VENV) -> Path:
+    """The side venv's python; skips the test without it, or fails it under `make test`."""
+    import pytest
+
+    python = venv / "bin" / "python"
+    if python.is_file():
+        return python
+    why = f"the official tokenizer environment {venv} is missing: run `make official-tokenizer`"
+    if os.environ.get(REQUIRE_OFFICIAL):
+        pytest.fail(f"{why} ({REQUIRE_OFFICIAL} is set: make test builds it first)", pytrace=False)
+    pytest.skip(why)
+
+
+def _run_official(*args: str) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "PYTHONPATH": ""}
+    done = subprocess.run([str(official_python()), __file__, *args], capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"the official tokenizer environment failed ({args[0]}): {done.stderr[-2000:]}")
+
+
+def write_official_tokenizer(out: Path) -> Path:
+    """NV-Embed-v2's tokenizer files, as transformers 4.42 / tokenizers 0.19 write them, into `out`."""
+    _run_official("convert", str(sentencepiece_model_path()), str(out))
     return out
 
 
-def bpe_merges(sp) -> list[list[str]]:
-    """Every split of a normal piece into two pieces, in the order sentencepiece would merge them.
-
-    sentencepiece merges the adjacent pair whose result scores highest, and among equal scores
-    the leftmost pair. Whitespace runs ("▁▁", "▁▁▁", ...) all score -1e9, below every word: a
-    merged-id order would join "▁▁" before "▁b" and give " b" -> "▁▁", "b" instead of "▁", "▁b".
-    Equal scores rank longer left, then longer right parts first, so that a run grows from its
-    left end as in sentencepiece (transformers' `generate_merges` order). Control, unknown and
-    byte pieces are never the result of a merge in sentencepiece, so they get no merge here.
-    """
-    vocab = {sp.id_to_piece(i): i for i in range(sp.piece_size())}
-    merges = []
-    for i in range(sp.piece_size()):
-        if sp.is_control(i) or sp.is_unknown(i) or sp.is_byte(i) or sp.is_unused(i):
-            continue
-        text = sp.id_to_piece(i)
-        splits = [(text[:cut], text[cut:]) for cut in range(1, len(text))]
-        splits = sorted((vocab[a], vocab[b], a, b) for a, b in splits if a in vocab and b in vocab)
-        merges.extend((sp.get_score(i), left, right) for *_, left, right in splits)
-    # sorted() is stable: ties keep piece order, then the parts' ids.
-    merges = sorted(merges, key=lambda m: (m[0], len(m[1]), len(m[2])), reverse=True)
-    return [[left, right] for _, left, right in merges]
+def official_ids(checkpoint: Path, encode: list[str], tokenize: list[str] = ()) -> dict:
+    """What the official environment gives, loading `checkpoint` as NV-Embed-v2's code does
+    (`AutoTokenizer.from_pretrained`): {"encode": ids of each text with BOS, "tokenize": the
+    number of tokens `tokenize()` gives (the official pool mask's count), "versions": {...}}."""
+    request, result = (
+        checkpoint.parent / f"{checkpoint.name}-request.json",
+        checkpoint.parent / f"{checkpoint.name}-ids.json",
+    )
+    request.write_text(json.dumps({"encode": list(encode), "tokenize": list(tokenize)}), encoding="utf-8")
+    _run_official("encode", str(checkpoint), str(request), str(result))
+    return json.loads(result.read_text(encoding="utf-8"))
 
 
 SPECIAL_SPLIT = re.compile("(" + "|".join(re.escape(t) for t in SPECIALS) + ")")
@@ -160,3 +98,50 @@ def sentencepiece_ids(sp, text: str, add_bos: bool = True) -> list[int]:
         elif part:
             ids.extend(sp.encode(part))
     return ids
+
+
+# ----------------------------------------------------------------------------- official venv side
+
+
+def convert(model_file: str, out: str) -> None:
+    """The slow LlamaTokenizer on Mistral's sentencepiece model, converted to the fast one, saved.
+
+    legacy=True and add_prefix_space=True give NV-Embed-v2's pipeline: normalizer Prepend("▁") +
+    Replace(" ", "▁"), no pre-tokenizer, and a decoder that strips the prepended space. Its files
+    predate the `add_prefix_space` option, so their tokenizer_config.json does not name it; with it
+    named, 4.42 would rebuild the tokenizer from tokenizer.model instead of loading tokenizer.json.
+    """
+    from transformers import LlamaTokenizerFast
+
+    tokenizer = LlamaTokenizerFast(
+        vocab_file=model_file, legacy=True, add_prefix_space=True, additional_special_tokens=[]
+    )
+    tokenizer.save_pretrained(out)
+    config_file = Path(out) / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    del config["add_prefix_space"]
+    # As save_pretrained writes it.
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def encode(checkpoint: str, request_file: str, result_file: str) -> None:
+    import tokenizers
+    import transformers
+    from transformers import AutoTokenizer, LlamaTokenizerFast
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    assert isinstance(tokenizer, LlamaTokenizerFast), type(tokenizer)
+    request = json.loads(Path(request_file).read_text(encoding="utf-8"))
+    result = {
+        "versions": {"transformers": transformers.__version__, "tokenizers": tokenizers.__version__},
+        "encode": tokenizer(request["encode"])["input_ids"] if request["encode"] else [],
+        "tokenize": [len(tokenizer.tokenize(text)) for text in request["tokenize"]],
+    }
+    Path(result_file).write_text(json.dumps(result), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    commands = {"convert": convert, "encode": encode}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        sys.exit(f"usage: {sys.argv[0]} convert MODEL OUT | encode CHECKPOINT REQUEST RESULT")
+    commands[sys.argv[1]](*sys.argv[2:])

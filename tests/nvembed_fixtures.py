@@ -2,7 +2,8 @@
 
 config.json (model_type nvembed, text_config, latent_attention_config, auto_map as shipped),
 sharded safetensors + model.safetensors.index.json (or one model.safetensors), and a tokenizer.json
-in the official layout (BOS added by a template, EOS appended by the caller).
+in the official layout (BOS added by a template, EOS appended by the caller), written as the
+official file is: by tokenizers before 0.20 (`as_written_before_tokenizers_020`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ LATENT_DEFAULTS = {  # head width 24 != 64 / 2 so that a mix-up of inner and mod
     "latent_dim": 64,
     "hidden_dim": 64,
 }
-OPTIONS = {"dtype": torch.float32, "tokenizer": True}
+# tokenizer_form: "pre-0.20" as NV-Embed-v2's tokenizer.json is written (merges as "a b" strings),
+# "current" as today's tokenizers writes it (merges as pairs). Both must load.
+TOKENIZER_FORMS = ("pre-0.20", "current")
+OPTIONS = {"dtype": torch.float32, "tokenizer": True, "tokenizer_form": "pre-0.20"}
 CORPUS = [
     "Patient presents with chest pain and shortness of breath radiating to the left arm.",
     "History of type 2 diabetes mellitus on metformin, hypertension and chronic kidney disease.",
@@ -103,13 +107,17 @@ def write_safetensors(state_dict: dict, out: Path, shards: int) -> None:
     (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
 
 
-def write_tiny_tokenizer(out: Path, vocab_size: int = 256, corpus: list[str] | None = None) -> None:
+def write_tiny_tokenizer(
+    out: Path, vocab_size: int = 256, corpus: list[str] | None = None, form: str = "pre-0.20"
+) -> None:
     """A BPE tokenizer in NV-Embed-v2's tokenizer.json layout: normalizer Prepend("▁") +
     Replace(" ", "▁"), no pre-tokenizer, byte-fallback BPE, `<s>` added by a template.
 
     Trained on `corpus` when given (benchmarks train on real notes for realistic token counts),
-    else on the few fixture sentences.
+    else on the few fixture sentences. `form` is one of `TOKENIZER_FORMS`.
     """
+    if form not in TOKENIZER_FORMS:
+        raise ValueError(f"Invalid tokenizer form: {form}. Valid: {TOKENIZER_FORMS}")
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     # No <0xNN> pieces fit in 256 ids, so byte fallback turns unknown characters into <unk>.
@@ -128,7 +136,10 @@ def write_tiny_tokenizer(out: Path, vocab_size: int = 256, corpus: list[str] | N
     )
     shipped = json.loads(tok.to_str())
     shipped["pre_tokenizer"] = None
-    (out / "tokenizer.json").write_text(json.dumps(shipped, ensure_ascii=False, indent=2), encoding="utf-8")
+    text = json.dumps(shipped, ensure_ascii=False, indent=2)
+    (out / "tokenizer.json").write_text(
+        as_written_before_tokenizers_020(text) if form == "pre-0.20" else text, encoding="utf-8"
+    )
     specials = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
     config = {"tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False,
               "model_max_length": 32768, **specials}  # fmt: skip
@@ -136,12 +147,29 @@ def write_tiny_tokenizer(out: Path, vocab_size: int = 256, corpus: list[str] | N
     (out / "special_tokens_map.json").write_text(json.dumps(specials, indent=2))
 
 
+def as_written_before_tokenizers_020(tokenizer_json: str) -> str:
+    """`tokenizer.json` as tokenizers before 0.20 wrote it, as NV-Embed-v2's (and Mistral-7B's) is.
+
+    The one difference in content: BPE merges were "a b" strings; 0.20 writes [a, b] pairs (so
+    that a piece may contain a space). The layout is serde_json's pretty printing, which Python's
+    `json.dumps(indent=2, ensure_ascii=False)` reproduces. tests/test_nvembed_tokenizer.py checks
+    this mapping byte for byte against the file the official environment writes.
+    """
+    doc = json.loads(tokenizer_json)
+    merges = doc["model"]["merges"]
+    if any(" " in part for pair in merges if not isinstance(pair, str) for part in pair):
+        raise ValueError("a merge with a space in a piece cannot be written as tokenizers < 0.20 wrote merges")
+    doc["model"]["merges"] = [pair if isinstance(pair, str) else " ".join(pair) for pair in merges]
+    return json.dumps(doc, ensure_ascii=False, indent=2)
+
+
 def write_tiny_nvembed_checkpoint(directory, seed: int = 0, shards: int = 2, **overrides) -> Path:
     """Write a random NV-Embed checkpoint into `directory` and return its path.
 
     `overrides` may set any `TEXT_DEFAULTS` or `LATENT_DEFAULTS` key, `dtype` (of the stored
-    weights) and `tokenizer` (False skips it). `latent_attention_config` is written with only
-    `model_type` when `latent_minimal=True` (the official file's shape, 4096-wide defaults).
+    weights), `tokenizer` (False skips it) and `tokenizer_form` (one of `TOKENIZER_FORMS`).
+    `latent_attention_config` is written with only `model_type` when `latent_minimal=True` (the
+    official file's shape, 4096-wide defaults).
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -169,5 +197,5 @@ def write_tiny_nvembed_checkpoint(directory, seed: int = 0, shards: int = 2, **o
     if not latent_minimal:
         write_safetensors(tiny_state_dict(text, latent, seed, options["dtype"]), out, shards)
     if options["tokenizer"]:
-        write_tiny_tokenizer(out, text["vocab_size"])
+        write_tiny_tokenizer(out, text["vocab_size"], form=options["tokenizer_form"])
     return out

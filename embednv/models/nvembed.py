@@ -419,6 +419,23 @@ def load_nvembed(
 
 LLAMA_TOKENIZER_DEFAULTS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}  # LlamaTokenizerFast's
 PIPELINE_KEYS = ("normalizer", "pre_tokenizer", "model", "post_processor", "decoder")
+# Fixed texts (never note text) whose ids tell NV-Embed-v2's pipeline from the Metaspace one transformers 5
+# builds for Llama tokenizers, or a byte-level one: spaces at either end, alone and in runs, "▁", text next
+# to literal special tokens, byte fallback, accents, CJK, emoji.
+TOKENIZER_PROBES = {
+    "empty": "",
+    "lone space": " ",
+    "leading spaces": "  a b",
+    "trailing spaces": "a b  ",
+    "space runs": "a  b   c    d",
+    "lone ▁": "▁",
+    "leading ▁": "▁a ▁ b▁",
+    "text after <s>": "<s>a <s> b",
+    "text after </s>": "a</s>b </s> c",
+    "tabs and newlines": "a\tb\n\nc\r\n",
+    "byte fallback": "\x00\x7f 𝔘 ꙮ",
+    "accents, CJK, emoji": "Café naïve 患者 흉통 😀 👍🏽",
+}
 
 
 def load_nvembed_tokenizer(path: str | Path):
@@ -429,8 +446,10 @@ def load_nvembed_tokenizer(path: str | Path):
     template. transformers 5 rebuilds Llama tokenizers with a Metaspace pre-tokenizer instead,
     which changes ids for leading spaces, a lone space, a leading "▁" and text after `<s>`/`</s>`.
     So the file is wrapped in the generic `PreTrainedTokenizerFast`, which keeps it as is (checked
-    below), with BOS/EOS/UNK from tokenizer_config.json and special_tokens_map.json. Nothing from
-    the checkpoint is executed: `tokenizer_class` and any tokenizer code it ships are ignored.
+    by `check_keeps_shipped_pipeline`), with BOS/EOS/UNK from tokenizer_config.json and
+    special_tokens_map.json. Either serialisation loads: NV-Embed-v2's own (tokenizers < 0.20,
+    merges as "a b" strings) and today's (merges as pairs). Nothing from the checkpoint is
+    executed: `tokenizer_class` and any tokenizer code it ships are ignored.
     """
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
@@ -454,18 +473,45 @@ def load_nvembed_tokenizer(path: str | Path):
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, pad_token=specials["eos_token"], padding_side="right", **specials, **extra
     )
+    check_keeps_shipped_pipeline(tokenizer, shipped_text, file)
+    return tokenizer
 
-    # Fail rather than embed with ids the official model never saw, should a transformers release
-    # start rewriting generic fast tokenizers too.
-    shipped, loaded = json.loads(shipped_text), json.loads(tokenizer.backend_tokenizer.to_str())
-    changed = [k for k in PIPELINE_KEYS if shipped.get(k) != loaded.get(k)]
-    kept = loaded["added_tokens"]
-    changed += [f"added token {t['content']!r}" for t in shipped.get("added_tokens", []) if t not in kept]
-    if changed:
+
+def check_keeps_shipped_pipeline(tokenizer, shipped_text: str, file: Path) -> None:
+    """Fail rather than embed with ids the official model never saw, should a transformers release
+    start rewriting generic fast tokenizers too (as version 5 rewrites Llama's).
+
+    Compares behaviour, not the file's text: the ids `tokenizer` gives the probes as the pipeline
+    calls it, against those of the shipped pipeline run by `tokenizers` itself; and each pipeline
+    component and added token, both written out by the installed `tokenizers`, so that the file's
+    serialisation (merges as "a b" strings before tokenizers 0.20, as pairs since) does not matter.
+    """
+    from tokenizers import Tokenizer
+
+    shipped = Tokenizer.from_str(shipped_text)  # a fresh copy: the wrapper may have changed the one it was given
+    texts = list(TOKENIZER_PROBES.values())
+    expected = [encoding.ids for encoding in shipped.encode_batch(texts, add_special_tokens=True)]
+    got = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+    loaded = tokenizer.backend_tokenizer
+    changed = [k for k in PIPELINE_KEYS if _serialised(getattr(shipped, k)) != _serialised(getattr(loaded, k))]
+    kept = [token.__getstate__() for token in loaded.get_added_tokens_decoder().values()]
+    changed += [
+        f"added token {token.content!r}"
+        for token in shipped.get_added_tokens_decoder().values()
+        if token.__getstate__() not in kept
+    ]
+    differ = [name for name, want, have in zip(TOKENIZER_PROBES, expected, got) if list(have) != want]
+    if changed or differ:
         import transformers
 
-        raise RuntimeError(f"transformers {transformers.__version__} changed the {', '.join(changed)} of {file}")
-    return tokenizer
+        what = ", ".join(changed) or "tokenization"
+        ids = f" (other ids for: {', '.join(differ)})" if differ else ""
+        raise RuntimeError(f"transformers {transformers.__version__} changed the {what} of {file}{ids}")
+
+
+def _serialised(component) -> bytes | None:
+    """A pipeline component as the installed `tokenizers` writes it (its pickle state: compact JSON)."""
+    return None if component is None else component.__getstate__()
 
 
 def _tokenizer_settings(path: Path) -> dict[str, Any]:
