@@ -228,7 +228,8 @@ def test_the_local_executor_writes_what_the_ray_executor_writes(finished, corpus
     ours, theirs = (np.stack(t.column("embedding").to_numpy(zero_copy_only=False)) for t in (shards, ray_shards))
     assert np.min(np.sum(ours * theirs, axis=1)) >= 0.9999
     assert shards.drop_columns(["embedding"]).equals(ray_shards.drop_columns(["embedding"]))
-    varying = {"started_at", "finished_at", "seconds_this_run", "notes_per_second", "config", "versions"}
+    # Timing, and how windows were cut into micro-batches (Ray's windows may span shards): not the output.
+    varying = {"started_at", "finished_at", "seconds_this_run", "notes_per_second", "padding_efficiency", "config"}
     assert {k: v for k, v in manifest.items() if k not in varying} == {
         k: v for k, v in ray_manifest.items() if k not in varying
     }
