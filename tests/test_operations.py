@@ -1,5 +1,7 @@
 """Operating a long run as its users do: no terminal, a stale Ray on the machine, a log to read."""
 
+import contextlib
+import ipaddress
 import json
 import os
 import re
@@ -9,6 +11,7 @@ import sys
 import tempfile
 import time
 
+import psutil
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -82,7 +85,7 @@ print(json.dumps(report))
 
 def test_the_private_ray_keeps_no_history_that_grows_with_time(private_ray_tmp):
     """Task events capped, metrics off, and jemalloc in raylet and GCS returning freed pages (docs/reliability.md)."""
-    from embednv.embed.ray_job import DAEMON_MALLOC_CONF
+    from embednv.embed.private_ray import DAEMON_MALLOC_CONF
 
     result = subprocess.run(
         [sys.executable, "-c", PRIVATE_RAY_REPORT],
@@ -99,6 +102,70 @@ def test_the_private_ray_keeps_no_history_that_grows_with_time(private_ray_tmp):
         assert "jemalloc_bg_thd" in report[daemon]["threads"], report[daemon]["threads"]  # jemalloc read it
     assert report["system_config"]["enable_metrics_collection"] is False
     assert report["system_config"]["task_events_max_num_task_in_gcs"] == 100
+
+
+# Starts embednv's private Ray and one worker, then waits: the test reads its sockets meanwhile.
+PRIVATE_RAY_RUNNING = """
+import sys, ray
+from embednv.embed.ray_job import init_ray
+init_ray()
+ray.get(ray.remote(lambda: 0).remote())  # a worker process, with a gRPC server of its own
+print("ready", flush=True)
+sys.stdin.readline()
+ray.shutdown()
+"""
+RAY_LISTENERS = {"gcs_server", "raylet", "ray::DashboardAgent", "ray::RuntimeEnvAgent"}
+
+
+def listening_sockets(root: psutil.Process) -> list[tuple[str, str, int]]:
+    """(process name, ip, port) of every listening TCP socket of `root` and its descendants."""
+    found = []
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            name = proc.name()
+            found += [(name, c.laddr.ip, c.laddr.port) for c in proc.net_connections("tcp") if c.status == "LISTEN"]
+    return found
+
+
+def assert_loopback_only(root: psutil.Process) -> None:
+    deadline = time.monotonic() + 30  # the agents may bind a moment after ray.init returns
+    while True:
+        sockets = listening_sockets(root)
+        names = {name for name, _, _ in sockets}
+        if RAY_LISTENERS <= names and any(n.startswith("ray::") for n in names - RAY_LISTENERS):
+            break
+        assert time.monotonic() < deadline, f"not every Ray process listens yet: {sorted(names)}"
+        time.sleep(0.5)
+    exposed = [s for s in sockets if not is_loopback(s[1])]
+    assert exposed == [], f"reachable from the network: {exposed}"
+
+
+def is_loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip)
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1, an IPv6 socket of 127.0.0.1
+    return (mapped or address).is_loopback
+
+
+def test_the_private_ray_listens_on_loopback_only(private_ray_tmp):
+    """GCS, raylet, agents, metrics servers, driver and workers: nothing reachable from another machine."""
+    driver = subprocess.Popen(
+        [sys.executable, "-c", PRIVATE_RAY_RUNNING],
+        env=clean_env(RAY_TMPDIR=private_ray_tmp),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert driver.stdout.readline().strip() == "ready", driver.communicate(timeout=60)[1]
+        assert_loopback_only(psutil.Process(driver.pid))
+    finally:
+        driver.communicate("\n", timeout=120)
+
+
+def test_the_test_suites_ray_listens_on_loopback_only(ray_local):
+    ray_local.get(ray_local.remote(lambda: 0).remote())
+    assert_loopback_only(psutil.Process())
 
 
 def test_an_unreachable_ray_address_fails_fast_with_one_line(tmp_path):
