@@ -30,7 +30,7 @@ from embednv.embed.assemble import ShardAssembler
 from embednv.embed.config import EmbedConfig
 from embednv.embed.inputs import InputPlan, Shard
 from embednv.embed.private_ray import PRIVATE_SYSTEM_CONFIG, daemon_malloc_conf
-from embednv.embed.progress import Progress
+from embednv.embed.progress import ActorReport, Progress
 from embednv.embed.worker import EmbedWorker
 from embednv.errors import ClusterUnreachable
 from embednv.models.base import ModelRef
@@ -198,6 +198,7 @@ def _build_dataset(config, ref, plan, pending, device, dtype, batch_tokens, acto
         _ReportingEmbedWorker,
         fn_constructor_kwargs=dict(
             events=events,
+            report_every=min(1.0, config.log_every),  # each second (the terminal's bar), or each log line if sooner
             ref=ref,
             device=device,
             dtype=dtype,
@@ -215,16 +216,14 @@ def _build_dataset(config, ref, plan, pending, device, dtype, batch_tokens, acto
 
 
 class _ReportingEmbedWorker(EmbedWorker):
-    """The embed actor, which also tells the driver when its model is loaded and how long it took."""
+    """The embed actor, which also tells the driver when its model is loaded and how far into a long window it is."""
 
-    def __init__(self, events, **kwargs):
+    def __init__(self, events, report_every: float, **kwargs):
         started = time.perf_counter()
         super().__init__(**kwargs)
-        where = f"{kwargs['device']} on {socket.gethostname()}"
-        try:
-            events.put_nowait(("model_loaded", time.perf_counter() - started, where))
-        except Exception:  # noqa: BLE001 - a lost progress message must never stop the actor
-            pass
+        report = ActorReport(events.put_nowait, actor=f"{socket.gethostname()} pid {os.getpid()}", every=report_every)
+        report.model_loaded(time.perf_counter() - started, f"{kwargs['device']} on {socket.gethostname()}")
+        self.on_windows = report.windows  # sends only while a window of rows takes longer than report_every
 
 
 def _events_queue():
