@@ -19,9 +19,11 @@ def ray_local():
     """A real local Ray instance shared by the pipeline tests (starting one costs seconds)."""
     import ray
 
+    from embednv.embed.ray_job import init_ray, loopback_only
+
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
-    from embednv.embed.ray_job import init_ray
+        with loopback_only():  # as a private run: nothing on this machine's network interfaces
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
 
     init_ray()  # applies embednv's DataContext settings to the running instance
     yield ray

@@ -81,6 +81,23 @@ def test_rows_delivered_twice_by_a_retried_task_are_kept_once(tmp_path):
     assert assembler.written[0]["rows"] == 3
 
 
+def test_rows_delivered_again_after_their_shard_was_written_are_ignored(tmp_path):
+    plan = _plan((5,), 3)  # shard 0 = rows 0-2, shard 1 = rows 3-4
+    out = OutputDir(str(tmp_path))
+    assembler = ShardAssembler(plan, out, "note_id", DIM)
+    assert assembler.add(_block(plan, [(0, 0), (0, 1), (0, 2), (1, 3)])) == [0]
+    written = (tmp_path / shard_name(0)).stat().st_mtime_ns
+    # A retried task re-sends its whole window, rows of the written shard among them.
+    assert assembler.add(_block(plan, [(0, 0), (0, 1), (0, 2), (1, 3)])) == []
+    assert assembler.add(_block(plan, [(0, 2), (1, 4)])) == [1]
+    assert assembler.incomplete() == {}
+    assert [stats["rows"] for stats in assembler.written] == [3, 2]
+    assert (tmp_path / shard_name(0)).stat().st_mtime_ns == written  # not written twice
+    assert _read(out, 0).column("note_id").to_pylist() == [0, 1, 2]
+    assert _read(out, 1).column("note_id").to_pylist() == [3, 4]
+    assert assembler._seen == {}  # nothing kept per row once every shard is on disk
+
+
 def test_error_rows_go_to_the_error_part_with_file_row_and_reason(tmp_path):
     plan = _plan((3,), 3)
     out = OutputDir(str(tmp_path))

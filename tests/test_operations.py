@@ -1,5 +1,7 @@
 """Operating a long run as its users do: no terminal, a stale Ray on the machine, a log to read."""
 
+import contextlib
+import ipaddress
 import json
 import os
 import re
@@ -9,12 +11,13 @@ import sys
 import tempfile
 import time
 
+import psutil
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from embednv.embed.progress import Progress, format_seconds
+from embednv.embed.progress import ActorReport, Progress, format_seconds
 from embednv.sample_corpus import write_sample_corpus
 
 EMBEDNV = [sys.executable, "-m", "embednv.cli"]
@@ -82,7 +85,7 @@ print(json.dumps(report))
 
 def test_the_private_ray_keeps_no_history_that_grows_with_time(private_ray_tmp):
     """Task events capped, metrics off, and jemalloc in raylet and GCS returning freed pages (docs/reliability.md)."""
-    from embednv.embed.ray_job import DAEMON_MALLOC_CONF
+    from embednv.embed.private_ray import DAEMON_MALLOC_CONF
 
     result = subprocess.run(
         [sys.executable, "-c", PRIVATE_RAY_REPORT],
@@ -99,6 +102,70 @@ def test_the_private_ray_keeps_no_history_that_grows_with_time(private_ray_tmp):
         assert "jemalloc_bg_thd" in report[daemon]["threads"], report[daemon]["threads"]  # jemalloc read it
     assert report["system_config"]["enable_metrics_collection"] is False
     assert report["system_config"]["task_events_max_num_task_in_gcs"] == 100
+
+
+# Starts embednv's private Ray and one worker, then waits: the test reads its sockets meanwhile.
+PRIVATE_RAY_RUNNING = """
+import sys, ray
+from embednv.embed.ray_job import init_ray
+init_ray()
+ray.get(ray.remote(lambda: 0).remote())  # a worker process, with a gRPC server of its own
+print("ready", flush=True)
+sys.stdin.readline()
+ray.shutdown()
+"""
+RAY_LISTENERS = {"gcs_server", "raylet", "ray::DashboardAgent", "ray::RuntimeEnvAgent"}
+
+
+def listening_sockets(root: psutil.Process) -> list[tuple[str, str, int]]:
+    """(process name, ip, port) of every listening TCP socket of `root` and its descendants."""
+    found = []
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            name = proc.name()
+            found += [(name, c.laddr.ip, c.laddr.port) for c in proc.net_connections("tcp") if c.status == "LISTEN"]
+    return found
+
+
+def assert_loopback_only(root: psutil.Process) -> None:
+    deadline = time.monotonic() + 30  # the agents may bind a moment after ray.init returns
+    while True:
+        sockets = listening_sockets(root)
+        names = {name for name, _, _ in sockets}
+        if RAY_LISTENERS <= names and any(n.startswith("ray::") for n in names - RAY_LISTENERS):
+            break
+        assert time.monotonic() < deadline, f"not every Ray process listens yet: {sorted(names)}"
+        time.sleep(0.5)
+    exposed = [s for s in sockets if not is_loopback(s[1])]
+    assert exposed == [], f"reachable from the network: {exposed}"
+
+
+def is_loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip)
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1, an IPv6 socket of 127.0.0.1
+    return (mapped or address).is_loopback
+
+
+def test_the_private_ray_listens_on_loopback_only(private_ray_tmp):
+    """GCS, raylet, agents, metrics servers, driver and workers: nothing reachable from another machine."""
+    driver = subprocess.Popen(
+        [sys.executable, "-c", PRIVATE_RAY_RUNNING],
+        env=clean_env(RAY_TMPDIR=private_ray_tmp),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert driver.stdout.readline().strip() == "ready", driver.communicate(timeout=60)[1]
+        assert_loopback_only(psutil.Process(driver.pid))
+    finally:
+        driver.communicate("\n", timeout=120)
+
+
+def test_the_test_suites_ray_listens_on_loopback_only(ray_local):
+    ray_local.get(ray_local.remote(lambda: 0).remote())
+    assert_loopback_only(psutil.Process())
 
 
 def test_an_unreachable_ray_address_fails_fast_with_one_line(tmp_path):
@@ -182,6 +249,41 @@ def test_the_log_says_what_runs_then_counts_up_to_the_rows_in(logged_run):
     assert "embedded 400 of 400 notes (0 errors)" in stdout
 
 
+WINDOWS_LINE = re.compile(
+    r"^embednv: (\d+)/1 rows embedded .* \| ([\d,]+)/([\d,]+) windows of the rows in progress \| "
+)
+
+
+def test_a_long_note_counts_its_windows_in_the_log_before_its_row_is_back(tmp_path):
+    """One note of hundreds of model inputs takes seconds alone: the log shows it moving, not 'waiting'."""
+    marker = "Zyxquorbal"  # must never reach the log
+    text = " ".join(f"Day {i}: {marker} walked {i % 7} blocks, no chest pain or dyspnea." for i in range(600))
+    pq.write_table(pa.table({"note_id": [1], "text": [text]}), tmp_path / "notes.parquet")
+    # 128-token windows in batches of 8: ~120 windows, a progress callback per batch, reported every 0.1 s.
+    args = ["--model", "minilm", "--max-tokens", "128", "--batch-tokens", "1024", "--log-every", "0.1"]
+    result = subprocess.run(
+        [*EMBEDNV, "embed", str(tmp_path / "notes.parquet"), "--out", str(tmp_path / "out"), *args],
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "embedded 1 of 1 notes (0 errors)" in result.stdout
+    counts = [
+        (int(m[1]), int(m[2].replace(",", "")), int(m[3].replace(",", "")))
+        for m in map(WINDOWS_LINE.match, result.stderr.splitlines())
+        if m
+    ]
+    assert counts, result.stderr
+    n_chunks = pq.read_table(tmp_path / "out").column("n_chunks").to_pylist()
+    assert {total for _, _, total in counts} == set(n_chunks) and n_chunks[0] > 100
+    assert all(rows == 0 and 0 < done < total for rows, done, total in counts), counts  # before the row is back
+    assert [done for _, done, _ in counts] == sorted(done for _, done, _ in counts), "windows went backwards"
+    assert marker not in result.stderr + result.stdout
+
+
 def test_a_healthy_run_prints_no_ray_warning_or_error(logged_run):
     lines, _ = logged_run
     noise = [line for line in lines if not line.startswith("embednv: ")]
@@ -200,6 +302,41 @@ def test_progress_line_rates_and_eta_without_ray():
     assert line.startswith("250/1,000 rows embedded (25%), 3/10 shards written | ")
     assert re.search(r"notes/s \| [\d,]+ tokens/s \| ETA \d+s$", line), line
     assert [format_seconds(s) for s in (5, 125, 3 * 3600 + 7 * 60)] == ["5s", "2m05s", "3h07m"]
+
+
+def test_an_actor_reports_the_windows_of_a_long_call_only_without_ray():
+    sent = []
+    report = ActorReport(sent.append, actor="a", every=3600)
+    for done in (0, 4, 8, 10):
+        report.windows(done, 10)
+    assert sent == []  # a call shorter than `every` sends nothing, not even its end
+    report = ActorReport(sent.append, actor="a", every=0)
+    for done in (0, 4, 8, 10):
+        report.windows(done, 10)
+    assert sent == [("windows", 4, 10, "a"), ("windows", 8, 10, "a"), ("windows", 10, 10, "a")]
+    ActorReport(lambda event: 1 / 0, actor="a", every=0).windows(1, 2)  # a lost message never stops the actor
+
+
+def test_progress_line_counts_the_windows_of_the_rows_in_progress_without_ray():
+    events = [[("windows", 4, 10, "actor a"), ("windows", 2, 5, "actor b")]]
+
+    def line_when(ready, p: Progress) -> str:
+        deadline = time.monotonic() + 10  # the reporter thread reads the events about every 0.05 s
+        while not ready(line := p.line()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return line
+
+    with Progress(1, 1, log_every=0.05, interactive=False, poll_events=lambda: events.pop() if events else []) as p:
+        line = line_when(lambda line: "windows" in line, p)
+        assert line.startswith(
+            "0/1 rows embedded (0%), 0/1 shards written | 6/15 windows of the rows in progress | "
+        ), line
+        events.append([("windows", 10, 10, "actor a")])  # a's call is over
+        assert "| 2/5 windows of the rows in progress | waiting" in line_when(lambda line: "2/5" in line, p)
+        events.append([("windows", 5, 5, "actor b")])
+        assert "windows" not in line_when(lambda line: "windows" not in line, p)
+        p.add(rows=1, tokens=120, shards_written=1)
+        assert p.line().startswith("1/1 rows embedded (100%), 1/1 shards written | ") and "windows" not in p.line()
 
 
 def test_stderr_filter_drops_only_the_benign_ray_line():

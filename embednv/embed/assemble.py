@@ -4,6 +4,9 @@ Rows of one shard can arrive in several blocks and interleaved with other shards
 concurrently). A shard is written, atomically, only when every one of its planned rows has
 arrived, rows in input order, so its content never depends on timing. Error rows of the shard
 are written first, to `_errors/`, so a finished data shard always implies its errors are safe.
+A task that Ray retries may deliver rows again, before or after their shard is written: each
+row counts once. Only the shards being assembled keep their row ids; a written shard is
+remembered by its index alone, so memory stays bounded however many rows the job has.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ class ShardAssembler:
         )
         self._parts: dict[int, list[pa.Table]] = defaultdict(list)
         self._arrived: dict[int, int] = defaultdict(int)
-        self._seen: dict[int, set[int]] = {}
+        self._seen: dict[int, set[int]] = {}  # row ids of the shards being assembled
+        self._finished: set[int] = set()  # shards written by this run: any later row of one is a repeat
         self.written: list[dict] = []  # stats of shards written by this run
 
     def add(self, block: pa.Table) -> list[int]:
@@ -48,6 +52,8 @@ class ShardAssembler:
         done = []
         shard_ids = block.column(SHARD).to_numpy()
         for shard_index in map(int, np.unique(shard_ids)):
+            if shard_index in self._finished:
+                continue  # re-sent by a retried task after its shard was written: already on disk
             part = block.filter(pa.array(shard_ids == shard_index))
             # A task retried after a worker died may deliver rows again: keep each row once.
             seen = self._seen.setdefault(shard_index, set())
@@ -62,6 +68,7 @@ class ShardAssembler:
             if self._arrived[shard_index] == self.plan.shards[shard_index].n_rows:
                 self._write(shard_index)
                 del self._seen[shard_index]
+                self._finished.add(shard_index)
                 done.append(shard_index)
         return done
 

@@ -17,7 +17,7 @@ from collections import defaultdict
 from embednv.embed.assemble import ShardAssembler
 from embednv.embed.config import EmbedConfig
 from embednv.embed.inputs import InputPlan, Shard
-from embednv.embed.progress import Progress, block_counts
+from embednv.embed.progress import ActorReport, Progress, block_counts
 from embednv.embed.read import read_shards
 from embednv.embed.tokenize import tokenize_table
 from embednv.embed.worker import EmbedWorker
@@ -55,7 +55,9 @@ def embed_shards(
     with progress:
         started = time.perf_counter()
         worker = EmbedWorker(ref, device, dtype, config.instruction, batch_tokens, config.cpu_threads)
-        events.put(("model_loaded", time.perf_counter() - started, f"{device} in this process"))
+        report = ActorReport(events.put, actor="this process", every=min(1.0, config.log_every))
+        report.model_loaded(time.perf_counter() - started, f"{device} in this process")
+        worker.on_windows = report.windows  # a long note shows its windows done, as an actor's does
         for file_index, shards in _pending_by_file(pending).items():
             file = plan.files[file_index]
             duplicates = plan.duplicates.get(file_index, frozenset())

@@ -3,9 +3,12 @@
 The driver counts what has actually landed on it: rows back from the model, tokens, shards on
 disk. Without a terminal (job logs, CI, nohup) it logs one line at start, one when a model is
 loaded, then one every `log_every` seconds whether or not anything arrived, so a stalled job
-shows as a stalled count rather than as silence. With a terminal the same figures live in one
-tqdm bar. Rates and the ETA count from the moment the first model was loaded, so a slow start
-does not skew them for the rest of the run. No note text ever reaches this module.
+shows as a stalled count rather than as silence. Rows come back a window of rows at a time,
+and one window can take minutes (a 5 MB note alone is 2,381 model inputs): while one is out,
+the line also counts its token windows done, as the actors report them (`ActorReport`). With
+a terminal the same figures live in one tqdm bar. Rates and the ETA count from the moment the
+first model was loaded, so a slow start does not skew them for the rest of the run. No note
+text ever reaches this module.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from typing import Callable, Iterable
 
 log = logging.getLogger(__name__)
 
-Event = tuple[str, float, str]  # (kind, seconds, where): e.g. ("model_loaded", 4.2, "node-3 pid 123")
+# What actors send the driver: ("model_loaded", seconds, where), e.g. ("model_loaded", 4.2, "cpu on node-3"),
+# and ("windows", done, total, actor) for the token windows of the call that actor is working on.
+Event = tuple[str, float, str] | tuple[str, int, int, str]
 
 
 class Progress:
@@ -38,6 +43,7 @@ class Progress:
         self.total_rows, self.total_shards = total_rows, total_shards
         self.rows = self.tokens = 0
         self.shards = shards_done
+        self._windows: dict[str, tuple[int, int]] = {}  # actor -> (windows done, windows) of its call in progress
         self.log_every = log_every
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
         self._poll_events = poll_events
@@ -79,7 +85,16 @@ class Progress:
         with self._lock:
             rows, shards = self.rows, self.shards
         share = f" ({rows / self.total_rows:.0%})" if self.total_rows else ""
-        return f"{rows:,}/{self.total_rows:,} rows embedded{share}, {shards:,}/{self.total_shards:,} shards written | {self._rates()}"
+        written = f"{rows:,}/{self.total_rows:,} rows embedded{share}, {shards:,}/{self.total_shards:,} shards written"
+        return f"{written}{self._windows_in_progress()} | {self._rates()}"
+
+    def _windows_in_progress(self) -> str:
+        """` | 1,200/2,381 windows of the rows in progress` while an actor reports a long call, else ``."""
+        with self._lock:
+            calls = list(self._windows.values())
+        if not calls:
+            return ""
+        return f" | {sum(d for d, _ in calls):,}/{sum(t for _, t in calls):,} windows of the rows in progress"
 
     def _rates(self) -> str:
         with self._lock:
@@ -95,7 +110,7 @@ class Progress:
     def _postfix(self) -> str:
         with self._lock:
             shards, tokens = self.shards, self.tokens
-        return f"{shards}/{self.total_shards} shards, {tokens:,} tokens"
+        return f"{shards}/{self.total_shards} shards, {tokens:,} tokens{self._windows_in_progress()}"
 
     def _report_loop(self) -> None:
         next_line = time.monotonic() + self.log_every
@@ -113,12 +128,22 @@ class Progress:
         except Exception as error:  # noqa: BLE001 - progress must never break the run
             log.debug("could not read progress events: %s", error)
             return
-        for kind, seconds, where in events:
-            if kind == "model_loaded":
+        for event in events:
+            if event[0] == "model_loaded":
+                _, seconds, where = event
                 with self._lock:
                     if self.rows == 0 and self._since == self._started:
                         self._since = time.monotonic()
                 self._say(f"model loaded in {seconds:.1f}s ({where})")
+            elif event[0] == "windows":
+                _, done, total, actor = event
+                with self._lock:
+                    if done < total:
+                        self._windows[actor] = (done, total)
+                    else:  # that call is over: its rows are on their way
+                        self._windows.pop(actor, None)
+        if events and self._bar is not None:
+            self._bar.set_postfix_str(self._postfix())
 
     def _say(self, message: str) -> None:
         if self._bar is not None:
@@ -135,6 +160,42 @@ def block_counts(block) -> tuple[int, int]:
 
     ok = block.column(ERROR).is_null()
     return len(block), int(pc.sum(pc.if_else(ok, block.column(N_TOKENS), 0)).as_py() or 0)
+
+
+class ActorReport:
+    """What an embed actor tells the driver's `Progress`, through `send` (a queue's put_nowait).
+
+    `windows` is `embed_notes`' `on_windows`: called with (0, total) when a call starts and after
+    every micro-batch, it sends at most one message every `every` seconds, so a call of many
+    windows shows progress and a short one sends nothing. A call that sent anything also sends
+    its end, so that the driver forgets it. A message that cannot be sent is dropped: progress
+    must never stop the actor.
+    """
+
+    def __init__(self, send: Callable[[Event], object], actor: str, every: float = 1.0):
+        self._send, self.actor, self.every = send, actor, every
+        self._last = time.monotonic()
+        self._sent = False
+
+    def model_loaded(self, seconds: float, where: str) -> None:
+        self._put(("model_loaded", seconds, where))
+
+    def windows(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done == 0:
+            self._last, self._sent = now, False
+        elif done >= total:
+            if self._sent:
+                self._put(("windows", done, total, self.actor))
+        elif now - self._last >= self.every:
+            self._last, self._sent = now, True
+            self._put(("windows", done, total, self.actor))
+
+    def _put(self, event: Event) -> None:
+        try:
+            self._send(event)
+        except Exception:  # noqa: BLE001 - a lost progress message must never stop the actor
+            pass
 
 
 def format_seconds(seconds: float) -> str:

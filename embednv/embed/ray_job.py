@@ -27,7 +27,8 @@ from ray.data.block import BlockMetadata
 from embednv.embed.assemble import ShardAssembler
 from embednv.embed.config import EmbedConfig
 from embednv.embed.inputs import InputPlan, Shard
-from embednv.embed.progress import Progress, block_counts
+from embednv.embed.private_ray import PRIVATE_SYSTEM_CONFIG, daemon_malloc_conf
+from embednv.embed.progress import ActorReport, Progress, block_counts
 from embednv.embed.worker import EmbedWorker
 from embednv.errors import ClusterUnreachable
 from embednv.models.base import ModelRef
@@ -36,15 +37,6 @@ log = logging.getLogger(__name__)
 
 
 CONNECT_TIMEOUT_S = 30.0
-# A private instance has no dashboard and nothing scrapes it, so it keeps nothing that only grows
-# with time (measured in docs/reliability.md, "Memory over time"); a cluster keeps its own
-# settings (cluster/README.md). The GCS keeps 100 task events, not 100,000 (~1.5-3 KB each);
-# Ray's metrics, which nobody reads here, are off.
-PRIVATE_SYSTEM_CONFIG = {"task_events_max_num_task_in_gcs": 100, "enable_metrics_collection": False}
-# Ray preloads jemalloc into the raylet and GCS. Its per-thread caches fill slowly over the
-# first minutes to hours, so their RSS rose with elapsed time while the live heap stayed at 5 MB
-# (jemalloc's own profile): no thread caches, and freed pages go back to the OS within a second.
-DAEMON_MALLOC_CONF = "tcache:false,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0"
 
 
 def init_ray(debug: bool = False, address: str | None = None) -> None:
@@ -52,7 +44,8 @@ def init_ray(debug: bool = False, address: str | None = None) -> None:
 
     Without an address Ray would join whatever cluster its address file names (written by any
     earlier `ray start`, even one long dead) and wait on it forever: `address="local"` always
-    starts a fresh instance instead. A given address must answer within CONNECT_TIMEOUT_S.
+    starts a fresh instance instead, configured by `private_ray` and reachable from this machine
+    only (`loopback_only`). A given address must answer within CONNECT_TIMEOUT_S.
     """
     if not ray.is_initialized():
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry leaves the machine
@@ -63,7 +56,7 @@ def init_ray(debug: bool = False, address: str | None = None) -> None:
             os.environ["RAY_ADDRESS"] = address  # Ray prefers the variable over the argument: keep them one
             ray.init(address=address, **kwargs)
         else:
-            with daemon_malloc_conf():
+            with daemon_malloc_conf(), loopback_only():
                 ray.init(address="local", include_dashboard=False, _system_config=PRIVATE_SYSTEM_CONFIG, **kwargs)
     from ray.data import DataContext
 
@@ -74,16 +67,23 @@ def init_ray(debug: bool = False, address: str | None = None) -> None:
 
 
 @contextlib.contextmanager
-def daemon_malloc_conf() -> Iterator[None]:
-    """DAEMON_MALLOC_CONF for the daemons ray.init starts (a user's MALLOC_CONF wins); glibc workers ignore it."""
-    added = "MALLOC_CONF" not in os.environ
-    if added:
-        os.environ["MALLOC_CONF"] = DAEMON_MALLOC_CONF
+def loopback_only() -> Iterator[None]:
+    """Make the Ray that ray.init starts in this block listen on 127.0.0.1 only, every process of it.
+
+    Each process Ray starts binds by the node's IP: its gRPC servers (GCS, raylet, object manager,
+    workers) listen on 127.0.0.1 when the node IP is exactly that and on all interfaces otherwise;
+    its agents and metrics servers do the same. On Linux ray.init replaces a loopback node IP with
+    the machine's outward one, unless Ray runs as it does on macOS and Windows, local only
+    (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, read once when Ray is imported, hence the constant).
+    """
+    from ray._private import ray_constants
+
+    was = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
     try:
         yield
     finally:
-        if added:
-            os.environ.pop("MALLOC_CONF")
+        ray_constants.ENABLE_RAY_CLUSTER = was
 
 
 def reachable_address(address: str) -> str:
@@ -91,8 +91,6 @@ def reachable_address(address: str) -> str:
 
     "auto" is resolved the way Ray does (its address file, then running GCS processes).
     """
-    import socket
-
     resolved = address
     if address == "auto":
         from ray._private.services import get_ray_address_from_environment
@@ -198,6 +196,7 @@ def _build_dataset(config, ref, plan, pending, device, dtype, batch_tokens, acto
         _ReportingEmbedWorker,
         fn_constructor_kwargs=dict(
             events=events,
+            report_every=min(1.0, config.log_every),  # each second (the terminal's bar), or each log line if sooner
             ref=ref,
             device=device,
             dtype=dtype,
@@ -215,16 +214,14 @@ def _build_dataset(config, ref, plan, pending, device, dtype, batch_tokens, acto
 
 
 class _ReportingEmbedWorker(EmbedWorker):
-    """The embed actor, which also tells the driver when its model is loaded and how long it took."""
+    """The embed actor, which also tells the driver when its model is loaded and how far into a long window it is."""
 
-    def __init__(self, events, **kwargs):
+    def __init__(self, events, report_every: float, **kwargs):
         started = time.perf_counter()
         super().__init__(**kwargs)
-        where = f"{kwargs['device']} on {socket.gethostname()}"
-        try:
-            events.put_nowait(("model_loaded", time.perf_counter() - started, where))
-        except Exception:  # noqa: BLE001 - a lost progress message must never stop the actor
-            pass
+        report = ActorReport(events.put_nowait, actor=f"{socket.gethostname()} pid {os.getpid()}", every=report_every)
+        report.model_loaded(time.perf_counter() - started, f"{kwargs['device']} on {socket.gethostname()}")
+        self.on_windows = report.windows  # sends only while a window of rows takes longer than report_every
 
 
 def _events_queue():

@@ -27,9 +27,13 @@ from embednv.runtime import usable_cpus
 
 log = logging.getLogger(__name__)
 
+WindowsCallback = Callable[[int, int], None]  # (token windows done, windows in the call)
+
 
 class EmbedWorker:
     """Loads the encoder once (actor start-up) and embeds every window of rows it is given."""
+
+    on_windows: WindowsCallback | None = None  # told how far each call is (the Ray actor reports it)
 
     def __init__(
         self, ref: ModelRef, device: str, dtype: str, instruction: str, batch_tokens: int, threads: int | None = None
@@ -67,6 +71,7 @@ class EmbedWorker:
             self.dim,
             [sequences[starts[r] : starts[r + 1]] for r in range(len(table))],
             self.batch_tokens,
+            on_windows=self.on_windows,
         )
 
         errors = table.column(ERROR).to_pylist()
@@ -105,7 +110,11 @@ class EmbeddedNotes:
 
 
 def embed_notes(
-    embed: Callable[[Sequence], np.ndarray], dim: int, notes: Sequence[Sequence[Sequence[int]]], batch_tokens: int
+    embed: Callable[[Sequence], np.ndarray],
+    dim: int,
+    notes: Sequence[Sequence[Sequence[int]]],
+    batch_tokens: int,
+    on_windows: WindowsCallback | None = None,
 ) -> EmbeddedNotes:
     """Embed each note's token windows and pool them into one unit vector per note.
 
@@ -114,7 +123,9 @@ def embed_notes(
     (`plan_batches`), embedded with `embed` (an `Encoder.embed`), a batch that runs out of
     memory is halved (`embed_splitting`), and a note's windows are combined by their
     token-weighted mean (`combine_chunks`). A note with no windows, or with a window that does
-    not fit even alone, is listed in `failures` instead of stopping the others.
+    not fit even alone, is listed in `failures` instead of stopping the others. `on_windows`, if
+    given, is called with (0, windows) first and (windows done, windows) after every batch: one
+    long note can be thousands of windows and minutes of work, which should not look like a stall.
     """
     counts = np.fromiter((len(windows) for windows in notes), dtype=np.int64, count=len(notes))
     sequences = [window for windows in notes for window in windows]
@@ -122,10 +133,15 @@ def embed_notes(
     vectors = np.zeros((len(sequences), dim), np.float32)
     padded = np.zeros(len(sequences), np.int64)
     failed: dict[int, str] = {}
-    splits = 0
+    splits = done = 0
+    if on_windows is not None:
+        on_windows(0, len(sequences))
     for batch in plan_batches(lengths, batch_tokens):
         padded[batch.indices] = batch.width
         splits += embed_splitting(embed, sequences, batch.indices, vectors, failed)
+        done += len(batch.indices)
+        if on_windows is not None:
+            on_windows(done, len(sequences))
 
     out = np.zeros((len(notes), dim), np.float32)
     note_padded = np.zeros(len(notes), np.int64)
