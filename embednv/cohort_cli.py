@@ -70,7 +70,7 @@ def cohort_command(
 ) -> None:
     """Write a cohort as ids: a map cluster, the notes nearest a note, or the notes nearest a query text.
 
-    CSV cells that a spreadsheet would run as formulas (starting with = + - @) get a leading '.
+    CSV cells that a spreadsheet would run as formulas (first visible character = + - @) get a leading '.
     """
     setup_logging(debug)
     try:
