@@ -14,7 +14,7 @@ from typing import List, Optional
 
 import typer
 
-from embednv.console import fail, setup_logging
+from embednv.console import fail, say, setup_logging
 
 app = typer.Typer(
     add_completion=False,
@@ -138,7 +138,7 @@ def embed(
         raise
     except Exception as error:  # noqa: BLE001 - the edge: one line for the user
         fail(error, debug)
-    typer.echo(summary.line())
+    say(summary.line())
 
 
 @app.command("sample-corpus")
@@ -154,7 +154,7 @@ def sample_corpus(
         out = out.with_suffix(".parquet")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_sample_corpus(str(out), n, seed)
-    typer.echo(f"wrote {n:,} synthetic notes to {out}")
+    say(f"wrote {n:,} synthetic notes to {out}")
 
 
 from embednv.mapping.cli import map_command  # noqa: E402 - typer-only module: keeps --help instant

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from embednv.console import fail, setup_logging
+from embednv.console import fail, say, setup_logging
 
 log = logging.getLogger("embednv")
 DEFAULT_K = 50
@@ -70,7 +70,7 @@ def cohort_command(
 ) -> None:
     """Write a cohort as ids: a map cluster, the notes nearest a note, or the notes nearest a query text.
 
-    CSV cells that a spreadsheet would run as formulas (starting with = + - @) get a leading '.
+    CSV cells that a spreadsheet would run as formulas (first visible character = + - @) get a leading '.
     """
     setup_logging(debug)
     try:
@@ -115,7 +115,7 @@ def cohort_command(
     except Exception as error:  # noqa: BLE001 - the edge: one line for the user
         fail(error, debug)
     if out is not None:
-        typer.echo(f"wrote {what} to {out}")
+        say(f"wrote {what} to {out}")
 
 
 def _check_options(

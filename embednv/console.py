@@ -12,6 +12,7 @@ import sys
 import typer
 
 from embednv.errors import one_line
+from embednv.text_safety import terminal
 
 LOG_FORMAT = "embednv: %(message)s"
 
@@ -26,6 +27,8 @@ def setup_logging(debug: bool, uses_ray: bool = False) -> None:
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO, format=LOG_FORMAT, stream=sys.stderr, force=True
     )
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_InertFormatter(LOG_FORMAT))
     for noisy in NOISY_LIBRARIES:
         logging.getLogger(noisy).setLevel(logging.INFO if debug else logging.WARNING)
     if uses_ray and not debug:
@@ -34,6 +37,19 @@ def setup_logging(debug: bool, uses_ray: bool = False) -> None:
         from embednv.stderr_filter import drop_benign_ray_lines
 
         drop_benign_ray_lines()
+
+
+class _InertFormatter(logging.Formatter):
+    """Log lines name files and ids from the user's data: their control and bidi characters are escaped
+    (a traceback, added after the message with --debug, keeps its line breaks)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return terminal(super().formatMessage(record))
+
+
+def say(text: str) -> None:
+    """A command's closing line on stdout; it may name files or ids, so it goes through `terminal`."""
+    typer.echo(terminal(text))
 
 
 def fail(error: BaseException, debug: bool) -> None:

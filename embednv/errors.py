@@ -7,6 +7,8 @@ own errors from bugs before anything heavy is loaded.
 
 from __future__ import annotations
 
+from embednv.text_safety import terminal
+
 
 class EmbednvError(Exception):
     """An error written for the user: its message alone says what is wrong and what to do."""
@@ -52,10 +54,11 @@ def one_line(error: BaseException) -> str:
     """The first line of `error`'s message; unknown error types keep their name so they can be searched.
 
     Ray wraps an error raised in a worker; the worker's own error (`.cause`) is what is shown.
+    Messages name ids and files from the user's data, so control and bidi characters are escaped.
     """
     cause = getattr(error, "cause", None) or error
     lines = [line for line in str(cause).splitlines() if line.strip()]
-    message = " ".join(lines[0].split()) if lines else type(cause).__name__
+    message = terminal(" ".join(lines[0].split())) if lines else type(cause).__name__
     if isinstance(cause, (EmbednvError, *PLAIN_ERRORS)):
         return message
     return f"{type(cause).__name__}: {message} (rerun with --debug for details)"

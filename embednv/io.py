@@ -15,8 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-# A text cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection").
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+from embednv.text_safety import spreadsheet_cell
 
 # File extension -> format, for notes (embed's inputs, map's --texts and --labels).
 FORMATS = {
@@ -80,10 +79,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 def safe_cell(value):
-    """A text cell a spreadsheet would run as a formula gets a leading quote; other cells are unchanged."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
+    """A CSV cell a spreadsheet cannot run: `text_safety.spreadsheet_cell` (formulas quoted, bidi
+    and control characters escaped); other cells are unchanged."""
+    return spreadsheet_cell(value)
 
 
 def csv_text(table) -> str:

@@ -400,6 +400,35 @@ def test_the_gpu_task_streams_the_shards_itself_never_the_driver(gpu_head):
 
 
 @pytest.mark.slow
+def test_the_gpu_task_checks_the_vectors_it_reads_and_fails_in_one_line(gpu_head):
+    """The map's checks run where the vectors are read, on the GPU worker too: a NaN row is named, not a crash."""
+    import numpy as np
+    import pyarrow as pa
+
+    emb, out = _planted_shards(gpu_head.root / "emb-nan"), gpu_head.root / "map-nan"
+    shard = pq.read_table(emb / "part-00000.parquet")
+    x = np.stack(shard.column("embedding").to_numpy(zero_copy_only=False))
+    x[5] = np.nan
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(x.ravel().astype(np.float32)), x.shape[1])
+    pq.write_table(shard.set_column(1, "embedding", vectors), emb / "part-00000.parquet")
+    done = subprocess.run(
+        [sys.executable, "-m", "embednv.cli", "map", str(emb), "--out", str(out), "--placement", "gpu-worker"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**gpu_head.env, "RAY_ADDRESS": gpu_head.gcs},
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        f"error: on the GPU worker: {emb}: 1 of {N_MAP} embeddings are not directions: 1 NaN or inf (note_id 6); "
+        "a map needs every vector finite and non-zero: re-embed those notes or leave them out"
+    ], done.stderr[-3000:]
+    assert not out.exists()
+
+
+@pytest.mark.slow
 def test_map_job_on_a_cluster_without_gpu_falls_back_to_cpu_in_the_driver(head):
     emb, out = _planted_shards(head.root / "emb-cpu"), head.root / "map-cpu"
     job_id = head.submit("python", "jobs/map_corpus.py", f"file://{emb}", "--out", str(out), "--clusters", "4")

@@ -67,13 +67,19 @@ class CpuBackend:
         return np.asarray(a)
 
     def kmeans(self, x: np.ndarray, k: int, seed: int, n_init: int) -> tuple[np.ndarray, np.ndarray, float]:
+        import warnings
+
         from sklearn.cluster import KMeans, MiniBatchKMeans
+        from sklearn.exceptions import ConvergenceWarning
 
         if len(x) > MINIBATCH_KMEANS_ABOVE:
             model = MiniBatchKMeans(n_clusters=k, n_init=n_init, batch_size=4096, random_state=seed)
         else:
             model = KMeans(n_clusters=k, n_init=n_init, random_state=seed)
-        model.fit(x)
+        with warnings.catch_warnings():
+            # Fewer distinct points than k: clusters.fit_clusters drops the empty ones and says so in one line.
+            warnings.filterwarnings("ignore", "Number of distinct clusters", ConvergenceWarning)
+            model.fit(x)
         return model.labels_.astype(np.int32), model.cluster_centers_.astype(np.float32), float(model.inertia_)
 
     def tsne(self, x: np.ndarray, params: TSNEParams, init: np.ndarray, seed: int) -> np.ndarray:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from embednv.console import fail, setup_logging
+from embednv.console import fail, say, setup_logging
 
 BACKEND_CHOICES = ("auto", "cuml", "cpu")
 PLACEMENT_CHOICES = ("auto", "local", "gpu-worker")  # embednv.mapping.placement.PLACEMENTS (kept typer-only here)
@@ -107,7 +107,7 @@ def map_command(
         raise
     except Exception as error:  # noqa: BLE001 - the edge: one line for the user
         fail(error, debug)
-    typer.echo(f"map of {result.n:,} notes ({result.k} clusters, {result.backend}) written to {result.out_dir}")
+    say(f"map of {result.n:,} notes ({result.k} clusters, {result.backend}) written to {result.out_dir}")
 
 
 def _auto_or(value: str, kind: type, option: str):

@@ -55,7 +55,10 @@ class Clusters:
 def fit_clusters(
     x: np.ndarray, k: int | Literal["auto"], backend: Backend, seed: int, n_init: int = N_INIT
 ) -> Clusters:
-    """k-means of `x` (n, d) with a fixed seed; k="auto" uses `auto_clusters(n)`."""
+    """k-means of `x` (n, d) with a fixed seed; k="auto" uses `auto_clusters(n)`.
+
+    With fewer distinct points than k, the result has fewer clusters than k: no cluster is empty.
+    """
     n = len(x)
     k = auto_clusters(n) if k == "auto" else int(k)
     if not 2 <= k <= n:
@@ -66,6 +69,12 @@ def fit_clusters(
     new_of_old = np.empty(k, dtype=np.int32)
     new_of_old[order] = np.arange(k, dtype=np.int32)
     labels, centroids, sizes = new_of_old[labels], centroids[order], sizes[order]
+    filled = int(np.count_nonzero(sizes))
+    if filled < k:
+        # Only repeated vectors leave a cluster empty (k-means cannot split identical points): the
+        # map gets the clusters that hold notes. Empty ones sort last, so the labels stay as they are.
+        log.info("k-means: only %d of the %d clusters hold notes (the rest of the notes repeat vectors)", filled, k)
+        k, centroids, sizes = filled, centroids[:filled], sizes[:filled]
     log.info("k-means: %d clusters, inertia %.4g, sizes %d..%d", k, inertia, sizes.min(), sizes.max())
     return Clusters(
         labels=labels,

@@ -92,12 +92,14 @@ def describe(where: dict, backend: str) -> str:
 def compute(request: HeavyRequest, backend: Backend, where: dict, shards: ShardSet | None = None) -> Heavy:
     """Run PCA, k-means, groups, t-SNE and the neighbour metrics; log each phase with where it ran."""
     from embednv.mapping import metrics
+    from embednv.mapping.checks import check_parameters
     from embednv.mapping.clusters import fit_clusters, fit_groups
     from embednv.mapping.pca import auto_batch_size, reduce
     from embednv.mapping.reader import open_shards
     from embednv.mapping.tsne import embed
 
     shards = shards or open_shards(request.emb_dir)
+    check_parameters(request.emb_dir, shards.n_rows, request.clusters, request.tsne)  # also on a GPU worker
     batch_size = auto_batch_size(shards.dim) if request.batch_size == "auto" else int(request.batch_size)
     timings: dict[str, float] = {}
     at = describe(where, backend.name)

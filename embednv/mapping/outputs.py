@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from embednv.io import atomic_path
+from embednv.text_safety import markdown_text
 
 MAP_FILE = "map.parquet"
 CLUSTERS_FILE = "clusters.parquet"
@@ -147,18 +148,20 @@ def _table(s: ClusterSummary, what: str, total: int, extra: tuple[str, list[str]
     head += ["top labels"] if s.composition is not None else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c, size in enumerate(s.sizes):
+        # Our own numbers go in as they are; every value from the data (terms, ids, labels) is escaped.
         row = [str(c), f"{size} ({100 * size / total:.1f}%)", extra[1][c]]
         if s.terms is not None:
-            row.append(", ".join(s.terms[c]))
-        row.append(", ".join(str(i) for i in s.exemplar_ids[c]))
+            row.append(", ".join(markdown_cell(t) for t in s.terms[c]))
+        row.append(", ".join(markdown_cell(i) for i in s.exemplar_ids[c]))
         if s.composition is not None:
-            row.append(", ".join(f"{lab} {100 * cnt / max(size, 1):.0f}%" for lab, cnt in s.composition[c]))
-        lines.append("| " + " | ".join(markdown_cell(cell) for cell in row) + " |")
+            row.append(
+                ", ".join(f"{markdown_cell(lab)} {100 * cnt / max(size, 1):.0f}%" for lab, cnt in s.composition[c])
+            )
+        lines.append("| " + " | ".join(row) + " |")
     return lines
 
 
 def markdown_cell(text: str) -> str:
-    """Untrusted text (ids, terms, labels) as one Markdown table cell: no row breaks, no column breaks, no HTML."""
-    import html
-
-    return html.escape(" ".join(str(text).split()), quote=False).replace("|", "\\|")
+    """Untrusted text (ids, terms, labels) as one Markdown table cell: no row or column breaks, and
+    nothing a Markdown viewer renders as a link, an image or HTML (`text_safety.markdown_text`)."""
+    return markdown_text(text)

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from embednv.mapping.backends import Backend
+from embednv.mapping.checks import RowCheck, check_spread
 from embednv.mapping.reader import ShardSet, iter_batches
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class StreamingPCA:
         cov -= np.outer(n * delta, delta)
         cov /= n - 1
         total_variance = float(np.trace(cov))
+        check_spread(total_variance, n)  # before the eigensolver, which has nothing to find in rounding noise
         d = cov.shape[0]
         assert 0 < k <= d, f"n_components={k} must be in 1..{d}"
         values, vectors = _top_eigenpairs(cov, k)
@@ -96,7 +98,7 @@ class StreamingPCA:
         self.mean_ = self.backend.to_host(self._shift).astype(np.float64) + delta  # (d,)
         self.components_ = vectors.T.astype(np.float32)  # (k, d)
         self.explained_variance_ = values
-        self.explained_variance_ratio_ = values / max(total_variance, np.finfo(float).tiny)
+        self.explained_variance_ratio_ = values / total_variance  # > 0: check_spread
         self._scatter = self._block = self._sum = None  # free the d x d accumulators
         self._mean_dev = self.backend.to_device(self.mean_.astype(np.float32))
         self._components_dev = self.backend.to_device(self.components_)
@@ -165,13 +167,20 @@ class Reduced:
 
 
 def reduce(shards: ShardSet, n_components: int, batch_size: int, backend: Backend) -> Reduced:
-    """Fit PCA over every batch (pass 1), then project every batch (pass 2)."""
+    """Fit PCA over every batch (pass 1), then project every batch (pass 2).
+
+    Pass 1 also checks every row (`checks.RowCheck`): after the first NaN, inf or zero vector it
+    only reads on, to count and name them all, and fails before the eigensolver and pass 2.
+    """
     k = min(n_components, shards.dim, max(shards.n_rows - 1, 1))
     if k < n_components:
         log.info("PCA to %d components (asked for %d; dim %d, %d rows)", k, n_components, shards.dim, shards.n_rows)
     pca = StreamingPCA(k, backend)
-    for _, vectors in iter_batches(shards, batch_size):
-        pca.partial_fit(vectors)
+    rows = RowCheck()
+    for batch_ids, vectors in iter_batches(shards, batch_size, with_ids=True):
+        if rows.add(batch_ids, vectors):
+            pca.partial_fit(vectors)
+    rows.raise_if_any(shards.paths[0].rsplit("/", 1)[0], shards.id_column, shards.n_rows)
     pca.finalize()
     ids, parts = [], []
     for batch_ids, vectors in iter_batches(shards, batch_size, with_ids=True):

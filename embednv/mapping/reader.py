@@ -137,7 +137,9 @@ def unit_vectors(column: pa.Array, dim: int, source: str = "?") -> np.ndarray:
     if flat.size != len(column) * dim:
         raise MapError(f"{source}: embeddings are not all {dim}-dimensional")
     x = flat.astype(np.float32, copy=False).reshape(len(column), dim)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
     # The pipeline already writes unit vectors; normalising again costs little and makes the map
-    # depend on direction only (cosine geometry) whatever wrote the shards. Zero rows stay zero.
-    return x / np.where(norms > 0, norms, 1.0)
+    # depend on direction only (cosine geometry) whatever wrote the shards. Zero rows stay zero,
+    # rows with NaN or inf become non-finite, quietly: the map names them (checks.RowCheck).
+    with np.errstate(invalid="ignore", over="ignore"):
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        return x / np.where(norms > 0, norms, 1.0)

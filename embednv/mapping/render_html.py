@@ -7,7 +7,8 @@ one JSON document in a `<script type="application/json">` block: coordinates, cl
 label codes as base64 little-endian typed arrays, ids (and note text, only with `show_text`)
 as JSON strings. Every `<`, `>` and `&` in that JSON is written as a \\u escape, so no id,
 label, term or note can close the block; the page script puts strings on screen with
-`textContent` only. A Content-Security-Policy admits only the inlined script and style (by
+`textContent` only, and their bidi and control characters arrive as visible escapes
+(`text_safety.visible`). A Content-Security-Policy admits only the inlined script and style (by
 hash) and no connections, so the page cannot fetch anything even if a string did get through.
 
 The page: pan (drag), zoom (wheel), hover (id, cluster, label, note text when shown); search by
@@ -32,6 +33,7 @@ import numpy as np
 
 from embednv.mapping.outputs import ClusterSummary
 from embednv.mapping.render import cluster_medians, palette
+from embednv.text_safety import visible
 
 HOVER_TEXT_CHARS = 300  # note text shown on hover is cut to this many characters
 MAX_LABEL_COLOURS = 40  # more distinct labels than this share one "other labels" colour
@@ -80,25 +82,25 @@ def map_payload(
     clusters = []
     for c in range(k):
         entry = {
-            "name": str(names[c]),
+            "name": _text(names[c]),
             "colour": colours[c],
             "size": int(sizes[c]),
             "median": [float(v) for v in medians[c]] if np.isfinite(medians[c]).all() else None,
-            "terms": [str(t) for t in summary.terms[c]] if summary is not None and summary.terms else [],
-            "exemplars": [str(i) for i in summary.exemplar_ids[c]] if summary is not None else [],
+            "terms": [_text(t) for t in summary.terms[c]] if summary is not None and summary.terms else [],
+            "exemplars": [_text(i) for i in summary.exemplar_ids[c]] if summary is not None else [],
         }
         if summary is not None and summary.composition is not None:
-            entry["labels"] = [[str(lab), int(cnt)] for lab, cnt in summary.composition[c]]
+            entry["labels"] = [[_text(lab), int(cnt)] for lab, cnt in summary.composition[c]]
         if groups is not None:
             entry["group"] = int(groups[1][c])
         clusters.append(entry)
     return {
-        "title": str(title),
+        "title": _text(title),
         "n": n,
         "point_size": 6 if n <= 10_000 else 4 if n <= 100_000 else 2,  # CSS pixels
         "xy": _typed(np.asarray(y, dtype=np.float32).reshape(n, 2)),  # x0, y0, x1, y1, ...
         "cluster": _typed(labels.astype(_uint_for(k))),
-        "ids": [str(v) for v in ids],
+        "ids": [_text(v) for v in ids],
         "clusters": clusters,
         "labels": _label_payload(known) if known is not None else None,
         "groups": _group_payload(*groups) if groups is not None else None,
@@ -106,12 +108,18 @@ def map_payload(
     }
 
 
+def _text(value) -> str:
+    """A string from the data as the page shows it: bidi and control characters as visible escapes
+    (textContent would still let them reorder what is shown), tab and line breaks kept."""
+    return visible(str(value), keep="\t\n\r")
+
+
 def _group_payload(summary: ClusterSummary, parent: np.ndarray) -> list[dict]:
     """The coarse level: one colour group per group of clusters, named by its top terms."""
     colours = palette(60)[20:] + palette(60)[:20]  # away from the first clusters' colours
     return [
         {
-            "name": str(summary.names[g]),
+            "name": _text(summary.names[g]),
             "colour": colours[g % 60],
             "size": int(summary.sizes[g]),
             "median": [float(v) for v in summary.medians[g]] if np.isfinite(summary.medians[g]).all() else None,
@@ -124,10 +132,10 @@ def _group_payload(summary: ClusterSummary, parent: np.ndarray) -> list[dict]:
 def _label_payload(known: Sequence) -> dict:
     """Known labels as codes into `values` (most frequent first; code len(values) = no label),
     and the colour groups of "colour by label": one per frequent label, then the rest, then none."""
-    counts = Counter(str(v) for v in known if v is not None)
+    counts = Counter(_text(v) for v in known if v is not None)
     values = [lab for lab, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     code_of = {lab: i for i, lab in enumerate(values)}
-    codes = np.array([len(values) if v is None else code_of[str(v)] for v in known], dtype=np.int64)
+    codes = np.array([len(values) if v is None else code_of[_text(v)] for v in known], dtype=np.int64)
     shown = min(len(values), MAX_LABEL_COLOURS)
     # Offset by 10: the strong shades of tab20b/tab20c first, so label colours differ from the
     # first clusters' colours and the two modes are not mistaken for each other.
@@ -174,7 +182,7 @@ def page_html(payload: dict, title: str) -> str:
     )
     return _PAGE.format(
         csp=csp,  # our own constant and base64 hashes: no quote or markup characters
-        title=html.escape(str(title)),
+        title=html.escape(_text(title)),
         style=style,
         data=script_json(payload),
         script=script,
@@ -199,7 +207,7 @@ def _short_text(text: str | None) -> str:
     """Note text for the hover box: whitespace collapsed, cut to HOVER_TEXT_CHARS."""
     if not text:
         return ""
-    short = " ".join(str(text).split())
+    short = visible(" ".join(str(text).split()))
     return short if len(short) <= HOVER_TEXT_CHARS else short[:HOVER_TEXT_CHARS] + "…"
 
 

@@ -21,8 +21,6 @@ from embednv.runtime import library_versions
 
 log = logging.getLogger(__name__)
 
-MIN_POINTS = 10  # below this, clusters and neighbourhoods say nothing
-
 
 @dataclass(frozen=True)
 class MapConfig:
@@ -61,17 +59,22 @@ class MapResult:
 def run_map(config: MapConfig) -> MapResult:
     """Build the map of `config.emb_dir` into `config.out_dir` and return what was done."""
     from embednv.mapping import annotations, metrics, render, render_html, terms
+    from embednv.mapping.checks import check_parameters
     from embednv.mapping.clusters import N_INIT, auto_clusters
     from embednv.mapping.compute import HeavyRequest, process
+    from embednv.mapping.out_dir import check_out, prepare
     from embednv.mapping.placement import Stage
     from embednv.mapping.reader import open_shards
 
     labels_path = config.labels or config.texts
     if config.labels_column and labels_path is None:
         raise MapError("--labels-column needs --labels or --texts (the file that holds the labels)")
+    check_out(
+        Path(config.out_dir), config.overwrite, config.emb_dir, {"--texts": config.texts, "--labels": config.labels}
+    )
     shards = open_shards(config.emb_dir)
-    if shards.n_rows < MIN_POINTS:
-        raise MapError(f"{config.emb_dir} holds {shards.n_rows} embeddings; a map needs at least {MIN_POINTS}")
+    # --clusters and --perplexity against n, from the shard footers: before a vector is read.
+    check_parameters(config.emb_dir, shards.n_rows, config.clusters, config.tsne)
     wanted: dict[str, list[str]] = {}  # annotation file -> columns to read from it
     if config.texts:
         wanted.setdefault(str(config.texts), []).append(config.text_column)
@@ -79,12 +82,10 @@ def run_map(config: MapConfig) -> MapResult:
         wanted.setdefault(str(labels_path), []).append(config.labels_column)
     for path, columns in wanted.items():
         annotations.check_columns(path, shards.id_column, columns)
-    if config.clusters != "auto" and not 2 <= int(config.clusters) <= shards.n_rows:
-        raise MapError(f"--clusters must be in 2..{shards.n_rows} (the number of embeddings), got {config.clusters}")
     stage = Stage(config.placement, config.backend)  # may join Ray; fails here, before any output
-    out_dir = _prepare_out_dir(Path(config.out_dir), config.overwrite)
     # PCA, k-means, t-SNE and the neighbour metrics, here or on a GPU worker: only small results come back.
     heavy = stage.run(HeavyRequest.of(config), shards)
+    out_dir = prepare(Path(config.out_dir))  # only now: a map that fails leaves the directory as it was
     timings: dict[str, float] = dict(heavy.timings)
     ids, y, n, tsne_params = heavy.ids, heavy.y, len(heavy.y), heavy.tsne
     clusters, groups = heavy.clusters, heavy.groups
@@ -145,6 +146,7 @@ def run_map(config: MapConfig) -> MapResult:
             )
 
     manifest = {
+        "kind": "map",  # what this directory is; an embeddings directory's manifest says "embeddings"
         "tool": "embednv map",
         "inputs": {
             "emb_dir": str(config.emb_dir),
@@ -169,6 +171,8 @@ def run_map(config: MapConfig) -> MapResult:
         "clusters": {
             "k": clusters.k,
             "k_source": "auto: clamp(round(sqrt(n/2)), 2, 50)" if config.clusters == "auto" else "given",
+            # Larger than k when repeated vectors left clusters empty (clusters.fit_clusters).
+            "k_asked": auto_clusters(n) if config.clusters == "auto" else int(config.clusters),
             "auto_k_would_be": auto_clusters(n),
             "n_init": N_INIT,
             "groups": groups.k,
@@ -204,20 +208,6 @@ def _summary(y, level, id_list: list, names: list[str], top_terms, composition) 
         terms=top_terms,
         composition=composition,
     )
-
-
-def _prepare_out_dir(out_dir: Path, overwrite: bool) -> Path:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise MapError(f"Output path exists and is not a directory: {out_dir}")
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not overwrite:
-            raise MapError(f"Output directory is not empty: {out_dir}; pass --overwrite to replace the map in it")
-        # Remove only our own files (manifest first, so a half-written map is never taken as
-        # complete); anything else a user put there stays.
-        for name in out.OUTPUT_FILES:  # OUTPUT_FILES lists the manifest first
-            (out_dir / name).unlink(missing_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return out_dir
 
 
 @contextmanager

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from embednv.errors import MapError
 from embednv.mapping.backends import Backend
 from embednv.mapping.tsne_params import TSNEParams
 
@@ -30,7 +31,11 @@ def pca_init(x: np.ndarray, std: float = 1e-4) -> np.ndarray:
     init = x[:, :2].astype(np.float64)
     init -= init.mean(axis=0)
     scale = init[:, 0].std()
-    return init * (std / scale) if scale > 0 else init
+    if not scale > 0:
+        # Every point would start at one place, where openTSNE's FFT grid has no extent and the
+        # process segfaults. `checks.check_spread` refuses such data first; this keeps it so.
+        raise MapError(f"t-SNE: all {len(x)} points start at one place (the first PCA column is constant)")
+    return init * (std / scale)
 
 
 def embed(x: np.ndarray, params: TSNEParams, backend: Backend, seed: int) -> tuple[np.ndarray, TSNEParams]:

@@ -5,9 +5,11 @@ Kept apart from `tsne` (which runs them) so that every backend can take them wit
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from embednv.errors import MapError
 from embednv.runtime import usable_cpus
 
 Auto = Literal["auto"]
@@ -17,8 +19,10 @@ Auto = Literal["auto"]
 class TSNEParams:
     """t-SNE settings; fields set to "auto" are derived from the number of points n.
 
-    perplexity: "auto" is 30, the effective number of neighbours each point attends to. Raise
-        it (50-100) for smoother, more global maps; lower it (10-20) to split small cohorts.
+    perplexity: "auto" is 30, the effective number of neighbours each point attends to, or
+        (n - 1) // 3 for fewer than 91 points. Raise it (50-100) for smoother, more global maps;
+        lower it (10-20) to split small cohorts. At most (n - 1) / 3: each point looks at 3 x
+        perplexity neighbours.
     multiscale: "auto" adds a second, wide kernel of perplexity n/100 when n <= multiscale_max_n
         and n/100 > perplexity (Kobak & Berens): it keeps related clusters near each other, so
         the map's large-scale layout means something. Turn off for speed.
@@ -59,11 +63,19 @@ class TSNEParams:
 
     def resolve(self, n: int) -> TSNEParams:
         """A copy with every "auto" replaced by its value for `n` points."""
-        if n < 2:
-            raise ValueError(f"t-SNE needs at least 2 points, got {n}")
-        perplexity = 30.0 if self.perplexity == "auto" else float(self.perplexity)
-        if perplexity <= 0:
-            raise ValueError(f"perplexity must be positive, got {perplexity}")
+        if n < 4:
+            raise ValueError(f"t-SNE needs at least 4 points, got {n}")
+        # openTSNE and cuML give each point 3 x perplexity neighbours, and a point has n - 1.
+        most = (n - 1) / 3
+        if self.perplexity == "auto":
+            perplexity = min(30.0, float((n - 1) // 3))  # a whole number, so 3 x it is exactly <= n - 1
+        else:
+            perplexity = float(self.perplexity)
+            if not (math.isfinite(perplexity) and 0 < perplexity and 3 * perplexity <= n - 1):
+                raise MapError(
+                    f"--perplexity must be above 0 and at most {most:.4g} for {n} embeddings "
+                    f"(3 x perplexity neighbours each), got {self.perplexity}"
+                )
         wide = n / 100
         multiscale = (
             (n <= self.multiscale_max_n and wide > perplexity) if self.multiscale == "auto" else bool(self.multiscale)

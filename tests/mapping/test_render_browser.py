@@ -341,3 +341,32 @@ def test_hostile_strings_stay_text_in_the_page_and_the_csv(tmp_path, browser):
     assert rows[1:-1] == [f'"{i}","{c}","{label_cells[c]}"' for i, c in zip(CSV_IDS, labels)]
     parsed = list(csv.reader(io.StringIO(text)))
     assert [r[0] for r in parsed[1:]] == [s.replace('""', '"') for s in CSV_IDS]
+
+
+def test_hostile_labels_stay_text_bidi_is_shown_and_csv_formulas_behind_spaces_are_neutralised(tmp_path, browser):
+    from embednv.mapping.outputs import ClusterSummary
+    from embednv.mapping.render_html import render_html
+
+    ids = [" =1+1", "＝1+1", "\t=1", "\u00a0@SUM(A1)", "a\u202eb", "plain"]
+    n = len(ids)
+    y = np.stack([np.arange(n) * 10.0, np.zeros(n)], axis=1)
+    labels = np.zeros(n, dtype=np.int32)
+    image = "![x](http://host/beacon.png)"
+    known = [image if i % 2 else "x\u2067y" for i in range(n)]
+    summary = ClusterSummary(
+        sizes=np.array([n]), medians=y[:1], exemplar_ids=[ids[:3]], names=["0: cluster"], terms=[["term"]],
+        composition=[[(image, 3), ("x\u2067y", 3)]],
+    )  # fmt: skip
+    html_path = tmp_path / "hostile.html"
+    render_html(html_path, ids, y, labels, ["0: cluster"], "t\u202et", known, None, summary)
+    with opened(browser, html_path) as page:
+        page.evaluate("embednvMap.openCluster(0)")
+        panel = _panel(page)
+        injected = page.evaluate("document.querySelectorAll('img, a[href]').length")
+        shown = page.evaluate("document.body.innerText + document.title")
+        page.evaluate(f"embednvMap.selectIndices([...Array({n}).keys()])")
+        text = _download_csv(page)
+    assert injected == 0 and panel["labels"] == [f"{image}: 3 (50%)", "x\\u2067y: 3 (50%)"]
+    assert not any(c in shown for c in "\u202e\u2067") and "t\\u202et" in shown
+    cells = [row[0] for row in csv.reader(io.StringIO(text))][1:]
+    assert cells == ["' =1+1", "'＝1+1", "'\t=1", "'\u00a0@SUM(A1)", "a\\u202eb", "plain"]

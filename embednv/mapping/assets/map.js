@@ -355,11 +355,19 @@
   }
   const selectedIndices = () => { const out = []; if (selected) for (let i = 0; i < n; i++) if (selected[i]) out.push(i); return out; };
 
-  // Quote every field; a text field starting with = + - @ tab or CR (a spreadsheet formula) gets
-  // a leading ' so spreadsheets show it as text. Plain numbers (e.g. -5) are left as they are.
+  // Quote every field; a text field a spreadsheet would run as a formula gets a leading ' so it
+  // shows as text: one starting with tab or CR, or whose first visible character, NFKC-normalised
+  // (full-width ＝ is =), is = + - @, leading spaces and invisible characters skipped as
+  // spreadsheets skip them (the rule of embednv/text_safety.py). Plain numbers (-5) stay as they are.
+  function formulaLike(s) {
+    if (/^[\t\r]/.test(s)) return true;
+    const rest = s.replace(/^[\s\p{Cc}\p{Cf}]+/u, "");
+    if (!rest) return false;
+    return /^[=+\-@]/.test(String.fromCodePoint(rest.codePointAt(0)).normalize("NFKC"));
+  }
   function csvField(value) {
     let s = String(value);
-    if (/^[=+\-@\t\r]/.test(s) && !/^[+-]?\d+(\.\d+)?$/.test(s)) s = "'" + s;
+    if (formulaLike(s) && !/^[+-]?\d+(\.\d+)?$/.test(s)) s = "'" + s;
     return '"' + s.replace(/"/g, '""') + '"';
   }
   function selectionCsv() {
