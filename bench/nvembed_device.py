@@ -286,9 +286,9 @@ def embed_corpus(embedder, source: Path, text_column: str, out_dir: Path, second
     import pyarrow.parquet as pq
 
     from embednv.columns import WINDOWS
+    from embednv.directories import OutputDir
     from embednv.embed.assemble import ShardAssembler
     from embednv.embed.config import EmbedConfig
-    from embednv.embed.output import OutputDir
     from embednv.embed.plan import plan_inputs
     from embednv.embed.read import read_shards
     from embednv.embed.tokenize import tokenize_table

@@ -9,25 +9,22 @@ Note text never passes through here; a query's text is embedded and dropped, nev
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-from fnmatch import fnmatch
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from embednv.columns import EMBEDDING
+from embednv.columns import CLUSTER, EMBEDDING, GROUP, MAP_VALUE_COLUMNS
+from embednv.directories import MANIFEST, MAP_FILE, SHARD_GLOB, OutputDir
 from embednv.errors import CohortError, one_line
 from embednv.io import filesystem_and_path
-from embednv.mapping.outputs import MANIFEST_FILE, MAP_FILE
-from embednv.mapping.reader import SHARD_GLOB, ShardSet, iter_batches, unit_vectors
+from embednv.mapping.reader import ShardSet, iter_batches, unit_vectors
 
 log = logging.getLogger(__name__)
 
-LEVEL_COLUMNS = {"fine": "cluster", "coarse": "group"}  # map.parquet: a note's cluster, and its group of clusters
-MAP_VALUE_COLUMNS = ("x", "y", "cluster", "group")
+LEVEL_COLUMNS = {"fine": CLUSTER, "coarse": GROUP}  # map.parquet: a note's cluster, and its group of clusters
 SCORE_COLUMNS = ("cosine", "rank")
 DEFAULT_QUERY_TASK = "similar-notes"  # NV-Embed-v2's retrieval preset: a query asks for notes like it
 BATCH_ROWS = 4_096  # 64 MiB of float32 at 4,096-d; the matrix product gains nothing from more
@@ -39,13 +36,10 @@ INTEGER = re.compile(r"^[+-]?[0-9]+$")
 
 def check_directory(location: str, needs: str, option: str) -> None:
     """Fail with one line unless `location` is the kind of directory `option` reads ("map" or "embeddings")."""
-    from pyarrow import fs
-
-    filesystem, root = filesystem_and_path(location)
-    if filesystem.get_file_info(root).type != fs.FileType.Directory:
+    directory = OutputDir(location)
+    if not directory.is_dir():
         raise CohortError(f"Directory not found: {location}")
-    names = [i.base_name for i in filesystem.get_file_info(fs.FileSelector(root)) if i.type == fs.FileType.File]
-    is_map, has_shards = MAP_FILE in names, any(fnmatch(n, SHARD_GLOB) for n in names)
+    is_map, has_shards = MAP_FILE in directory.names(), bool(directory.shard_names())
     if needs == "map" and not is_map:
         if has_shards:
             raise CohortError(
@@ -54,23 +48,12 @@ def check_directory(location: str, needs: str, option: str) -> None:
         raise CohortError(f"{location} has no {MAP_FILE}: not a map directory")
     if needs == "embeddings" and not has_shards:
         if is_map:
-            source = (
-                (_read_json(filesystem, f"{root.rstrip('/')}/{MANIFEST_FILE}") or {}).get("inputs", {}).get("emb_dir")
-            )
+            source = ((directory.manifest() or {}).get("inputs") or {}).get("emb_dir")
             made_from = f" ({source})" if source else ""
             raise CohortError(
                 f"{location} is a map directory; {option} needs the embedding directory it was made from{made_from}"
             )
         raise CohortError(f"{location} has no {SHARD_GLOB} shards: not an embedding directory")
-
-
-def _read_json(filesystem, path: str) -> dict | None:
-    from pyarrow import fs
-
-    if filesystem.get_file_info(path).type != fs.FileType.File:
-        return None
-    with filesystem.open_input_stream(path) as stream:
-        return json.loads(stream.read().decode())
 
 
 # ----------------------------------------------------------------------------- clusters
@@ -93,7 +76,7 @@ def select_cluster(map_dir: str, cluster: int, level: str = "fine") -> pa.Table:
                 f"{map_dir} has one level of clusters ({MAP_FILE} has no {column!r} column): use --level fine"
             )
         raise CohortError(f"{MAP_FILE} in {map_dir} has no {column!r} column; columns: {schema.names}")
-    id_column = _map_id_column(filesystem, root, schema.names)
+    id_column = _map_id_column(OutputDir(map_dir), schema.names)
     chosen, seen = [], set()
     for batch in map_file.iter_batches(batch_size=65_536, columns=[id_column, column]):
         labels = batch.column(column)
@@ -107,9 +90,9 @@ def select_cluster(map_dir: str, cluster: int, level: str = "fine") -> pa.Table:
     return pa.table({id_column: ids})
 
 
-def _map_id_column(filesystem, root: str, names: list[str]) -> str:
+def _map_id_column(map_dir: OutputDir, names: list[str]) -> str:
     """The id column the map's manifest names; without one, the first column that is not a map value."""
-    named = ((_read_json(filesystem, f"{root}/{MANIFEST_FILE}") or {}).get("inputs") or {}).get("id_column")
+    named = ((map_dir.manifest() or {}).get("inputs") or {}).get("id_column")
     if named in names:
         return named
     candidates = [n for n in names if n not in MAP_VALUE_COLUMNS]
@@ -234,10 +217,7 @@ def query_vector(emb_dir: str, text: str, task: str | None = None, device: str =
     NV-Embed-v2 queries take an instruction (default: the `similar-notes` retrieval preset);
     other models take none. The text is never logged.
     """
-    from embednv.embed.output import MANIFEST
-
-    filesystem, root = filesystem_and_path(emb_dir)
-    manifest = _read_json(filesystem, f"{root.rstrip('/')}/{MANIFEST}")
+    manifest = OutputDir(emb_dir).manifest()
     if manifest is None:
         raise CohortError(f"{emb_dir} has no {MANIFEST}: --query needs it to know which model embedded the notes")
     model = manifest.get("model")

@@ -8,6 +8,10 @@ they never reach an output file.
 EMBEDDING, N_TOKENS, N_CHUNKS = "embedding", "n_tokens", "n_chunks"
 OUTPUT_VALUE_COLUMNS = (EMBEDDING, N_TOKENS, N_CHUNKS)
 
+# map.parquet, besides the id column: a note's place on the map, its cluster and (two-level maps) its group.
+X, Y, CLUSTER, GROUP = "x", "y", "cluster", "group"
+MAP_VALUE_COLUMNS = (X, Y, CLUSTER, GROUP)
+
 # Between stages: set by the reader.
 TEXT, ERROR, SHARD, ROW = "__text", "__error", "__shard", "__row"
 # Set by the tokenizer (the text is dropped there).

@@ -1,13 +1,24 @@
-"""The two kinds of directory embednv writes, embeddings and maps, and how to tell them apart.
+"""The directories embednv writes, embeddings and maps: their files, their kind, and one class to read and write them.
 
-Both keep a `_manifest.json`, so a command pointed at the other's directory (`embed --out MAP`,
-`map EMB --out EMB`) would replace that manifest and leave a directory that neither reads. Each
-command asks `kind_of` first and refuses the other's, `--overwrite` included.
+Both kinds keep a `_manifest.json`, so a command pointed at the other's directory (`embed --out
+MAP`, `map EMB --out EMB`) would replace that manifest and leave a directory neither reads: each
+command asks `OutputDir.kind()` first and refuses the other's, `--overwrite` included. Every
+file goes through `embednv.io.atomic_write`, so a reader (or a rerun after a crash) never sees
+half a file, locally or on an object store. Local paths and pyarrow URIs (s3://, gs://, file://)
+alike.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import re
+from typing import TYPE_CHECKING
+
+from embednv.io import atomic_write, filesystem_and_path, is_temporary
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 EMBEDDINGS, MAP = "embeddings", "map"
 
@@ -15,28 +26,156 @@ MANIFEST = "_manifest.json"
 # Embeddings: shards, then the errors and the marker written last.
 SUCCESS, ERRORS, ERROR_PARTS = "_SUCCESS", "_errors.parquet", "_errors"
 SHARD_NAME = re.compile(r"^part-(\d{5,})\.parquet$")
-# A map: one row per note, the clusters, and the pages people open.
+SHARD_GLOB = "part-*.parquet"  # for people and DuckDB: `read_parquet('EMB/part-*.parquet')`
+EMBEDDINGS_MARKERS = (SUCCESS, ERRORS, ERROR_PARTS)
+STATS_KEY = b"embednv.stats"  # per-shard token counts, kept in the Parquet footer
+# A map: one row per note, the clusters, and the pages people open; the manifest is written last.
 MAP_FILE, CLUSTERS_FILE, CLUSTERS_MD = "map.parquet", "clusters.parquet", "clusters.md"
 PNG_FILE, HTML_FILE, METRICS_FILE = "map.png", "map.html", "metrics.json"
-MAP_FILES = (MAP_FILE, CLUSTERS_FILE, CLUSTERS_MD, PNG_FILE, HTML_FILE, METRICS_FILE)
+MAP_FILES = (MANIFEST, MAP_FILE, CLUSTERS_FILE, CLUSTERS_MD, PNG_FILE, HTML_FILE, METRICS_FILE)  # manifest first
+MAP_TOOL = "embednv map"  # the `tool` of map manifests written before they said their `kind`
 
 
 def shard_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
 
-def kind_of(names: list[str], manifest: dict | None) -> str | None:
-    """EMBEDDINGS, MAP or None (empty, or only other people's files) from a directory's listing and manifest.
+def is_shard(name: str) -> bool:
+    """Any `part-*.parquet` (embednv's `part-00042.parquet`, or a Spark writer's `part-00000-<uuid>.parquet`)."""
+    return fnmatch.fnmatchcase(name, SHARD_GLOB)
 
-    The manifest says so itself (`"kind"`); manifests written before it did are told apart by
-    their keys, and a directory without one by its files.
-    """
+
+def embeddings_files(names: list[str]) -> list[str]:
+    """The names among `names` that only an embeddings directory holds (its manifest aside)."""
+    return sorted(n for n in names if is_shard(n) or n in EMBEDDINGS_MARKERS)
+
+
+def manifest_kind(manifest: dict) -> str:
+    """EMBEDDINGS or MAP: the manifest's own `kind`, else (older manifests) told by their keys."""
+    if manifest.get("kind") in (EMBEDDINGS, MAP):
+        return manifest["kind"]
+    return MAP if manifest.get("tool") == MAP_TOOL else EMBEDDINGS
+
+
+def kind_of(names: list[str], manifest: dict | None) -> str | None:
+    """EMBEDDINGS, MAP or None (empty, or only other people's files) from a listing and its manifest."""
     if manifest is not None:
-        if manifest.get("kind") in (EMBEDDINGS, MAP):
-            return manifest["kind"]
-        return EMBEDDINGS if "fingerprint" in manifest else MAP
-    if any(SHARD_NAME.match(n) for n in names) or {SUCCESS, ERRORS, ERROR_PARTS} & set(names):
+        return manifest_kind(manifest)
+    if embeddings_files(names):
         return EMBEDDINGS
     if set(MAP_FILES) & set(names):
         return MAP
     return None
+
+
+class OutputDir:
+    """An embeddings or map directory: a local path or a pyarrow-filesystem URI (s3://, gs://, file://)."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self.fs, self.path = filesystem_and_path(uri)
+
+    def _full(self, name: str) -> str:
+        return f"{self.path.rstrip('/')}/{name}"
+
+    def exists(self, name: str) -> bool:
+        from pyarrow import fs
+
+        return self.fs.get_file_info(self._full(name)).type != fs.FileType.NotFound
+
+    def names(self, folder: str = "") -> list[str]:
+        from pyarrow import fs
+
+        root = self._full(folder) if folder else self.path
+        if self.fs.get_file_info(root).type != fs.FileType.Directory:
+            return []
+        return sorted(i.base_name for i in self.fs.get_file_info(fs.FileSelector(root)))
+
+    def kind(self) -> str | None:
+        """What this directory holds now: EMBEDDINGS, MAP, or None (nothing of embednv's)."""
+        return kind_of(self.names(), self.manifest())
+
+    def is_dir(self) -> bool:
+        from pyarrow import fs
+
+        return self.fs.get_file_info(self.path).type == fs.FileType.Directory
+
+    def manifest(self) -> dict | None:
+        return self.read_json(MANIFEST)
+
+    def shard_names(self) -> list[str]:
+        """The embedding shards, in shard order."""
+        return sorted(n for n in self.names() if is_shard(n))
+
+    def full(self, name: str) -> str:
+        """`name`'s path inside `self.fs`."""
+        return self._full(name)
+
+    def finished_shards(self) -> set[int]:
+        return {int(m.group(1)) for m in map(SHARD_NAME.match, self.names()) if m}
+
+    def clear(self) -> None:
+        """Remove embednv's own files only: never delete what a user put beside them."""
+        for name in self.names():
+            if SHARD_NAME.match(name) or name in (SUCCESS, MANIFEST, ERRORS) or is_temporary(name):
+                self.fs.delete_file(self._full(name))
+        if self.names(ERROR_PARTS):
+            self.fs.delete_dir(self._full(ERROR_PARTS))
+
+    def remove_stale_temporaries(self) -> int:
+        """Delete half-written files a killed run left behind (never visible under a final name)."""
+        stale = [
+            f"{folder + '/' if folder else ''}{name}"
+            for folder in ("", ERROR_PARTS)
+            for name in self.names(folder)
+            if is_temporary(name)
+        ]
+        for name in stale:
+            self.fs.delete_file(self._full(name))
+        return len(stale)
+
+    def write_table(self, name: str, table: pa.Table, metadata: dict | None = None) -> None:
+        import pyarrow.parquet as pq
+
+        if metadata:
+            table = table.replace_schema_metadata(
+                {**(table.schema.metadata or {}), STATS_KEY: json.dumps(metadata).encode()}
+            )
+        self._atomic(name, lambda path: pq.write_table(table, path, filesystem=self.fs, compression="zstd"))
+
+    def write_text(self, name: str, text: str) -> None:
+        def write(path: str) -> None:
+            with self.fs.open_output_stream(path) as stream:
+                stream.write(text.encode())
+
+        self._atomic(name, write)
+
+    def read_json(self, name: str) -> dict | None:
+        if not self.exists(name):
+            return None
+        with self.fs.open_input_stream(self._full(name)) as stream:
+            return json.loads(stream.read().decode())
+
+    def shard_stats(self, name: str) -> tuple[int, dict]:
+        """Rows and token statistics of a finished shard, from its footer alone."""
+        import pyarrow.parquet as pq
+
+        with self.fs.open_input_file(self._full(name)) as handle:
+            meta = pq.ParquetFile(handle).metadata
+            stats = (meta.metadata or {}).get(STATS_KEY)
+            return meta.num_rows, json.loads(stats) if stats else {}
+
+    def read_table(self, name: str) -> pa.Table:
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self._full(name), filesystem=self.fs)
+
+    def delete(self, name: str) -> None:
+        if self.exists(name):
+            info = self.fs.get_file_info(self._full(name))
+            (self.fs.delete_dir if info.type.name == "Directory" else self.fs.delete_file)(self._full(name))
+
+    def _atomic(self, name: str, write) -> None:
+        folder = name.rpartition("/")[0]
+        self.fs.create_dir(self._full(folder) if folder else self.path, recursive=True)
+        atomic_write(self.fs, self._full(name), write)

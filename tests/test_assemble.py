@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from embednv.columns import EMBEDDING, ERROR, N_CHUNKS, N_TOKENS, PADDED, ROW, SHARD, WINDOW_TOKENS
+from embednv.directories import ERROR_PARTS, MANIFEST, OutputDir, shard_name
 from embednv.embed.assemble import ShardAssembler
 from embednv.embed.inputs import InputFile, InputPlan, Shard
-from embednv.embed.output import ERROR_PARTS, MANIFEST, OutputDir, shard_name
 
 DIM = 4
 

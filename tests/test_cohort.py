@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from embednv import cohort
 from embednv.cohort_cli import cohort_command
-from embednv.embed.output import MANIFEST, OutputDir, shard_name
+from embednv.directories import MANIFEST, OutputDir, shard_name
 from embednv.io import csv_text, safe_cell
 from embednv.mapping.outputs import write_map
 from embednv.mapping.reader import open_shards

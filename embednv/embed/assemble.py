@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from embednv.columns import EMBEDDING, ERROR, N_CHUNKS, N_TOKENS, PADDED, ROW, SHARD, WINDOW_TOKENS
+from embednv.directories import ERROR_PARTS, OutputDir, shard_name
 from embednv.embed.inputs import InputPlan
-from embednv.embed.output import ERROR_PARTS, OutputDir, shard_name
 
 
 class ShardAssembler:

@@ -14,12 +14,11 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
-from embednv.directories import MAP
+from embednv.directories import ERROR_PARTS, ERRORS, MANIFEST, MAP, SUCCESS, OutputDir
 from embednv.embed.assemble import ShardAssembler
 from embednv.embed.config import DEFAULT_BATCH_TOKENS, EmbedConfig, check_executor, default_dtype
 from embednv.embed.inputs import InputPlan, Shard
 from embednv.embed.manifest import build_manifest, changed_fields, fingerprint, fingerprint_fields, now
-from embednv.embed.output import ERROR_PARTS, ERRORS, MANIFEST, SUCCESS, OutputDir
 from embednv.embed.plan import check_output_apart, plan_inputs
 from embednv.errors import ConfigError, OutputConflict
 from embednv.models.registry import resolve_model
@@ -203,11 +202,10 @@ def summarise(
 ) -> RunSummary:
     """Totals over every shard on disk (this run's and earlier ones'), from the shard footers alone."""
     totals: dict[str, int] = defaultdict(int)
-    for name in sorted(out.names()):
-        if name.startswith("part-") and name.endswith(".parquet"):
-            _, stats = out.shard_stats(name)
-            for key, value in stats.items():
-                totals[key] += value
+    for name in out.shard_names():
+        _, stats = out.shard_stats(name)
+        for key, value in stats.items():
+            totals[key] += value
     return RunSummary(
         out.uri,
         already_complete,

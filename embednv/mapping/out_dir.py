@@ -1,6 +1,6 @@
 """The map's `--out`: where it may write, and what `--overwrite` may remove there.
 
-A map writes only the files in `outputs.OUTPUT_FILES`, and one of them is `_manifest.json`,
+A map writes only the files in `directories.MAP_FILES`, and one of them is `_manifest.json`,
 the name every embednv output gives its manifest. Written over an embeddings directory's, it
 would leave the vectors without the manifest that `cohort --query`, a resumed `embed` and
 the map itself read; written inside an input it would change what it reads. So `--out` is
@@ -17,13 +17,9 @@ import json
 import os
 from pathlib import Path
 
+from embednv.directories import MANIFEST, MAP, MAP_FILES, embeddings_files, manifest_kind
 from embednv.errors import MapError
 from embednv.io import filesystem_and_path, is_uri
-from embednv.mapping.outputs import MANIFEST_FILE, OUTPUT_FILES
-
-# What `embednv embed` leaves in its --out (embed/output.py): shards, errors, the success marker,
-# and the per-shard error parts of an unfinished run.
-EMBEDDINGS_FILES = ("part-*.parquet", "_SUCCESS", "_errors.parquet", "_errors")
 
 
 def check_out(out_dir: Path, overwrite: bool, emb_dir: str | Path, inputs: dict[str, str | Path | None]) -> None:
@@ -42,12 +38,12 @@ def check_out(out_dir: Path, overwrite: bool, emb_dir: str | Path, inputs: dict[
             raise MapError(
                 f"--out {out_dir} {where} {_what(option)} {source}: give a directory outside the map's inputs"
             )
-        if path.parent == out and path.name in OUTPUT_FILES:
+        if path.parent == out and path.name in MAP_FILES:
             raise MapError(f"{option} {source} is a file the map in --out {out_dir} replaces: copy it elsewhere first")
     if out.is_dir():
-        found = sorted(name for name in _names(out) if _embeddings_file(name))
-        if (out / MANIFEST_FILE).is_file() and not _map_manifest(out / MANIFEST_FILE):
-            found.append(MANIFEST_FILE)
+        found = embeddings_files(_names(out))
+        if (out / MANIFEST).is_file() and not _map_manifest(out / MANIFEST):
+            found.append(MANIFEST)
         if found:
             raise MapError(
                 f"--out {out_dir} holds an embeddings directory ({', '.join(found[:3])}): a map never writes "
@@ -69,21 +65,14 @@ def prepare(out_dir: Path) -> Path:
     and does not cost the previous map.
     """
     if out_dir.is_dir():
-        # Manifest first (OUTPUT_FILES lists it first), so a half-removed map is never taken as complete.
-        for name in OUTPUT_FILES:
+        # Manifest first (MAP_FILES lists it first), so a half-removed map is never taken as complete.
+        for name in MAP_FILES:
             (out_dir / name).unlink(missing_ok=True)
         for name in _names(out_dir):  # temporaries of our own files, left by a crash: `.map.png.1a2b3c4d.tmp`
-            if any(fnmatch.fnmatchcase(name, f".{own}.????????.tmp") for own in OUTPUT_FILES):
+            if any(fnmatch.fnmatchcase(name, f".{own}.????????.tmp") for own in MAP_FILES):
                 (out_dir / name).unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     return out_dir
-
-
-def is_map_manifest(manifest: dict) -> bool:
-    """A map's manifest says `"kind": "map"`; one written before that field has `"tool": "embednv map"`."""
-    if "kind" in manifest:
-        return manifest["kind"] == "map"
-    return manifest.get("tool") == "embednv map"
 
 
 def _map_manifest(path: Path) -> bool:
@@ -91,11 +80,7 @@ def _map_manifest(path: Path) -> bool:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False  # not one we can read, so not one we may replace
-    return isinstance(manifest, dict) and is_map_manifest(manifest)
-
-
-def _embeddings_file(name: str) -> bool:
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in EMBEDDINGS_FILES)
+    return isinstance(manifest, dict) and manifest_kind(manifest) == MAP
 
 
 def _names(folder: Path) -> list[str]:

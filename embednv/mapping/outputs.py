@@ -18,17 +18,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from embednv.columns import CLUSTER, GROUP, X, Y
 from embednv.io import atomic_path
 from embednv.text_safety import markdown_text
-
-MAP_FILE = "map.parquet"
-CLUSTERS_FILE = "clusters.parquet"
-CLUSTERS_MD = "clusters.md"
-PNG_FILE = "map.png"
-HTML_FILE = "map.html"
-METRICS_FILE = "metrics.json"
-MANIFEST_FILE = "_manifest.json"
-OUTPUT_FILES = (MANIFEST_FILE, MAP_FILE, CLUSTERS_FILE, CLUSTERS_MD, PNG_FILE, HTML_FILE, METRICS_FILE)
 
 
 def write_json(path: Path, obj: dict) -> None:
@@ -52,13 +44,13 @@ def write_map(
     table = pa.table(
         {
             id_column: ids,
-            "x": y[:, 0].astype(np.float32),
-            "y": y[:, 1].astype(np.float32),
-            "cluster": labels.astype(np.int32),
+            X: y[:, 0].astype(np.float32),
+            Y: y[:, 1].astype(np.float32),
+            CLUSTER: labels.astype(np.int32),
         }
     )
     if groups is not None:
-        table = table.append_column("group", pa.array(groups.astype(np.int32)))
+        table = table.append_column(GROUP, pa.array(groups.astype(np.int32)))
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 

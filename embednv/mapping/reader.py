@@ -9,7 +9,6 @@ read in name order, so every pass over them yields the rows in the same order.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,12 +17,11 @@ import numpy as np
 import pyarrow as pa
 
 from embednv.columns import EMBEDDING, OUTPUT_VALUE_COLUMNS
+from embednv.directories import MANIFEST, SHARD_GLOB, OutputDir
 from embednv.errors import MapError
-from embednv.io import filesystem_and_path
 
 log = logging.getLogger(__name__)
 
-SHARD_GLOB = "part-*.parquet"
 READ_BUFFER_BYTES = 8 << 20
 
 
@@ -46,28 +44,17 @@ class ShardSet:
 
 def open_shards(emb_dir: str) -> ShardSet:
     """Find the shards, the id column and the embedding width; fail early if any is missing."""
-    import fnmatch
-
-    from pyarrow import fs
-
-    from embednv.embed.output import MANIFEST
-
-    filesystem, root = filesystem_and_path(str(emb_dir))
-    if filesystem.get_file_info(root).type != fs.FileType.Directory:
+    directory = OutputDir(str(emb_dir))
+    if not directory.is_dir():
         raise MapError(f"Embedding directory not found: {emb_dir}")
-    listing = filesystem.get_file_info(fs.FileSelector(root))
-    paths = tuple(
-        sorted(i.path for i in listing if i.type == fs.FileType.File and fnmatch.fnmatch(i.base_name, SHARD_GLOB))
-    )
+    paths = tuple(directory.full(name) for name in directory.shard_names())
     if not paths:
         raise MapError(f"No {SHARD_GLOB} shards in {emb_dir}")
-    shards = ShardSet(paths, "", 0, 0, filesystem)
+    shards = ShardSet(paths, "", 0, 0, directory.fs)
     schema = shards.open(paths[0]).schema_arrow
     if EMBEDDING not in schema.names:
         raise MapError(f"{_name(paths[0])} has no {EMBEDDING!r} column; columns: {schema.names}")
-    manifest = f"{root.rstrip('/')}/{MANIFEST}"
-    with_manifest = filesystem.get_file_info(manifest).type == fs.FileType.File
-    id_column = _id_column(emb_dir, schema.names, _read_json(filesystem, manifest) if with_manifest else None)
+    id_column = _id_column(emb_dir, schema.names, directory.manifest())
     emb_type = schema.field(EMBEDDING).type
     if pa.types.is_fixed_size_list(emb_type):
         dim = emb_type.list_size
@@ -79,12 +66,7 @@ def open_shards(emb_dir: str) -> ShardSet:
         raise MapError(f"{EMBEDDING!r} must be a list of floats, got {emb_type}")
     n_rows = sum(shards.open(p).metadata.num_rows for p in paths)
     log.info("%d shards, %d rows, dim %d, id column %r", len(paths), n_rows, dim, id_column)
-    return ShardSet(paths=paths, id_column=id_column, dim=dim, n_rows=n_rows, filesystem=filesystem)
-
-
-def _read_json(filesystem, path: str) -> dict:
-    with filesystem.open_input_stream(path) as stream:
-        return json.loads(stream.read().decode())
+    return ShardSet(paths=paths, id_column=id_column, dim=dim, n_rows=n_rows, filesystem=directory.fs)
 
 
 def _name(path: str) -> str:
@@ -93,8 +75,6 @@ def _name(path: str) -> str:
 
 def _id_column(emb_dir: str, names: list[str], manifest: dict | None) -> str:
     """The id column the manifest names; without a manifest, the first column that is not an output value."""
-    from embednv.embed.output import MANIFEST
-
     if manifest is not None:
         name = manifest.get("id_column")
         if name is not None:

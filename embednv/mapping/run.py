@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from embednv import directories as dirs
 from embednv.errors import MapError
 from embednv.mapping import outputs as out
 from embednv.mapping.tsne_params import TSNEParams
@@ -121,17 +122,17 @@ def run_map(config: MapConfig) -> MapResult:
     title = f"{n:,} notes, {clusters.k} clusters"
     id_list = ids.to_pylist()
     with _phase("write", timings):
-        out.write_map(out_dir / out.MAP_FILE, shards.id_column, ids, y, clusters.labels, groups.labels)
+        out.write_map(out_dir / dirs.MAP_FILE, shards.id_column, ids, y, clusters.labels, groups.labels)
         group_summary = _summary(y, groups, id_list, group_names, group_terms, group_composition)
         summary = _summary(y, clusters, id_list, names, top_terms, composition)
         out.write_clusters(
-            out_dir / out.CLUSTERS_FILE, out_dir / out.CLUSTERS_MD, group_summary, summary, groups.parent, ids.type
+            out_dir / dirs.CLUSTERS_FILE, out_dir / dirs.CLUSTERS_MD, group_summary, summary, groups.parent, ids.type
         )
-        out.write_json(out_dir / out.METRICS_FILE, scores)
+        out.write_json(out_dir / dirs.METRICS_FILE, scores)
     with _phase("render", timings):
-        with out.atomic_path(out_dir / out.PNG_FILE) as tmp:
+        with out.atomic_path(out_dir / dirs.PNG_FILE) as tmp:
             drawn = render.render_png(tmp, y, clusters.labels, names, title)
-        with out.atomic_path(out_dir / out.HTML_FILE) as tmp:
+        with out.atomic_path(out_dir / dirs.HTML_FILE) as tmp:
             render_html.render_html(
                 tmp,
                 id_list,
@@ -146,8 +147,8 @@ def run_map(config: MapConfig) -> MapResult:
             )
 
     manifest = {
-        "kind": "map",  # what this directory is; an embeddings directory's manifest says "embeddings"
-        "tool": "embednv map",
+        "kind": dirs.MAP,  # what this directory is; an embeddings directory's manifest says "embeddings"
+        "tool": dirs.MAP_TOOL,
         "inputs": {
             "emb_dir": str(config.emb_dir),
             "shards": [p.rsplit("/", 1)[-1] for p in shards.paths],
@@ -183,7 +184,7 @@ def run_map(config: MapConfig) -> MapResult:
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "versions": library_versions(),
     }
-    out.write_json(out_dir / out.MANIFEST_FILE, manifest)
+    out.write_json(out_dir / dirs.MANIFEST, manifest)
     log.info("map of %d notes written to %s in %.1f s", n, out_dir, sum(timings.values()))
     return MapResult(
         out_dir=out_dir,

@@ -11,9 +11,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from embednv.directories import MAP_FILES
 from embednv.errors import MapError
 from embednv.mapping.cli import map_command
-from embednv.mapping.outputs import OUTPUT_FILES
 from embednv.mapping.run import MapConfig, run_map
 from embednv.mapping.tsne_params import TSNEParams
 
@@ -127,7 +127,7 @@ def test_overwrite_replaces_only_the_maps_own_files(emb, tmp_path):
     """An older map (manifest without "kind") beside the user's files: only the map's files are replaced."""
     out = tmp_path / "map"
     out.mkdir()
-    for name in OUTPUT_FILES:
+    for name in MAP_FILES:
         (out / name).write_text("old")
     (out / "_manifest.json").write_text(json.dumps({"tool": "embednv map", "n": 3}))
     mine = {
@@ -140,7 +140,7 @@ def test_overwrite_replaces_only_the_maps_own_files(emb, tmp_path):
         (out / name).write_text(text)
     (out / ".map.png.1a2b3c4d.tmp").write_text("a temporary of ours, left by a crash")
     run_map(_config(emb, out, overwrite=True))
-    assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUT_FILES, *mine])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*MAP_FILES, *mine])
     assert all((out / name).read_text() == text for name, text in mine.items())
     manifest = json.loads((out / "_manifest.json").read_text())
     assert manifest["kind"] == "map" and manifest["n"] == 40
@@ -151,7 +151,7 @@ def test_a_map_that_fails_leaves_the_previous_map_and_no_new_directory(emb, tmp_
     bad = shards(tmp_path / "bad", np.arange(20), np.zeros((20, 8)))
     out = tmp_path / "map"
     out.mkdir()
-    for name in OUTPUT_FILES:
+    for name in MAP_FILES:
         (out / name).write_text("the previous map")
     (out / "_manifest.json").write_text(json.dumps({"kind": "map"}))
     before = _snapshot(out)

@@ -5,14 +5,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from embednv.directories import MAP_FILES
 from embednv.errors import MapError
-from embednv.mapping.outputs import OUTPUT_FILES
 from embednv.mapping.run import MapConfig, run_map
 
 
 def test_writes_every_output(planted_map):
     out = planted_map["config"].out_dir
-    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted(MAP_FILES)
     table = pq.read_table(out / "map.parquet")
     assert table.schema.names == ["note_id", "x", "y", "cluster", "group"]
     assert table.schema.field("note_id").type == pa.int32()  # original id type kept
