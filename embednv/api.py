@@ -16,6 +16,7 @@ from typing import Literal, Sequence
 import numpy as np
 
 from embednv.embed.config import DEFAULT_BATCH_TOKENS, Device, DType, check_device_and_dtype, default_dtype
+from embednv.embed.fields import text_problem
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class Embedder:
         out = np.zeros((len(texts), self.dim), np.float32)
         for start in range(0, len(texts), ROWS_PER_CALL):
             chunk = texts[start : start + ROWS_PER_CALL]
-            failures = {i: why for i, text in enumerate(chunk) if (why := _unusable(text))}
+            failures = {i: why for i, text in enumerate(chunk) if (why := text_problem(text))}
             good = [i for i in range(len(chunk)) if i not in failures]
             if errors == "raise" and failures:
                 _raise(start, failures)
@@ -121,17 +122,6 @@ class Embedder:
 
     def __repr__(self) -> str:
         return f"Embedder(model={self.ref.name!r}, device={self.device!r}, dtype={self.dtype!r}, dim={self.dim})"
-
-
-def _unusable(text) -> str | None:
-    """Why a text cannot be embedded, in the reader's words; None when it can."""
-    if text is None:
-        return "text is null"
-    if not isinstance(text, str):
-        return f"text is not a string ({type(text).__name__})"
-    if not text.strip():
-        return "text is empty or whitespace only"
-    return None
 
 
 def _raise(start: int, failures: dict[int, str]) -> None:

@@ -23,9 +23,7 @@ class MicroBatch:
         return self.width * len(self.indices)
 
 
-def plan_batches(
-    lengths: Sequence[int], batch_tokens: int, max_batch_size: int | None = None, min_efficiency: float = 0.97
-) -> list[MicroBatch]:
+def plan_batches(lengths: Sequence[int], batch_tokens: int, min_efficiency: float = 0.97) -> list[MicroBatch]:
     """Cut sequences into micro-batches of at most `batch_tokens` padded tokens.
 
     Longest first, so an out-of-memory error shows on the first batch rather than an hour in.
@@ -44,8 +42,7 @@ def plan_batches(
         if current:
             width = lengths[current[0]]  # sorted longest first: the first member fixes the width
             padded = width * (len(current) + 1)
-            full = max_batch_size is not None and len(current) >= max_batch_size
-            if padded > batch_tokens or full or real + lengths[index] < min_efficiency * padded:
+            if padded > batch_tokens or real + lengths[index] < min_efficiency * padded:
                 batches.append(MicroBatch(current, width))
                 current, real = [], 0
         current.append(index)

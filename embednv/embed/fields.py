@@ -103,6 +103,17 @@ def decode_texts(texts: pa.Array) -> tuple[pa.Array, list[str | None] | None]:
     return pa.array(values, pa.large_string()), problems
 
 
+def text_problem(text: object) -> str | None:
+    """Why a note's text cannot be embedded, or None: the reasons `_errors.parquet` and `Embedder` give."""
+    if text is None:
+        return "text is null"
+    if not isinstance(text, str):
+        return f"text is not a string ({type(text).__name__})"
+    if not text.strip():
+        return "text is empty or whitespace only"
+    return None
+
+
 def decode_utf8(raw: bytes | None, what: str = "text") -> tuple[str | None, str | None]:
     """Bytes to text, or (None, "invalid UTF-8 in {what} at byte N"): the position, never the bytes."""
     if raw is None:

@@ -24,6 +24,7 @@ from embednv.embed.fields import (
     id_from_text,
     is_text_type,
     plain_ids,
+    text_problem,
     unusable_id_type,
 )
 from embednv.embed.inputs import InputFile, Shard
@@ -98,19 +99,15 @@ def _checked(ids: pa.Array, texts, reader_errors, shard: Shard, duplicates, id_c
     texts = texts if isinstance(texts, pa.Array) else pa.array(texts, pa.large_string())
     reasons = [None] * len(ids)
     id_null = ids.is_null().to_pylist()
-    text_null = texts.is_null().to_pylist()
-    blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(texts)), 0).to_pylist()
-    for i in range(len(ids)):
+    for i, text in enumerate(texts.to_pylist()):
         if reader_errors is not None and reader_errors[i]:
             reasons[i] = reader_errors[i]
         elif id_null[i]:
             reasons[i] = "id is null"
         elif shard.start + i in duplicates:
             reasons[i] = "duplicate id (its first occurrence is kept)"
-        elif text_null[i]:
-            reasons[i] = "text is null"
-        elif blank[i]:
-            reasons[i] = "text is empty or whitespace only"
+        else:
+            reasons[i] = text_problem(text)
     texts = pc.if_else(pa.array([r is None for r in reasons]), texts, pa.scalar(None, pa.large_string()))
     return pa.table(
         {
