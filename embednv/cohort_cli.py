@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from embednv.console import fail, say, setup_logging
+from embednv.errors import ConfigError
 
 log = logging.getLogger("embednv")
 DEFAULT_K = 50
@@ -96,7 +97,7 @@ def cohort_command(
             else:
                 text = sys.stdin.read() if query == "-" else query
                 if not text or not text.strip():
-                    raise ValueError("--query is empty" + (" (nothing on stdin)" if query == "-" else ""))
+                    raise ConfigError("--query is empty" + (" (nothing on stdin)" if query == "-" else ""))
                 if not debug:  # one query needs no "Loading weights" bar on stderr
                     from transformers.utils import logging as hf_logging
 
@@ -132,18 +133,18 @@ def _check_options(
         name for name, value in (("--cluster", cluster), ("--near", near), ("--query", query)) if value is not None
     ]
     if len(given) != 1:
-        raise ValueError(
+        raise ConfigError(
             f"Give exactly one of --cluster, --near, --query (got {' and '.join(given) if given else 'none'})"
         )
     if level is not None and cluster is None:
-        raise ValueError("--level applies to --cluster only")
+        raise ConfigError("--level applies to --cluster only")
     if level is not None and level not in ("fine", "coarse"):
-        raise ValueError(f"Invalid --level {level!r}. Valid: fine, coarse")
+        raise ConfigError(f"Invalid --level {level!r}. Valid: fine, coarse")
     if k is not None and cluster is not None:
-        raise ValueError("--k applies to --near and --query; --cluster writes the whole cluster")
+        raise ConfigError("--k applies to --near and --query; --cluster writes the whole cluster")
     if k is not None and k < 1:
-        raise ValueError(f"--k must be at least 1, got {k}")
+        raise ConfigError(f"--k must be at least 1, got {k}")
     if task is not None and query is None:
-        raise ValueError("--task applies to --query only")
+        raise ConfigError("--task applies to --query only")
     if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"Invalid --device {device!r}. Valid: auto, cpu, cuda")
+        raise ConfigError(f"Invalid --device {device!r}. Valid: auto, cpu, cuda")

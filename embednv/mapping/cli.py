@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from embednv.console import fail, say, setup_logging
+from embednv.errors import ConfigError
 
 BACKEND_CHOICES = ("auto", "cuml", "cpu")
 PLACEMENT_CHOICES = ("auto", "local", "gpu-worker")  # embednv.mapping.placement.PLACEMENTS (kept typer-only here)
@@ -80,11 +81,11 @@ def map_command(
         from embednv.mapping.tsne_params import TSNEParams
 
         if backend not in BACKEND_CHOICES:
-            raise ValueError(f"Invalid --backend {backend!r}. Valid: {', '.join(BACKEND_CHOICES)}")
+            raise ConfigError(f"Invalid --backend {backend!r}. Valid: {', '.join(BACKEND_CHOICES)}")
         if placement not in PLACEMENT_CHOICES:
-            raise ValueError(f"Invalid --placement {placement!r}. Valid: {', '.join(PLACEMENT_CHOICES)}")
+            raise ConfigError(f"Invalid --placement {placement!r}. Valid: {', '.join(PLACEMENT_CHOICES)}")
         if multiscale not in MULTISCALE_CHOICES:
-            raise ValueError(f"Invalid --multiscale {multiscale!r}. Valid: {', '.join(MULTISCALE_CHOICES)}")
+            raise ConfigError(f"Invalid --multiscale {multiscale!r}. Valid: {', '.join(MULTISCALE_CHOICES)}")
         config = MapConfig(
             emb_dir=emb_dir,
             out_dir=out,
@@ -117,4 +118,4 @@ def _auto_or(value: str, kind: type, option: str):
         return kind(value)
     except ValueError:
         what = "an integer" if kind is int else "a number"
-        raise ValueError(f"Invalid {option} {value!r}: expected 'auto' or {what}") from None
+        raise ConfigError(f"Invalid {option} {value!r}: expected 'auto' or {what}") from None
