@@ -31,12 +31,9 @@ def setup_logging(debug: bool, uses_ray: bool = False) -> None:
         handler.setFormatter(_InertFormatter(LOG_FORMAT))
     for noisy in NOISY_LIBRARIES:
         logging.getLogger(noisy).setLevel(logging.INFO if debug else logging.WARNING)
-    if uses_ray and not debug:
+    if uses_ray and not debug:  # Ray's C++ core: embed.private_ray.quiet_core_log
         for name in QUIET_RAY_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
-        from embednv.stderr_filter import drop_benign_ray_lines
-
-        drop_benign_ray_lines()
 
 
 class _InertFormatter(logging.Formatter):

@@ -22,14 +22,31 @@ PRIVATE_SYSTEM_CONFIG = {"task_events_max_num_task_in_gcs": 100, "enable_metrics
 DAEMON_MALLOC_CONF = "tcache:false,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0"
 
 
+# Ray's C++ core prints one error-level line on stderr for every Ray Data actor, in every healthy
+# run: "Actor ... has constructor arguments in the object store and max_restarts > 0" (Ray Data
+# hands each actor a handle of its own, ray-project/ray#57733). Its C++ components log fatal
+# errors only, unless --debug; what goes wrong still reaches the driver as a Python exception.
+QUIET_CORE_LOG_LEVEL = "fatal"
+
+
+def daemon_malloc_conf() -> contextlib.AbstractContextManager[None]:
+    """DAEMON_MALLOC_CONF for the daemons ray.init starts; glibc workers ignore it."""
+    return environment_default("MALLOC_CONF", DAEMON_MALLOC_CONF)
+
+
+def quiet_core_log(debug: bool) -> contextlib.AbstractContextManager[None]:
+    """Ray's C++ logging at QUIET_CORE_LOG_LEVEL for what ray.init starts, this process's core included."""
+    return contextlib.nullcontext() if debug else environment_default("RAY_BACKEND_LOG_LEVEL", QUIET_CORE_LOG_LEVEL)
+
+
 @contextlib.contextmanager
-def daemon_malloc_conf() -> Iterator[None]:
-    """DAEMON_MALLOC_CONF for the daemons ray.init starts (a user's MALLOC_CONF wins); glibc workers ignore it."""
-    added = "MALLOC_CONF" not in os.environ
+def environment_default(name: str, value: str) -> Iterator[None]:
+    """`name=value` while the block runs (a value the user set wins), as the processes started in it read it."""
+    added = name not in os.environ
     if added:
-        os.environ["MALLOC_CONF"] = DAEMON_MALLOC_CONF
+        os.environ[name] = value
     try:
         yield
     finally:
         if added:
-            os.environ.pop("MALLOC_CONF")
+            os.environ.pop(name)

@@ -27,7 +27,7 @@ from ray.data.block import BlockMetadata
 from embednv.embed.assemble import ShardAssembler
 from embednv.embed.config import EmbedConfig
 from embednv.embed.inputs import InputPlan, Shard
-from embednv.embed.private_ray import PRIVATE_SYSTEM_CONFIG, daemon_malloc_conf
+from embednv.embed.private_ray import PRIVATE_SYSTEM_CONFIG, daemon_malloc_conf, quiet_core_log
 from embednv.embed.progress import ActorReport, Progress, block_counts
 from embednv.embed.worker import EmbedWorker
 from embednv.errors import ClusterUnreachable
@@ -54,9 +54,10 @@ def init_ray(debug: bool = False, address: str | None = None) -> None:
         if address:
             address = reachable_address(address)
             os.environ["RAY_ADDRESS"] = address  # Ray prefers the variable over the argument: keep them one
-            ray.init(address=address, **kwargs)
+            with quiet_core_log(debug):  # this process only: joining starts no daemon
+                ray.init(address=address, **kwargs)
         else:
-            with daemon_malloc_conf(), loopback_only():
+            with daemon_malloc_conf(), quiet_core_log(debug), loopback_only():
                 ray.init(address="local", include_dashboard=False, _system_config=PRIVATE_SYSTEM_CONFIG, **kwargs)
     from ray.data import DataContext
 
