@@ -12,7 +12,6 @@ so `ray job logs` shows where each phase ran and for how long.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -33,18 +32,14 @@ MAX_RETRIES = 1
 
 def cluster_gpus(address: str) -> int:
     """Join the cluster at `address` (once) and count its GPUs now."""
-    if not ray.is_initialized():
-        from embednv.console import QUIET_RAY_LOGGERS
-        from embednv.embed.ray_job import reachable_address
+    from embednv.console import QUIET_RAY_LOGGERS
+    from embednv.embed.ray_job import connect
 
-        if not logging.getLogger("embednv").isEnabledFor(logging.DEBUG):  # shown with --debug only
-            for name in QUIET_RAY_LOGGERS:
-                logging.getLogger(name).setLevel(logging.ERROR)
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        address = reachable_address(address)
-        os.environ["RAY_ADDRESS"] = address  # Ray prefers the variable over the argument: keep them one
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-    return int(ray.cluster_resources().get("GPU", 0))
+    debug = logging.getLogger("embednv").isEnabledFor(logging.DEBUG)
+    if not debug:  # shown with --debug only
+        for name in QUIET_RAY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+    return connect(debug, address)  # joins as `embed` does (the same checks and settings); once
 
 
 def run_on_gpu_worker(request: HeavyRequest, address: str) -> Heavy:
