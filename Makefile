@@ -15,7 +15,7 @@ MODEL ?= auto
 MAP_OUT ?= out/map
 ARGS ?=
 
-.PHONY: setup gpu-extra official-tokenizer test lint embed-corpus map-corpus bench bench-map bench-1m bench-ops check-fullsize clean browser
+.PHONY: setup gpu-extra official-tokenizer test test-fast lint embed-corpus map-corpus bench bench-map bench-1m bench-ops check-fullsize clean browser
 
 setup: $(STAMP)
 
@@ -68,6 +68,11 @@ official-tokenizer:
 # EMBEDNV_REQUIRE_OFFICIAL_TOKENIZER: under make test a missing side venv fails those tests, not skips them.
 test: setup official-tokenizer browser lint
 	EMBEDNV_REQUIRE_OFFICIAL_TOKENIZER=1 $(PY) -m pytest -q $(ARGS)
+
+# The quick loop for a developer: every test that starts no Ray, runs no other process and drives no
+# browser (marked by tests/conftest.py from what each test does); `make test` stays the whole suite.
+test-fast: setup
+	$(PY) -m pytest -q -m "not ray and not subprocess and not browser" $(ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,43 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 MTSAMPLES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mtsamples.parquet"
+
+# `make test-fast` leaves out what costs seconds before the first assertion: a Ray start, a
+# subprocess (a CLI run, the official tokenizer's environment), a browser. A test is marked by what
+# it and its fixtures do, read from their source, so the marks cannot go stale as tests change.
+HEAVY_PARTS = {
+    "ray": re.compile(r"\bray_local\b|\bray\.init\(|run_embed\(.*executor=\"ray\""),
+    "subprocess": re.compile(r"\bsubprocess\.|\bPopen\b|\bofficial_(python|ids|files)\b|\bcli\(|EMBEDNV\b"),
+    "browser": re.compile(r"\bchromium\b|\bbrowser\b|playwright"),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        functions = [getattr(item, "function", None)]
+        for name in item.fixturenames:
+            functions += [definition.func for definition in item._fixtureinfo.name2fixturedefs.get(name, ())]
+        sources = [_source(f) for f in functions if f is not None]
+        text = "\n".join(sources + [_helpers_used(f, source) for f, source in zip(functions, sources)])
+        text += "\n" + "\n".join(item.fixturenames)
+        for marker, pattern in HEAVY_PARTS.items():
+            if pattern.search(text):
+                item.add_marker(getattr(pytest.mark, marker))
+
+
+def _source(function) -> str:
+    try:
+        return inspect.getsource(function)
+    except (OSError, TypeError):
+        return ""
+
+
+def _helpers_used(function, source: str) -> str:
+    """The source of the module's own functions and classes that `source` names (one level down)."""
+    module = inspect.getmodule(function)
+    names = set(re.findall(r"\b([A-Za-z_]\w*)\(", source))
+    helpers = [getattr(module, n, None) for n in names if not n.startswith("test_")]
+    return "\n".join(_source(h) for h in helpers if inspect.isfunction(h) or inspect.isclass(h))
 
 
 @pytest.fixture(scope="session")

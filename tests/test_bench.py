@@ -19,7 +19,6 @@ REQUIRED = (
 )
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_run_all_quick_writes_both_reports(tmp_path):
     docs_before = _mtime(REPO / "docs" / "benchmarks.json")

@@ -253,7 +253,6 @@ def embedded(head):
 # --------------------------------------------------------------------------- the jobs
 
 
-@pytest.mark.slow
 def test_embed_job_on_a_ray_cluster_with_file_uris(embedded, head):
     assert embedded["status"] == "SUCCEEDED", f"embed job {embedded['status']}; its logs:\n{embedded['logs'][-4000:]}"
     # The uploaded copy of the repository ran (not the one installed from this checkout), on our cluster.
@@ -286,7 +285,6 @@ def _submit_map(head, emb_dir: str, out: Path, texts: Path) -> tuple[str, str]:
     return head.wait_job(job_id)
 
 
-@pytest.mark.slow
 def test_map_job_on_a_ray_cluster_reads_the_file_uri_embed_wrote(embedded, head):
     assert embedded["status"] == "SUCCEEDED", "the map needs the embed job's output"
     out = head.root / "map"
@@ -345,7 +343,6 @@ def _placement_lines(logs: str) -> list[str]:
     return [line for line in logs.splitlines() if "placement: " in line]
 
 
-@pytest.mark.slow
 def test_map_job_runs_pca_kmeans_tsne_as_a_gpu_task_and_writes_from_the_driver(gpu_head):
     emb, out = _planted_shards(gpu_head.root / "emb"), gpu_head.root / "map"
     job_id = gpu_head.submit("python", "jobs/map_corpus.py", f"file://{emb}", "--out", str(out), "--clusters", "4")
@@ -371,7 +368,6 @@ def test_map_job_runs_pca_kmeans_tsne_as_a_gpu_task_and_writes_from_the_driver(g
     assert pq.read_table(out / "map.parquet").column("note_id").to_pylist() == list(range(1, N_MAP + 1))
 
 
-@pytest.mark.slow
 def test_the_gpu_task_streams_the_shards_itself_never_the_driver(gpu_head):
     """A driver that cannot read a vector (its shard reader and its compute replaced by failures) still maps."""
     emb, out = _planted_shards(gpu_head.root / "emb-2"), gpu_head.root / "map-2"
@@ -399,7 +395,6 @@ def test_the_gpu_task_streams_the_shards_itself_never_the_driver(gpu_head):
     assert pq.read_table(out / "map.parquet").num_rows == N_MAP
 
 
-@pytest.mark.slow
 def test_the_gpu_task_checks_the_vectors_it_reads_and_fails_in_one_line(gpu_head):
     """The map's checks run where the vectors are read, on the GPU worker too: a NaN row is named, not a crash."""
     import numpy as np
@@ -428,7 +423,6 @@ def test_the_gpu_task_checks_the_vectors_it_reads_and_fails_in_one_line(gpu_head
     assert not out.exists()
 
 
-@pytest.mark.slow
 def test_map_job_on_a_cluster_without_gpu_falls_back_to_cpu_in_the_driver(head):
     emb, out = _planted_shards(head.root / "emb-cpu"), head.root / "map-cpu"
     job_id = head.submit("python", "jobs/map_corpus.py", f"file://{emb}", "--out", str(out), "--clusters", "4")
@@ -447,7 +441,6 @@ def test_map_job_on_a_cluster_without_gpu_falls_back_to_cpu_in_the_driver(head):
         assert re.search(rf"{phase}: [\d.]+ s, local on \S+ \(pid \d+\), backend cpu", logs), phase
 
 
-@pytest.mark.slow
 def test_gpu_worker_asked_for_on_a_cluster_without_gpu_fails_in_one_line(head, tmp_path):
     emb = _planted_shards(tmp_path / "emb")
     done = subprocess.run(

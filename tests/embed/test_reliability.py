@@ -130,7 +130,7 @@ def test_a_killed_embedding_actor_loses_no_row(ray_local, corpus, tmp_path):
     assert sorted(embeddings_by_id(out)) == list(range(1, 241))
 
 
-def test_garbage_rows_become_error_rows_and_a_huge_note_is_chunked(ray_local, tmp_path):
+def test_garbage_rows_become_error_rows_and_a_huge_note_is_chunked(tmp_path):
     csv = tmp_path / "a.csv"
     csv.write_bytes(b'note_id,text\n1,"fine note"\n2,"bad \xfe\xff utf8"\n3,""\n4,"   "\n,"no id"\n1,"duplicate"\n')
     jsonl = tmp_path / "b.jsonl"
@@ -148,7 +148,7 @@ def test_garbage_rows_become_error_rows_and_a_huge_note_is_chunked(ray_local, tm
         + b"\n"
     )
     out = tmp_path / "emb"
-    summary = run_embed(EmbedConfig(inputs=(str(csv), str(jsonl)), out=str(out), model="minilm"))
+    summary = run_embed(EmbedConfig(inputs=(str(csv), str(jsonl)), out=str(out), model="minilm", executor="local"))
     shards = pads.dataset(str(out), format="parquet").to_table()
     assert sorted(shards.column("note_id").to_pylist()) == ["1", "8"]  # CSV and JSONL ids as written
     huge_row = [r for r in shards.to_pylist() if r["note_id"] == "8"][0]
@@ -170,13 +170,18 @@ def test_garbage_rows_become_error_rows_and_a_huge_note_is_chunked(ray_local, tm
     assert summary.errored == 9
 
 
-def test_skip_bad_files_lists_them_in_the_manifest(ray_local, corpus, tmp_path):
+def test_skip_bad_files_lists_them_in_the_manifest(corpus, tmp_path):
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"PAR1 not really")
     out = tmp_path / "emb"
     run_embed(
         EmbedConfig(
-            inputs=(str(corpus), str(broken)), out=str(out), model="minilm", max_tokens=128, skip_bad_files=True
+            inputs=(str(corpus), str(broken)),
+            out=str(out),
+            model="minilm",
+            max_tokens=128,
+            skip_bad_files=True,
+            executor="local",
         )
     )
     manifest = json.loads((out / "_manifest.json").read_text())
@@ -225,12 +230,12 @@ def test_no_note_text_reaches_logs_manifest_or_errors(tmp_path):
             assert marker not in content, f"{marker} leaked into {where}"
 
 
-def test_output_files_respect_the_umask(ray_local, tmp_path):
+def test_output_files_respect_the_umask(tmp_path):
     notes = tmp_path / "n.parquet"
     pq.write_table(pa.table({"note_id": [1], "text": ["Cough."]}), notes)
     previous = os.umask(0o027)
     try:
-        run_embed(EmbedConfig(inputs=(str(notes),), out=str(tmp_path / "emb"), model="minilm"))
+        run_embed(EmbedConfig(inputs=(str(notes),), out=str(tmp_path / "emb"), model="minilm", executor="local"))
     finally:
         os.umask(previous)
     for name in os.listdir(tmp_path / "emb"):

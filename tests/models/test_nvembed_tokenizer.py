@@ -25,7 +25,7 @@ import pytest
 pytest.importorskip("sentencepiece")
 pytest.importorskip("mistral_common")
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the fixture writers
 from mistral_tokenizer import (  # noqa: E402
     OFFICIAL_VERSIONS,
     REQUIRE_OFFICIAL,
@@ -52,7 +52,7 @@ from embednv.models.nvembed import (  # noqa: E402
     load_nvembed_tokenizer,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BOS, EOS = 1, 2
 INSTRUCTIONS = {"no-instruction": "", "instruction": build_instruction("similar-notes")}
 CASES = {

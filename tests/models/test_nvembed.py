@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the fixture writers
 from nvembed_fixtures import (  # noqa: E402
     LATENT_DEFAULTS,
     TEXT_DEFAULTS,
@@ -35,7 +35,7 @@ from embednv.models.nvembed import (  # noqa: E402
     resolve_hub_checkpoint,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 INSTRUCTION = build_instruction("similar-notes")
 NOTES = [
     "Patient presents with chest pain.",

@@ -1,4 +1,8 @@
-"""The embedding job end to end on a real local Ray instance with the real bundled model."""
+"""The embedding job end to end with the real bundled model: on the local executor, and side by side with Ray.
+
+Everything here but the executor comparison runs without Ray (`executor="local"`, the same stages
+in-process); what only Ray does (actors, retries, a killed worker) is tested in test_reliability.py.
+"""
 
 import json
 import os
@@ -43,6 +47,7 @@ def config_for(inputs, out, **overrides):
         max_tokens=128,
         rows_per_shard=40,
         window_rows=64,
+        executor="local",
     )
     settings.update(overrides)
     return EmbedConfig(**settings)
@@ -55,7 +60,7 @@ def read_output(out):
 
 
 @pytest.fixture(scope="module")
-def finished(ray_local, corpus, tmp_path_factory):
+def finished(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "emb"
     summary = run_embed(config_for([corpus], out))
     return out, summary
@@ -113,7 +118,7 @@ def test_changed_options_are_refused_unless_overwrite(finished, corpus):
         run_embed(config_for([corpus], out, instruction="Instruct: x\nQuery: "))
 
 
-def test_resume_rewrites_only_missing_shards_identically(ray_local, corpus, tmp_path):
+def test_resume_rewrites_only_missing_shards_identically(corpus, tmp_path):
     out = tmp_path / "emb"
     run_embed(config_for([corpus], out))
     original = pq.read_table(out / "part-00002.parquet")
@@ -133,7 +138,7 @@ def test_resume_rewrites_only_missing_shards_identically(ray_local, corpus, tmp_
     assert manifest["rows_embedded"] + manifest["rows_errored"] == 124
 
 
-def test_string_ids_from_jsonl_and_csv_over_file_uris(ray_local, tmp_path):
+def test_string_ids_from_jsonl_and_csv_over_file_uris(tmp_path):
     jsonl = tmp_path / "a.jsonl"
     jsonl.write_text(
         "\n".join(json.dumps({"doc": f"n{i}", "body": f"Patient {i} reports cough."}) for i in range(5)) + "\n"
@@ -149,7 +154,7 @@ def test_string_ids_from_jsonl_and_csv_over_file_uris(ray_local, tmp_path):
     assert [i["uri"] for i in manifest["inputs"]] == [f"file://{jsonl}", f"file://{csv}"]
 
 
-def test_int32_ids_keep_their_type(ray_local, tmp_path):
+def test_int32_ids_keep_their_type(tmp_path):
     path = tmp_path / "a.parquet"
     pq.write_table(pa.table({"note_id": pa.array([7, 8], pa.int32()), "text": ["Cough.", "Fever."]}), path)
     run_embed(config_for([path], tmp_path / "emb"))
@@ -171,7 +176,7 @@ def test_one_read_task_per_parquet_shard_and_per_text_file(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
-def test_ids_with_leading_zeros_come_back_exactly_as_written(ray_local, tmp_path, fmt):
+def test_ids_with_leading_zeros_come_back_exactly_as_written(tmp_path, fmt):
     ids = ["007", "7", "0012345", "12345"]
     path = tmp_path / f"notes.{fmt}"
     if fmt == "csv":
@@ -190,7 +195,7 @@ def test_ids_with_leading_zeros_come_back_exactly_as_written(ray_local, tmp_path
     )
 
 
-def test_one_row_of_invalid_utf8_in_parquet_is_listed_and_the_rest_embedded(ray_local, tmp_path):
+def test_one_row_of_invalid_utf8_in_parquet_is_listed_and_the_rest_embedded(tmp_path):
     path = tmp_path / "spark_export.parquet"
     cells = pa.array([b"Cough for two weeks.", b"Fever \xc3\x28 and chills.", b"Rash on the arm."], pa.binary())
     pq.write_table(pa.table({"note_id": ["a", "b", "c"], "text": cells.view(pa.string())}), path)
@@ -203,7 +208,7 @@ def test_one_row_of_invalid_utf8_in_parquet_is_listed_and_the_rest_embedded(ray_
     assert (summary.embedded, summary.errored) == (2, 1)
 
 
-def test_embed_never_writes_into_a_map(ray_local, finished, corpus, tmp_path):
+def test_embed_never_writes_into_a_map(finished, corpus, tmp_path):
     from embednv.mapping.run import MapConfig, run_map
 
     out, _ = finished
@@ -216,10 +221,10 @@ def test_embed_never_writes_into_a_map(ray_local, finished, corpus, tmp_path):
     assert {p.name: p.read_bytes() for p in map_dir.iterdir()} == before
 
 
-def test_the_local_executor_writes_what_the_ray_executor_writes(finished, corpus, tmp_path):
-    ray_out, _ = finished
-    local_out = tmp_path / "emb"
-    summary = run_embed(config_for([corpus], local_out, executor="local"))
+def test_the_local_executor_writes_what_the_ray_executor_writes(ray_local, finished, corpus, tmp_path):
+    local_out, _ = finished
+    ray_out = tmp_path / "emb"
+    summary = run_embed(config_for([corpus], ray_out, executor="ray"))
     ray_shards, ray_errors, ray_manifest = read_output(str(ray_out))
     shards, errors, manifest = read_output(str(local_out))
     assert sorted(os.listdir(local_out)) == sorted(os.listdir(ray_out))
@@ -233,7 +238,8 @@ def test_the_local_executor_writes_what_the_ray_executor_writes(finished, corpus
     assert {k: v for k, v in manifest.items() if k not in varying} == {
         k: v for k, v in ray_manifest.items() if k not in varying
     }
-    assert manifest["config"]["executor"] == "local" and summary.embedded == 120
+    assert (manifest["config"]["executor"], ray_manifest["config"]["executor"]) == ("local", "ray")
+    assert summary.embedded == 120
 
 
 def test_the_local_executor_refuses_what_needs_a_cluster(tmp_path):
