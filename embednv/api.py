@@ -49,6 +49,8 @@ class Embedder:
         max_tokens: tokens per model input; longer texts are split into overlapping windows and
             their vectors pooled, never truncated. Default: the model's window (512 MiniLM,
             32,768 NV-Embed-v2).
+        compile: NV-Embed-v2 only: torch.compile its per-token blocks (`compile_blocks`). Costs a
+            compile when first used; measured in docs/benchmarks.md. Default: off.
 
     `encode(texts)` returns float32 `(len(texts), dim)` unit rows in the order given;
     `encode(texts, task=...)` or `encode(texts, instruction=...)` overrides the instruction for
@@ -64,6 +66,7 @@ class Embedder:
         instruction: str | None = None,
         batch_tokens: int | None = None,
         max_tokens: int | None = None,
+        compile: bool = False,
     ):
         import torch
 
@@ -83,7 +86,8 @@ class Embedder:
         if self.ref.kind == "nvembed":
             log.info(NVEMBED_LICENCE)
         self.tokenizer = cached_note_tokenizer(self.ref, self.instruction)  # the pipeline's own, cached
-        self.encoder = registry.load_encoder(self.ref, self.device, self.dtype)  # no instruction: each call names one
+        # No instruction is bound to the model: each encode() call names its own.
+        self.encoder = registry.load_encoder(self.ref, self.device, self.dtype, compile=compile)
         self.dim = self.ref.dim
 
     def encode(

@@ -337,6 +337,16 @@ def test_head_chunks_bound_its_rows_and_change_nothing(encoder, monkeypatch):
     np.testing.assert_allclose(chunked, whole, atol=1e-6)  # chunk edges inside a window included
 
 
+@pytest.mark.slow
+def test_compiled_blocks_embed_as_eager(checkpoint, encoder):
+    """`compile=True` is an option, never a requirement: the same vectors, and a new batch shape
+    (another packed length N) runs without a failure or a wrong answer."""
+    compiled = NVEmbedEncoder(checkpoint, device="cpu", dtype="float32", compile=True)
+    for windows in (UNEQUAL, UNEQUAL[1:3]):
+        want = encoder.embed(windows, instruction=INSTRUCTION)
+        np.testing.assert_allclose(compiled.embed(windows, instruction=INSTRUCTION), want, atol=1e-5)
+
+
 def test_packed_from_padded_equals_from_sequences():
     ids = torch.tensor([[1, 5, 6, 7, 2], [1, 8, 2, 2, 2]])
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])

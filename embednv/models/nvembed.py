@@ -317,7 +317,10 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
 
     def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))  # SwiGLU
+        # SwiGLU in place: two 14,336-wide intermediates live at once instead of three, the
+        # backbone's peak once the head is chunked. Inference only (no autograd through it).
+        gate = F.silu(self.gate_proj(x), inplace=True)
+        return self.down_proj(gate.mul_(self.up_proj(x)))
 
 
 class DecoderLayer(nn.Module):
@@ -467,6 +470,21 @@ class NVEmbedModel(nn.Module):
     def forward(self, batch: Packed, kernel: str = "auto") -> torch.Tensor:
         """A packed batch of B windows (`Packed.from_padded` takes the official padded input) -> (B, dim) float32."""
         return self.latent_attention_model(self.embedding_model(batch, kernel), batch)
+
+    def compile_blocks(self) -> NVEmbedModel:
+        """torch.compile the per-token blocks: each RMSNorm, SwiGLU MLP and the head's GEGLU block.
+
+        Fuses their float32 and elementwise temporaries into the surrounding kernels; attention
+        and the per-window loop stay eager. Optional, never required: it pays on small models
+        and CPU (docs/benchmarks.md), costs a compile per process (about a minute on 2 cores),
+        and `dynamic=True` keeps the packed length N from recompiling every batch.
+        """
+        for layer in self.embedding_model.layers:
+            for block in (layer.input_layernorm, layer.post_attention_layernorm, layer.mlp):
+                block.compile(dynamic=True)
+        self.embedding_model.norm.compile(dynamic=True)
+        self.latent_attention_model.cross_attend_blocks[1].compile(dynamic=True)
+        return self
 
 
 # ----------------------------------------------------------------------------- loading
@@ -678,9 +696,15 @@ class NVEmbedEncoder:
     """
 
     def __init__(
-        self, path: str | Path, device: str = "auto", dtype: str | torch.dtype = "auto", instruction: str = ""
+        self,
+        path: str | Path,
+        device: str = "auto",
+        dtype: str | torch.dtype = "auto",
+        instruction: str = "",
+        compile: bool = False,
     ):
-        self._bind(load_nvembed(path, device, dtype), load_nvembed_tokenizer(path), instruction)
+        model = load_nvembed(path, device, dtype)
+        self._bind(model.compile_blocks() if compile else model, load_nvembed_tokenizer(path), instruction)
 
     @classmethod
     def from_model(cls, model: NVEmbedModel, tokenizer, instruction: str = "") -> NVEmbedEncoder:
