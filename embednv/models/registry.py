@@ -66,12 +66,16 @@ def prompt_suffix(ref: ModelRef, hf_tokenizer) -> str:
     return hf_tokenizer.eos_token if ref.kind == "nvembed" else ""
 
 
-def load_encoder(ref: ModelRef, device: str, dtype: str, instruction: str):
-    """Build the model half on `device`; see `embednv.models.base.Encoder`."""
+def load_encoder(ref: ModelRef, device: str, dtype: str, compile: bool = False):
+    """Build the model half on `device`; see `embednv.models.base.Encoder`. No instruction is
+    bound to it: each `embed` call names its own, so one load serves queries and documents.
+    `compile`: NV-Embed's `compile_blocks` (torch.compile); other models refuse it."""
+    if compile and ref.kind != "nvembed":
+        raise ModelError(f"compile applies to NV-Embed checkpoints; {ref.name} is a {ref.kind} model")
     if ref.kind == "nvembed":
         from embednv.models.nvembed import NVEmbedEncoder
 
-        return NVEmbedEncoder(local_path(ref), device=device, dtype=dtype, instruction=instruction)
+        return NVEmbedEncoder(local_path(ref), device=device, dtype=dtype, compile=compile)
     if ref.kind == "probe":
         from embednv.models.probe import ProbeEncoder
 
