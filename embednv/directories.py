@@ -14,6 +14,7 @@ EMBEDDINGS, MAP = "embeddings", "map"
 MANIFEST = "_manifest.json"
 # Embeddings: shards, then the errors and the marker written last.
 SUCCESS, ERRORS, ERROR_PARTS = "_SUCCESS", "_errors.parquet", "_errors"
+INDEX_DIR = "_index"  # `embednv index`: the nearest-neighbour index, beside the shards (embednv/index/store.py)
 SHARD_NAME = re.compile(r"^part-(\d{5,})\.parquet$")
 # A map: one row per note, the clusters, and the pages people open.
 MAP_FILE, CLUSTERS_FILE, CLUSTERS_MD = "map.parquet", "clusters.parquet", "clusters.md"

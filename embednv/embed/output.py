@@ -11,7 +11,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from embednv.directories import ERROR_PARTS, ERRORS, MANIFEST, SHARD_NAME, SUCCESS, kind_of, shard_name
+from embednv.directories import ERROR_PARTS, ERRORS, INDEX_DIR, MANIFEST, SHARD_NAME, SUCCESS, kind_of, shard_name
 from embednv.io import atomic_write, filesystem_and_path, is_temporary
 
 __all__ = ["ERROR_PARTS", "ERRORS", "MANIFEST", "SUCCESS", "OutputDir", "shard_name"]
@@ -55,6 +55,8 @@ class OutputDir:
                 self.fs.delete_file(self._full(name))
         if self.names(ERROR_PARTS):
             self.fs.delete_dir(self._full(ERROR_PARTS))
+        if self.names(INDEX_DIR):  # `embednv index`'s: built from the shards just removed
+            self.fs.delete_dir(self._full(INDEX_DIR))
 
     def remove_stale_temporaries(self) -> int:
         """Delete half-written files a killed run left behind (never visible under a final name)."""
