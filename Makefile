@@ -15,7 +15,7 @@ MODEL ?= auto
 MAP_OUT ?= out/map
 ARGS ?=
 
-.PHONY: setup gpu-extra official-tokenizer test test-fast lint embed-corpus map-corpus bench bench-map bench-1m bench-ops check-fullsize clean browser
+.PHONY: setup gpu-extra official-tokenizer test test-fast lint embed-corpus map-corpus bench bench-map bench-index bench-1m bench-ops check-fullsize clean browser
 
 setup: $(STAMP)
 
@@ -91,12 +91,19 @@ map-corpus: setup
 bench: setup
 	$(PY) bench/run_all.py $(ARGS)
 	$(MAKE) bench-map
+	$(MAKE) bench-index
 
 # The map as users run it: the default `embednv map` at 10k, 50k, 100k points and map.html in
 # headless Chromium at 10k and 100k (about 15 minutes); merged into docs/benchmarks.md.
 bench-map: setup browser
 	$(PY) bench/map_default.py --json docs/benchmarks-map-default.json
 	$(PY) bench/bench_map_html.py --sizes 10000,100000 --repeats 3 --json docs/benchmarks-map-html.json
+	$(PY) bench/run_all.py --render
+
+# The cohort index (`embednv index`) at 1M x 384-d: build time and memory, size beside the vectors, query latency
+# and recall@50 against the exact scan (about 6 minutes on 2 cores); merged into docs/benchmarks.md.
+bench-index: setup
+	$(PY) bench/cohort_index.py --json docs/benchmarks-index.json
 	$(PY) bench/run_all.py --render
 
 # The 1M-note scale run (about 14 minutes on 2 cores, with 100k beside it for the per-process

@@ -12,6 +12,7 @@ and hold only numbers and the scripts' own labels.
 from __future__ import annotations
 
 from bench.common import md_table
+from bench.report_index import INDEX_COMMAND, index_section
 from bench.report_separate import FULLSIZE_COMMAND, fullsize_section, gpu_section, operations_section
 
 LINEAR_TOLERANCE = 0.25  # the last step's cost per note may differ from the first's by this much
@@ -37,6 +38,7 @@ def markdown(doc: dict) -> str:
         _throughput(jobs["throughput"]),
         _scale(jobs["scale"], skipped("scale"), doc.get("separate_scale")),
         _map(jobs["map"], skipped("map")),
+        index_section(jobs.get("index", {"status": "pending", "command": INDEX_COMMAND, "error": "not measured yet"})),
         gpu_section(jobs["gpu"]),
         fullsize_section(
             jobs.get("fullsize", {"status": "pending", "command": FULLSIZE_COMMAND, "error": "not run yet"})

@@ -88,6 +88,9 @@ def embed(
     executor: str = typer.Option(
         "ray", help="ray (a Ray cluster, or a private local Ray) or local (one device in this process, no Ray)."
     ),
+    index: bool = typer.Option(
+        False, "--index", help="Then build the nearest-neighbour index for cohort queries (as `embednv index OUT`)."
+    ),
     debug: bool = typer.Option(False, help="Tracebacks and Ray's own logs."),
 ) -> None:
     """Embed notes into sharded Parquet: every input row ends up embedded or in _errors.parquet."""
@@ -134,11 +137,18 @@ def embed(
         from embednv.embed.run import run_embed
 
         summary = run_embed(config)
+        indexed = None
+        if index:
+            from embednv.index_cli import build_and_describe
+
+            indexed = build_and_describe(out)
     except (KeyboardInterrupt, typer.Exit):
         raise
     except Exception as error:  # noqa: BLE001 - the edge: one line for the user
         fail(error, debug)
     say(summary.line())
+    if indexed:
+        say(indexed)
 
 
 @app.command("sample-corpus")
@@ -164,6 +174,10 @@ app.command("map")(map_command)
 from embednv.cohort_cli import cohort_command  # noqa: E402 - typer-only module, as map's
 
 app.command("cohort")(cohort_command)
+
+from embednv.index_cli import index_command  # noqa: E402 - typer-only module, as map's
+
+app.command("index")(index_command)
 
 
 def main() -> None:

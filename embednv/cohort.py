@@ -156,17 +156,7 @@ def nearest(
     batch of vectors is in memory. Rows whose id equals `exclude` are skipped. Equal cosines
     rank in shard order, so a tie at the k-th place does not depend on the batch size.
     """
-    if k < 1:
-        raise CohortError(f"--k must be at least 1, got {k}")
-    if shards.id_column in SCORE_COLUMNS:
-        raise CohortError(f"The id column is named {shards.id_column!r}, which the output needs for itself")
-    query = np.asarray(vector, np.float32).ravel()
-    if query.size != shards.dim:
-        raise CohortError(f"The query vector has {query.size} dimensions, the embeddings {shards.dim}")
-    norm = float(np.linalg.norm(query))
-    if not np.isfinite(norm) or norm == 0:
-        raise CohortError("The query vector is zero or not finite")
-    query = query / norm  # a new array: the caller's vector stays as it was
+    query = unit_query(shards, vector, k)
     skip = None if exclude is None else pa.scalar(exclude, type=id_type(shards))
     best_scores, best_rows = np.empty(0, np.float32), np.empty(0, np.int64)
     best_ids = pa.array([], type=id_type(shards))
@@ -195,6 +185,24 @@ def nearest(
             "rank": pa.array(np.arange(1, len(order) + 1), pa.int32()),
         }
     )
+
+
+def unit_query(shards: ShardSet, vector: np.ndarray, k: int) -> np.ndarray:
+    """`vector` checked against the shards and scaled to unit length (a new array); `k` checked too.
+
+    Shared by the exact scan and the index (`embednv.index.search`), so both refuse the same inputs.
+    """
+    if k < 1:
+        raise CohortError(f"--k must be at least 1, got {k}")
+    if shards.id_column in SCORE_COLUMNS:
+        raise CohortError(f"The id column is named {shards.id_column!r}, which the output needs for itself")
+    query = np.asarray(vector, np.float32).ravel()
+    if query.size != shards.dim:
+        raise CohortError(f"The query vector has {query.size} dimensions, the embeddings {shards.dim}")
+    norm = float(np.linalg.norm(query))
+    if not np.isfinite(norm) or norm == 0:
+        raise CohortError("The query vector is zero or not finite")
+    return query / norm  # a new array: the caller's vector stays as it was
 
 
 def _top_k(scores: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:

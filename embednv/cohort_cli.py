@@ -67,6 +67,13 @@ def cohort_command(
         typer.Option("--out", "-o", help="A .csv or .parquet file (local or URI). Default: CSV on stdout."),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="With --query: auto, cpu or cuda, for the model.")] = "auto",
+    exact: Annotated[
+        bool,
+        typer.Option(
+            "--exact",
+            help="With --near or --query: scan every vector instead of the index that `embednv index` built.",
+        ),
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Debug logging and full tracebacks.")] = False,
 ) -> None:
     """Write a cohort as ids: a map cluster, the notes nearest a note, or the notes nearest a query text.
@@ -76,6 +83,8 @@ def cohort_command(
     setup_logging(debug)
     try:
         _check_options(cluster, level, near, query, task, k, device)
+        if exact and cluster is not None:
+            raise ValueError("--exact applies to --near and --query")
         from embednv import cohort
         from embednv.io import csv_text, write_table_file
 
@@ -88,11 +97,14 @@ def cohort_command(
 
             cohort.check_directory(directory, "embeddings", "--near" if near is not None else "--query")
             shards = open_shards(directory)
+            from embednv.index.search import open_search
+
+            search = open_search(directory, shards, exact)  # a stale index fails here, before any model loads
             k = DEFAULT_K if k is None else k
             if near is not None:
                 note_id = cohort.parse_id(near, cohort.id_type(shards))
                 vector = cohort.find_vector(shards, note_id, directory)
-                table = cohort.nearest(shards, vector, k, exclude=note_id)
+                table = search.nearest(vector, k, exclude=note_id)
                 what = f"{table.num_rows:,} notes nearest note {note_id!r}"
             else:
                 text = sys.stdin.read() if query == "-" else query
@@ -103,7 +115,7 @@ def cohort_command(
 
                     hf_logging.disable_progress_bar()
                 vector = cohort.query_vector(directory, text, task, device)
-                table = cohort.nearest(shards, vector, k)
+                table = search.nearest(vector, k)
                 what = f"{table.num_rows:,} notes nearest the query"
         if out is None:
             sys.stdout.write(csv_text(table))

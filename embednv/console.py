@@ -19,7 +19,7 @@ LOG_FORMAT = "embednv: %(message)s"
 # Ray lines that every healthy run prints and that read like failures; shown with --debug.
 # Token authentication on a private instance is what we want, and progress bars are ours.
 QUIET_RAY_LOGGERS = ("ray._private.authentication.authentication_token_setup", "ray.data._internal.progress")
-NOISY_LIBRARIES = ("ray", "urllib3", "filelock", "transformers", "httpx", "matplotlib", "numba", "openTSNE")
+NOISY_LIBRARIES = ("ray", "urllib3", "filelock", "transformers", "httpx", "matplotlib", "numba", "openTSNE", "faiss")
 
 
 def setup_logging(debug: bool, uses_ray: bool = False) -> None:

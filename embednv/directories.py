@@ -25,6 +25,7 @@ EMBEDDINGS, MAP = "embeddings", "map"
 MANIFEST = "_manifest.json"
 # Embeddings: shards, then the errors and the marker written last.
 SUCCESS, ERRORS, ERROR_PARTS = "_SUCCESS", "_errors.parquet", "_errors"
+INDEX_DIR = "_index"  # `embednv index`: the nearest-neighbour index, beside the shards (embednv/index/store.py)
 SHARD_NAME = re.compile(r"^part-(\d{5,})\.parquet$")
 SHARD_GLOB = "part-*.parquet"  # for people and DuckDB: `read_parquet('EMB/part-*.parquet')`
 EMBEDDINGS_MARKERS = (SUCCESS, ERRORS, ERROR_PARTS)
@@ -121,6 +122,8 @@ class OutputDir:
                 self.fs.delete_file(self._full(name))
         if self.names(ERROR_PARTS):
             self.fs.delete_dir(self._full(ERROR_PARTS))
+        if self.names(INDEX_DIR):  # `embednv index`'s: built from the shards just removed
+            self.fs.delete_dir(self._full(INDEX_DIR))
 
     def remove_stale_temporaries(self) -> int:
         """Delete half-written files a killed run left behind (never visible under a final name)."""

@@ -46,6 +46,14 @@ class CohortError(EmbednvError, ValueError):
     """A cohort cannot be drawn: unknown cluster or note id, wrong directory, model not here."""
 
 
+class StaleIndex(CohortError):
+    """The index beside the shards was built from other shards: rebuild it, or scan with --exact."""
+
+
+class IndexingError(EmbednvError, ValueError):
+    """A nearest-neighbour index cannot be built or read here; the message says why."""
+
+
 # Errors from the standard library whose messages are already written for a person.
 PLAIN_ERRORS = (ValueError, FileNotFoundError, ConnectionError)
 

@@ -159,9 +159,8 @@ def test_one_loaded_model_embeds_queries_and_documents_as_two_would(tmp_path, mo
 def test_cohort_query_uses_the_embedder_already_loaded(tmp_path, monkeypatch, minilm_embedder):
     import json
 
-    from embednv.directories import MANIFEST
-
     from embednv import cohort
+    from embednv.directories import MANIFEST
     from embednv.errors import CohortError
 
     checkpoint = str(write_tiny_nvembed_checkpoint(tmp_path / "ckpt", seed=4, shards=1))

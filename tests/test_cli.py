@@ -17,7 +17,7 @@ def run(*args, **kwargs):
 
 
 def test_help_imports_no_heavy_library():
-    code = "import sys, embednv.cli; print(sorted(m for m in ('torch', 'ray', 'transformers', 'pyarrow') if m in sys.modules))"
+    code = "import sys, embednv.cli; print(sorted(m for m in ('torch', 'ray', 'transformers', 'pyarrow', 'faiss') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
     result = run("--help")
     assert result.returncode == 0 and all(c in result.stdout for c in ("embed", "sample-corpus", "map", "cohort"))
