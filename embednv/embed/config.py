@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from embednv.embed.fields import ID_TYPES, IdType
+from embednv.models.base import ModelRef
 
 Device = Literal["auto", "cpu", "cuda"]
 Executor = Literal["ray", "local"]
@@ -21,7 +22,7 @@ DEFAULT_BATCH_TOKENS = {"cpu": 4_096, "cuda": 65_536}
 class EmbedConfig:
     inputs: tuple[str, ...]
     out: str
-    model: str = "auto"  # "auto", "minilm", "nvembed", a checkpoint directory or a hub id
+    model: str | ModelRef = "auto"  # "auto", "minilm", "nvembed", a checkpoint directory or a hub id; or resolved
     id_column: str = "note_id"
     id_type: IdType = "string"  # CSV and JSONL ids: as written ("007" stays "007"), or "int"; Parquet keeps its type
     text_column: str = "text"

@@ -21,6 +21,7 @@ from embednv.embed.inputs import InputPlan, Shard
 from embednv.embed.manifest import build_manifest, changed_fields, fingerprint, fingerprint_fields, now
 from embednv.embed.plan import check_output_apart, plan_inputs
 from embednv.errors import ConfigError, OutputConflict
+from embednv.models.base import ModelRef
 from embednv.models.registry import resolve_model
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,12 @@ def run_embed(config: EmbedConfig) -> RunSummary:
 
         gpus = executor.connect(config.debug, config.address)
     device = choose_device(config, gpus)
-    ref = resolve_model(
-        config.model, has_gpu=device == "cuda", max_tokens=config.max_tokens, allow_download=config.allow_download
+    ref = (
+        config.model
+        if isinstance(config.model, ModelRef)  # resolved by code (a benchmark's model)
+        else resolve_model(
+            config.model, has_gpu=device == "cuda", max_tokens=config.max_tokens, allow_download=config.allow_download
+        )
     )
     dtype = default_dtype(config.dtype, device)
     batch_tokens = config.batch_tokens or DEFAULT_BATCH_TOKENS[device]

@@ -22,12 +22,15 @@ class ModelRef:
     load from `path` with local files only (never a download mid-job).
     """
 
-    kind: str  # "hf-encoder", "nvembed" or "probe" (costs nothing, for benchmarks): which loader builds it
+    kind: str  # "hf-encoder" or "nvembed": which loader builds it
     name: str  # what the user asked for, resolved ("minilm", "nvidia/NV-Embed-v2", a path)
     path: str  # local directory holding config.json, tokenizer files and weights
     revision: str  # hub commit or a sha256 of the weight files: what exactly produced the output
     dim: int  # embedding width
     max_tokens: int  # the model's window, special and instruction tokens included
+    # "module:Class" building the encoder from `path`, for models that code hands in directly
+    # (bench/probe_encoder.py); never read from a checkpoint's files, so no download can pick one.
+    loader: str = ""
 
 
 class Encoder(Protocol):

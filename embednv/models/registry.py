@@ -76,10 +76,11 @@ def load_encoder(ref: ModelRef, device: str, dtype: str, compile: bool = False):
         from embednv.models.nvembed import NVEmbedEncoder
 
         return NVEmbedEncoder(local_path(ref), device=device, dtype=dtype, compile=compile)
-    if ref.kind == "probe":
-        from embednv.models.probe import ProbeEncoder
+    if ref.loader:
+        import importlib
 
-        return ProbeEncoder(local_path(ref))
+        module, _, name = ref.loader.partition(":")
+        return getattr(importlib.import_module(module), name)(local_path(ref))
     from embednv.models.hf_encoder import HFEncoder
 
     return HFEncoder(local_path(ref), device=device, dtype=dtype)
@@ -103,9 +104,7 @@ def _local_ref(name: str, path: str, max_tokens: int | None, revision: str | Non
         # The encoder's own limit: a checkpoint with a shorter context must get shorter windows.
         kind, dim, window = "nvembed", nv.output_dim, min(DEFAULT_MAX_TOKENS, nv.text.max_position_embeddings)
     else:
-        from embednv.models.probe import PROBE_MODEL_TYPE
-
-        kind = "probe" if config.get("model_type") == PROBE_MODEL_TYPE else "hf-encoder"
+        kind = "hf-encoder"
         dim, window = int(config["hidden_size"]), int(config.get("max_position_embeddings", 512))
     if max_tokens is not None and max_tokens > window:
         raise ModelError(f"--max-tokens {max_tokens} exceeds the model window of {window} tokens")
