@@ -140,7 +140,7 @@ class EmbednvSteps:
         self.ref = resolve_model("minilm", has_gpu=False)
         self.batch_tokens = batch_tokens or DEFAULT_BATCH_TOKENS["cpu"]
         self.window_rows = EmbedConfig(inputs=(), out="").window_rows
-        self.worker = EmbedWorker(self.ref, "cpu", "float32", "", self.batch_tokens, threads=usable_cpus())
+        self.worker = EmbedWorker(self.ref, "cpu", "float32", self.batch_tokens, threads=usable_cpus())
         self(["warm-up: loads the tokenizer"])
 
     def __call__(self, texts: list[str]):

@@ -9,6 +9,7 @@ writes for the same text, model and settings.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from typing import Literal, Sequence
@@ -39,7 +40,8 @@ class Embedder:
         dtype: "auto" (bfloat16 on cuda, float32 on cpu), "float32", "bfloat16" or "float16".
         task: NV-Embed-v2 only: a preset ("similar-notes", "specialty", "diagnosis", "cohort") or a
             free-text task, turned into `Instruct: {task}\\nQuery: ` by `build_instruction`. Use
-            one for queries and for maps; leave None for documents to be retrieved.
+            one for queries and for maps; leave None for documents to be retrieved. This is the
+            default of `encode`, which can name another per call without loading the model again.
         instruction: a raw prefix instead of `task` (not both). Default: none.
         batch_tokens: padded tokens per micro-batch (longest window x windows). Default:
             `DEFAULT_BATCH_TOKENS` for the device (4,096 on CPU, 65,536 on GPU); lower it when a
@@ -48,7 +50,9 @@ class Embedder:
             their vectors pooled, never truncated. Default: the model's window (512 MiniLM,
             32,768 NV-Embed-v2).
 
-    `encode(texts)` returns float32 `(len(texts), dim)` unit rows in the order given.
+    `encode(texts)` returns float32 `(len(texts), dim)` unit rows in the order given;
+    `encode(texts, task=...)` or `encode(texts, instruction=...)` overrides the instruction for
+    that call, so queries and documents come from one loaded model.
     """
 
     def __init__(
@@ -67,8 +71,7 @@ class Embedder:
         from embednv.models import registry
 
         check_device_and_dtype(device, dtype, prefix="")
-        if task and instruction:
-            raise ValueError("Give task or instruction, not both")
+        self.instruction = resolve_instruction(task, instruction)
         if batch_tokens is not None and batch_tokens < 1:
             raise ValueError(f"batch_tokens must be positive, got {batch_tokens}")
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
@@ -76,28 +79,40 @@ class Embedder:
             raise ValueError("device='cuda', but torch sees no CUDA device")
         self.dtype = default_dtype(dtype, self.device)
         self.ref = registry.resolve_model(model, has_gpu=self.device == "cuda", max_tokens=max_tokens)
-        if task:
-            from embednv.models.nvembed import build_instruction
-
-            instruction = build_instruction(task)
-        self.instruction = instruction or ""
         self.batch_tokens = batch_tokens or DEFAULT_BATCH_TOKENS[self.device]
         if self.ref.kind == "nvembed":
             log.info(NVEMBED_LICENCE)
         self.tokenizer = cached_note_tokenizer(self.ref, self.instruction)  # the pipeline's own, cached
-        self.encoder = registry.load_encoder(self.ref, self.device, self.dtype, self.instruction)
+        self.encoder = registry.load_encoder(self.ref, self.device, self.dtype)  # no instruction: each call names one
         self.dim = self.ref.dim
 
-    def encode(self, texts: Sequence[str], errors: Literal["raise", "nan"] = "raise") -> np.ndarray:
+    def encode(
+        self,
+        texts: Sequence[str],
+        errors: Literal["raise", "nan"] = "raise",
+        *,
+        task: str | None = None,
+        instruction: str | None = None,
+    ) -> np.ndarray:
         """Embed `texts`: float32 `(len(texts), dim)`, each row of unit length, in input order.
 
         A text that cannot be embedded (not a string, empty or whitespace only, or a window that
         does not fit in accelerator memory even alone) raises ValueError naming its index with
         `errors="raise"` (the default), or gets a row of NaN with `errors="nan"`, so that one bad
         text in a large list does not discard the others' vectors.
+
+        `task` or `instruction` (not both; as in the constructor) apply to this call only; neither
+        means the embedder's own. Documents to be retrieved take `instruction=""`.
         """
+        from embednv.embed.tokenize import cached_note_tokenizer
         from embednv.embed.worker import embed_notes
 
+        if task is None and instruction is None:
+            prefix, tokenizer = self.instruction, self.tokenizer
+        else:
+            prefix = resolve_instruction(task, instruction)
+            tokenizer = cached_note_tokenizer(self.ref, prefix)
+        embed = functools.partial(self.encoder.embed, instruction=prefix)
         if errors not in ERRORS:
             raise ValueError(f"Invalid errors: {errors!r}. Valid: {', '.join(ERRORS)}")
         if isinstance(texts, str):
@@ -110,8 +125,8 @@ class Embedder:
             good = [i for i in range(len(chunk)) if i not in failures]
             if errors == "raise" and failures:
                 _raise(start, failures)
-            notes = self.tokenizer([chunk[i] for i in good]) if good else []
-            result = embed_notes(self.encoder.embed, self.dim, [note.windows for note in notes], self.batch_tokens)
+            notes = tokenizer([chunk[i] for i in good]) if good else []
+            result = embed_notes(embed, self.dim, [note.windows for note in notes], self.batch_tokens)
             failures.update({good[i]: why for i, why in result.failures.items()})
             if errors == "raise" and failures:
                 _raise(start, failures)
@@ -121,6 +136,17 @@ class Embedder:
 
     def __repr__(self) -> str:
         return f"Embedder(model={self.ref.name!r}, device={self.device!r}, dtype={self.dtype!r}, dim={self.dim})"
+
+
+def resolve_instruction(task: str | None, instruction: str | None) -> str:
+    """The prefix for `task` (a preset or free text, see `build_instruction`) or a raw `instruction`."""
+    if task and instruction:
+        raise ValueError("Give task or instruction, not both")
+    if task:
+        from embednv.models.nvembed import build_instruction
+
+        return build_instruction(task)
+    return instruction or ""
 
 
 def _unusable(text) -> str | None:

@@ -228,11 +228,12 @@ def _top_k(scores: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- queries
 
 
-def query_vector(emb_dir: str, text: str, task: str | None = None, device: str = "auto") -> np.ndarray:
+def query_vector(emb_dir: str, text: str, task: str | None = None, device: str = "auto", embedder=None) -> np.ndarray:
     """Embed `text` with the model that embedded `emb_dir` (its manifest says which), as a query.
 
     NV-Embed-v2 queries take an instruction (default: the `similar-notes` retrieval preset);
-    other models take none. The text is never logged.
+    other models take none. The text is never logged. `embedder`: an `embednv.Embedder` already
+    loaded with that model (any instruction), used instead of loading it a second time.
     """
     from embednv.embed.output import MANIFEST
 
@@ -255,6 +256,10 @@ def query_vector(emb_dir: str, text: str, task: str | None = None, device: str =
         log.info("query instruction: %s", f"task preset {task!r}" if " " not in task else "a free-text task")
     elif task:
         raise CohortError(f"--task is for NV-Embed-v2 queries; {name} takes no instruction")
+    if embedder is not None:
+        if (embedder.ref.path, embedder.ref.revision) != (ref.path, ref.revision):
+            raise CohortError(f"The embedder given holds {embedder.ref.name}, but {emb_dir} was embedded with {name}")
+        return embedder.encode([text], task=task, instruction=None if task else "")[0]
     from embednv.api import Embedder
 
     try:

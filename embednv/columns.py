@@ -10,7 +10,7 @@ OUTPUT_VALUE_COLUMNS = (EMBEDDING, N_TOKENS, N_CHUNKS)
 
 # Between stages: set by the reader.
 TEXT, ERROR, SHARD, ROW = "__text", "__error", "__shard", "__row"
-# Set by the tokenizer (the text is dropped there).
-WINDOWS, NOTE_TOKENS = "__windows", "__n_tokens"
+# Set by the tokenizer (the text is dropped there); the instruction travels with each batch to the model.
+WINDOWS, NOTE_TOKENS, INSTRUCTION = "__windows", "__n_tokens", "__instruction"
 # Set by the embed worker, for padding efficiency.
 PADDED, WINDOW_TOKENS = "__padded_tokens", "__window_tokens"

@@ -36,7 +36,7 @@ def minilm():
     from embednv.models.registry import load_encoder, resolve_model
 
     ref = resolve_model("minilm", has_gpu=False)
-    return ref, load_encoder(ref, "cpu", "float32", "")
+    return ref, load_encoder(ref, "cpu", "float32")
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,7 @@ def worker_vectors(ref, texts, batch_tokens):
     """What the Ray actor writes for `texts`: tokenize_table + EmbedWorker on a hand-built window."""
     table = pa.table({"note_id": pa.array(range(len(texts)), pa.int64()), TEXT: pa.array(texts, pa.large_string()),
                       ERROR: pa.nulls(len(texts), pa.string())})  # fmt: skip
-    out = EmbedWorker(ref, "cpu", "float32", "", batch_tokens=batch_tokens)(tokenize_table(table, ref, ""))
+    out = EmbedWorker(ref, "cpu", "float32", batch_tokens=batch_tokens)(tokenize_table(table, ref, ""))
     return np.stack(out.column(EMBEDDING).to_numpy(zero_copy_only=False)), out.column(N_CHUNKS).to_pylist()
 
 
@@ -85,10 +85,10 @@ def replace_encoder(embedder, monkeypatch, fits):
     """The embedder with an encoder that raises CUDA's out-of-memory error on batches `fits` rejects."""
     real = embedder.encoder.embed
 
-    def embed(batch):
+    def embed(batch, instruction=""):
         if not fits(batch):
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(batch)
+        return real(batch, instruction)
 
     monkeypatch.setattr(embedder.encoder, "embed", embed)
     return embedder
@@ -112,7 +112,9 @@ def test_tiny_nvembed_checkpoint_matches_the_reference(tmp_path):
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
     ids = official_inputs(embedder.tokenizer.hf, TEXTS, embedder.instruction)
     for row, (sequence, mask) in enumerate(zip(ids["input_ids"], ids["attention_mask"])):
-        want = reference_embed(checkpoint, sequence[mask.bool()].tolist(), embedder.encoder.n_pool_skip)
+        want = reference_embed(
+            checkpoint, sequence[mask.bool()].tolist(), embedder.encoder.pool_skip(embedder.instruction)
+        )
         np.testing.assert_allclose(got[row], want, atol=1e-5)
 
 
@@ -121,3 +123,54 @@ def test_import_embednv_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "Embedder"
+
+
+def count_loads(monkeypatch) -> list[str]:
+    """Every model load from here on, by name (the real loader still runs)."""
+    from embednv.models import registry
+
+    loads, real = [], registry.load_encoder
+    monkeypatch.setattr(registry, "load_encoder", lambda ref, *args: loads.append(ref.name) or real(ref, *args))
+    return loads
+
+
+def test_one_loaded_model_embeds_queries_and_documents_as_two_would(tmp_path, monkeypatch):
+    checkpoint = str(write_tiny_nvembed_checkpoint(tmp_path / "ckpt", seed=3, shards=1))
+    loads = count_loads(monkeypatch)
+    one = Embedder(model=checkpoint, device="cpu", dtype="float32")  # documents by default
+    queries, documents = one.encode(TEXTS, task="similar-notes"), one.encode(TEXTS)
+    assert len(loads) == 1
+    query_embedder = Embedder(model=checkpoint, device="cpu", dtype="float32", task="similar-notes")
+    document_embedder = Embedder(model=checkpoint, device="cpu", dtype="float32")
+    np.testing.assert_allclose(queries, query_embedder.encode(TEXTS), atol=1e-6)
+    np.testing.assert_allclose(documents, document_embedder.encode(TEXTS), atol=1e-6)
+    assert not np.allclose(queries, documents, atol=1e-3)  # the instruction changes tokens and pooling
+    # The constructor's instruction stays the default; a call can also turn it off.
+    np.testing.assert_allclose(query_embedder.encode(TEXTS, instruction=""), documents, atol=1e-6)
+    free = "Given a note, find notes about the same organ system"
+    want = Embedder(model=checkpoint, device="cpu", dtype="float32", task=free).encode(TEXTS)
+    np.testing.assert_allclose(one.encode(TEXTS, task=free), want, atol=1e-6)
+    with pytest.raises(ValueError, match="task or instruction, not both"):
+        one.encode(TEXTS, task="specialty", instruction="Instruct: x\nQuery: ")
+
+
+def test_cohort_query_uses_the_embedder_already_loaded(tmp_path, monkeypatch, minilm_embedder):
+    import json
+
+    from embednv import cohort
+    from embednv.embed.output import MANIFEST
+    from embednv.errors import CohortError
+
+    checkpoint = str(write_tiny_nvembed_checkpoint(tmp_path / "ckpt", seed=4, shards=1))
+    documents = Embedder(model=checkpoint, device="cpu", dtype="float32")
+    emb = tmp_path / "emb"
+    emb.mkdir()
+    model = {"name": documents.ref.name, "kind": "nvembed", "revision": documents.ref.revision}
+    (emb / MANIFEST).write_text(json.dumps({"model": model}))
+    loads = count_loads(monkeypatch)
+    got = cohort.query_vector(str(emb), "chest pain", embedder=documents)
+    assert loads == []  # the query came from the documents' model
+    np.testing.assert_allclose(got, cohort.query_vector(str(emb), "chest pain", device="cpu"), atol=1e-6)
+    assert len(loads) == 1
+    with pytest.raises(CohortError, match="The embedder given holds minilm, but .* was embedded with"):
+        cohort.query_vector(str(emb), "chest pain", embedder=minilm_embedder)

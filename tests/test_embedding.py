@@ -5,7 +5,7 @@ import pyarrow as pa
 import pytest
 from minilm_reference import direct_minilm
 
-from embednv.columns import EMBEDDING, ERROR, N_CHUNKS, ROW, SHARD, TEXT
+from embednv.columns import EMBEDDING, ERROR, INSTRUCTION, N_CHUNKS, ROW, SHARD, TEXT
 from embednv.embed.tokenize import tokenize_table
 from embednv.embed.worker import EmbedWorker, embed_notes, embed_splitting
 
@@ -32,7 +32,7 @@ def note_table(texts, errors=None):
 @pytest.fixture(scope="module")
 def worker(minilm):
     ref, _ = minilm
-    return ref, EmbedWorker(ref, "cpu", "float32", "", batch_tokens=2048)
+    return ref, EmbedWorker(ref, "cpu", "float32", batch_tokens=2048)
 
 
 def test_embeddings_equal_a_direct_model_call(worker):
@@ -60,7 +60,7 @@ def test_long_note_is_chunked_and_combined(minilm):
 
     short_window = replace(ref, max_tokens=32)
     long_text = " ".join(TEXTS * 6)
-    out = EmbedWorker(short_window, "cpu", "float32", "", batch_tokens=256)(
+    out = EmbedWorker(short_window, "cpu", "float32", batch_tokens=256)(
         tokenize_table(note_table([long_text, TEXTS[0]]), short_window, "")
     )
     assert out.column(N_CHUNKS).to_pylist()[0] > 1
@@ -129,9 +129,38 @@ def test_cpu_worker_uses_its_cores_unless_told_otherwise(minilm):
     before = torch.get_num_threads()
     try:
         ref, _ = minilm
-        EmbedWorker(ref, "cpu", "float32", "", 4096, threads=1)
+        EmbedWorker(ref, "cpu", "float32", 4096, threads=1)
         assert torch.get_num_threads() == 1
-        EmbedWorker(ref, "cpu", "float32", "", 4096)
+        EmbedWorker(ref, "cpu", "float32", 4096)
         assert torch.get_num_threads() == usable_cpus()
     finally:
         torch.set_num_threads(before)
+
+
+def test_worker_takes_the_instruction_with_each_window(tmp_path):
+    """One loaded NV-Embed serves a window of queries, then one of documents, as two Embedders would."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from nvembed_fixtures import write_tiny_nvembed_checkpoint
+
+    from embednv import Embedder
+    from embednv.models.nvembed import build_instruction
+    from embednv.models.registry import resolve_model
+
+    checkpoint = str(write_tiny_nvembed_checkpoint(tmp_path / "ckpt", seed=2, shards=1))
+    ref = resolve_model(checkpoint, has_gpu=False)
+    worker = EmbedWorker(ref, "cpu", "float32", batch_tokens=512)
+    query = build_instruction("similar-notes")
+    for instruction in (query, ""):
+        out = worker(tokenize_table(note_table(TEXTS), ref, instruction))
+        assert INSTRUCTION not in out.column_names
+        got = np.stack(out.column(EMBEDDING).to_numpy(zero_copy_only=False))
+        want = Embedder(model=checkpoint, device="cpu", dtype="float32", instruction=instruction).encode(TEXTS)
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    mixed = pa.concat_tables(
+        [tokenize_table(note_table(TEXTS[:1]), ref, query), tokenize_table(note_table(TEXTS[1:]), ref, "")]
+    )
+    with pytest.raises(ValueError, match="A window holds rows of 2 instructions"):
+        worker(mixed)

@@ -7,11 +7,13 @@ import math
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).parent))
 from nvembed_fixtures import (  # noqa: E402
@@ -28,10 +30,12 @@ from embednv.models.nvembed import (  # noqa: E402
     NVEmbedConfig,
     NVEmbedEncoder,
     NVEmbedModel,
+    Packed,
     build_instruction,
     is_nvembed_checkpoint,
     load_nvembed,
     load_nvembed_tokenizer,
+    read_nvembed_config,
     resolve_hub_checkpoint,
 )
 
@@ -69,16 +73,35 @@ def official_inputs(tokenizer, texts, instruction):
 # ----------------------------------------------------------------------------- independent reference
 
 
+LATENT_OFFICIAL = {"num_cross_heads": 8, "cross_dim_head": 4096}  # the official class defaults
+
+
+class Float64Weights:
+    """A checkpoint's tensors by name, each read from disk as float64 when asked: a real-width
+    checkpoint never sits in memory whole (as float64 it would take 8 bytes a weight)."""
+
+    def __init__(self, checkpoint: Path):
+        from safetensors import safe_open
+
+        self.files: dict[str, Path] = {}
+        for file in sorted(checkpoint.glob("*.safetensors")):
+            with safe_open(file, framework="pt") as handle:
+                self.files.update(dict.fromkeys(handle.keys(), file))
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        from safetensors import safe_open
+
+        with safe_open(self.files[key], framework="pt") as handle:
+            return handle.get_tensor(key).double()
+
+
 def reference_embed(checkpoint: Path, ids: list[int], n_skip: int) -> np.ndarray:
     """NV-Embed forward for one unpadded sequence in float64, written from the paper/official code
     with explicit loops and softmaxes, reading the raw safetensors and config.json only."""
-    from safetensors.torch import load_file
-
     raw = json.loads((checkpoint / "config.json").read_text())
     text, lat = raw["text_config"], raw["latent_attention_config"]
-    w = {}
-    for f in checkpoint.glob("*.safetensors"):
-        w.update({k: v.double() for k, v in load_file(f).items()})
+    lat = {**LATENT_OFFICIAL, **lat}  # the official class defaults where the config is silent
+    w = Float64Weights(checkpoint)
     d, nh, nkv = text["hidden_size"], text["num_attention_heads"], text["num_key_value_heads"]
     hd, eps, theta, T = d // nh, text["rms_norm_eps"], text["rope_theta"], len(ids)
 
@@ -168,8 +191,8 @@ def test_backbone_is_bidirectional(encoder):
     changed = ids.clone()
     changed[0, -1] = (ids[0, -1] + 1) % 200
     with torch.inference_mode():
-        first = encoder.model.embedding_model(ids, None)[0, 0]
-        first_changed = encoder.model.embedding_model(changed, None)[0, 0]
+        first = encoder.model.embedding_model(Packed.from_padded(ids))[0]
+        first_changed = encoder.model.embedding_model(Packed.from_padded(changed))[0]
     assert (first - first_changed).abs().max() > 1e-3, "the first token did not see the last: causal mask?"
 
 
@@ -180,10 +203,12 @@ def test_pool_mask_skips_instruction_from_position_zero(tokenizer, encoder):
     official_pool = ids["attention_mask"].clone()
     official_pool[:, :n] = 0  # the official prepare_kwargs_from_batch, BOS at position 0 included
     sequences = [row[mask.bool()].tolist() for row, mask in zip(ids["input_ids"], ids["attention_mask"])]
-    got_ids, got_attention, got_pool = encoder.collate(sequences)
-    assert torch.equal(got_ids, ids["input_ids"])  # pad = EOS on the right
-    assert torch.equal(got_attention, ids["attention_mask"].bool())
-    assert torch.equal(got_pool, official_pool.bool())
+    got = encoder.pack(sequences)  # no padding: the official batch's real tokens, end to end
+    official = Packed.from_padded(ids["input_ids"], ids["attention_mask"], official_pool)
+    assert torch.equal(got.ids, official.ids) and torch.equal(got.cu_seqlens, official.cu_seqlens)
+    assert torch.equal(got.positions, official.positions)
+    assert torch.equal(got.pool_rows, official.pool_rows)  # the official pool mask's tokens, and only those
+    assert torch.equal(got.pool_owner, official.pool_owner)
 
 
 def test_pipeline_tokenizer_matches_official_batch(checkpoint, tokenizer, encoder):
@@ -197,7 +222,7 @@ def test_pipeline_tokenizer_matches_official_batch(checkpoint, tokenizer, encode
     pool = ids["attention_mask"].clone()
     pool[:, : encoder.n_pool_skip] = 0
     with torch.inference_mode():
-        official = encoder.model(ids["input_ids"], ids["attention_mask"], pool).numpy()
+        official = encoder.model(Packed.from_padded(ids["input_ids"], ids["attention_mask"], pool)).numpy()
     np.testing.assert_allclose(encoder.embed(sequences), official, atol=1e-5)
 
 
@@ -217,6 +242,140 @@ def test_encoder_edge_cases(encoder):
         encoder.embed([[1] * encoder.n_pool_skip])
     with pytest.raises(ValueError, match="model window is 512"):
         encoder.embed([[1] * 513])
+
+
+# ----------------------------------------------------------------------------- packed batches, GPU path
+
+
+class OpLog(TorchDispatchMode):
+    """Every aten (and custom) op a forward runs, with its tensor arguments' shapes: what the kernels see."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[tuple[str, list, dict]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        shape = lambda a: tuple(a.shape) if isinstance(a, torch.Tensor) else a  # noqa: E731
+        self.calls.append((str(func), [shape(a) for a in args], {k: shape(v) for k, v in (kwargs or {}).items()}))
+        return func(*args, **(kwargs or {}))
+
+    def named(self, part: str) -> list[tuple[str, list, dict]]:
+        return [c for c in self.calls if part in c[0]]
+
+
+UNEQUAL = [[1] + [(7 * i + j) % 250 + 3 for j in range(n)] for i, n in enumerate((70, 52, 52, 47))]
+
+
+def check_packed_forward(log: OpLog, sequences, n_skip: int, n_layers: int, n_latents: int, inner: int):
+    """No matmul sees a padded row, the head only the pooled ones; attention takes no mask; K/V are not copied."""
+    n_real = sum(map(len, sequences))
+    n_pooled = sum(len(s) - n_skip for s in sequences)
+    rows = Counter(c[1][0][0] for c in log.named("aten.linear"))  # each projection's input rows
+    assert set(rows) <= {n_real, n_pooled, n_latents}, f"a matmul saw {rows} rows; real {n_real}, pooled {n_pooled}"
+    to_q = [c for c in log.named("aten.linear") if c[1][1][0] == inner]
+    assert sum(c[1][0][0] for c in to_q) == n_pooled  # the head ran on pooled rows, each once
+    attention = log.named("scaled_dot_product") + log.named("varlen_attn")
+    assert len(attention) >= n_layers + 1  # the layers', then the head's cross-attention
+    for _, args, kwargs in log.named("scaled_dot_product"):
+        assert len(args) == 3 and "attn_mask" not in kwargs, "an attention call took a mask"
+    assert not log.named("repeat_interleave") and not [c for c in log.named("expand") if len(c[1][0]) > 2]
+
+
+def test_no_padded_token_enters_a_matmul_and_attention_takes_no_mask(checkpoint, encoder):
+    """The CPU path: packed rows, one unmasked SDPA per run of equally long windows."""
+    log = OpLog()
+    with torch.inference_mode(), log:
+        got = encoder.embed(UNEQUAL, instruction=INSTRUCTION)
+    cfg = encoder.model.cfg
+    inner = cfg.latent.num_cross_heads * cfg.latent.cross_dim_head
+    check_packed_forward(log, UNEQUAL, encoder.pool_skip(INSTRUCTION), 2, cfg.latent.num_latents_value, inner)
+    backbone = [c for c in log.named("scaled_dot_product") if c[1][0][1] == cfg.text.num_attention_heads]
+    assert [c[1][0][0] for c in backbone] == [1, 2, 1] * 2  # the two windows of 53 tokens share one call
+    assert all(c[1][1][1] == cfg.text.num_key_value_heads and c[2]["enable_gqa"] for c in backbone)
+    want = np.stack([reference_embed(checkpoint, s, encoder.pool_skip(INSTRUCTION)) for s in UNEQUAL])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_gpu_path_runs_one_varlen_flash_call_per_layer(checkpoint):
+    """The CUDA path's code on the meta device (shapes only, no GPU): torch's varlen FlashAttention
+    over the packed rows with cumulative offsets, KV heads as they are, no mask, no padded row."""
+    cfg = read_nvembed_config(checkpoint)
+    with torch.device("meta"):
+        model = NVEmbedModel(cfg).to(torch.bfloat16)
+    n_skip = 5
+    batch = Packed.from_sequences(UNEQUAL, n_skip)
+    log = OpLog()
+    with torch.inference_mode(), log:
+        out = model(batch.to(torch.device("meta")), kernel="flash")
+    assert out.shape == (4, 64) and out.dtype == torch.float32
+    inner = cfg.latent.num_cross_heads * cfg.latent.cross_dim_head
+    check_packed_forward(log, UNEQUAL, n_skip, 2, cfg.latent.num_latents_value, inner)
+    flash = log.named("varlen_attn")
+    assert len(flash) == cfg.text.num_hidden_layers
+    n = sum(map(len, UNEQUAL))
+    for _, args, _ in flash:
+        q, k, v, cu_q, cu_k, max_q, max_k = args[:7]
+        assert (q, k, v) == ((n, 4, 16), (n, 2, 16), (n, 2, 16))  # 2 KV heads for 4 query heads: no copy
+        assert cu_q == cu_k == (5,) and max_q == max_k == 71
+    assert batch.cu_seqlens.tolist() == [0, 71, 124, 177, 225] and batch.cu_seqlens.dtype == torch.int32
+    with pytest.raises(ValueError, match="Invalid attention kernel: 'xformers'. Valid: auto, flash, sdpa"):
+        model(batch.to(torch.device("meta")), kernel="xformers")
+
+
+def test_head_chunks_bound_its_rows_and_change_nothing(encoder, monkeypatch):
+    import embednv.models.nvembed as nvembed
+
+    whole = encoder.embed(UNEQUAL, instruction=INSTRUCTION)
+    inner = encoder.model.cfg.latent.num_cross_heads * encoder.model.cfg.latent.cross_dim_head
+    monkeypatch.setattr(nvembed, "HEAD_CHUNK_BYTES", 30 * inner * 4)  # 30 rows of float32 per chunk
+    log = OpLog()
+    with torch.inference_mode(), log:
+        chunked = encoder.embed(UNEQUAL, instruction=INSTRUCTION)
+    to_q = [c[1][0][0] for c in log.named("aten.linear") if c[1][1][0] == inner]
+    n_pooled = sum(len(s) - encoder.pool_skip(INSTRUCTION) for s in UNEQUAL)
+    assert max(to_q) == 30 and sum(to_q) == n_pooled and len(to_q) == -(-n_pooled // 30)
+    np.testing.assert_allclose(chunked, whole, atol=1e-6)  # chunk edges inside a window included
+
+
+def test_packed_from_padded_equals_from_sequences():
+    ids = torch.tensor([[1, 5, 6, 7, 2], [1, 8, 2, 2, 2]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    padded = Packed.from_padded(ids, mask, torch.ones_like(mask) * (torch.arange(5) >= 1))
+    direct = Packed.from_sequences([[1, 5, 6, 7, 2], [1, 8, 2]], n_pool_skip=1)
+    for name in ("ids", "positions", "cu_seqlens", "pool_rows", "pool_owner"):
+        assert torch.equal(getattr(padded, name), getattr(direct, name)), name
+    assert direct.positions.tolist() == [0, 1, 2, 3, 4, 0, 1, 2] and direct.pool_rows.tolist() == [1, 2, 3, 4, 6, 7]
+    assert direct.runs == ((0, 1, 5), (5, 1, 3)) and direct.pool_offsets == (0, 4, 6)
+    with pytest.raises(AssertionError, match="padding must be on the right"):
+        Packed.from_padded(ids, torch.tensor([[1, 1, 1, 1, 1], [0, 1, 1, 1, 1]]))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_real_width_matches_the_reference(tmp_path, monkeypatch):
+    """NV-Embed-v2's real widths (4096 wide, 32 heads over 8 KV heads, 14,336 MLP, the 512-latent,
+    8 x 4096 head) at one layer: the packed path, with the head cut into chunks of 7 rows, equals
+    the float64 reference; vectors a cosine of at least 0.9999 from it (they are ~1e-6 apart)."""
+    import gc
+
+    import embednv.models.nvembed as nvembed
+
+    sys.path.insert(0, str(REPO))
+    from bench.checkpoint import OFFICIAL_CONFIG, write_random_checkpoint
+
+    text = {**OFFICIAL_CONFIG["text_config"], "num_hidden_layers": 1, "vocab_size": 256}
+    write_random_checkpoint(tmp_path, {**OFFICIAL_CONFIG, "text_config": text}, shards=2, dtype=torch.float32)
+    monkeypatch.setattr(nvembed, "HEAD_CHUNK_BYTES", 7 * 8 * 4096 * 4)
+    n_skip = 4
+    sequences = [UNEQUAL[1][:11], UNEQUAL[2][:9]]
+    model = load_nvembed(tmp_path, "cpu", "float32")
+    with torch.inference_mode():
+        got = model(Packed.from_sequences(sequences, n_skip)).numpy()
+    del model
+    gc.collect()  # the reference reads one weight at a time: never two copies of the model in memory
+    want = np.stack([reference_embed(tmp_path, s, n_skip) for s in sequences])
+    np.testing.assert_allclose(np.sum(got * want, axis=1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- config
@@ -280,7 +439,7 @@ def test_bfloat16_loading(tmp_path):
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     ids = torch.randint(3, 200, (2, 9), generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
-        out = model(ids, None, torch.ones(2, 9, dtype=torch.bool))
+        out = model(Packed.from_padded(ids, None, torch.ones(2, 9, dtype=torch.bool)))
     assert out.dtype == torch.float32 and torch.allclose(out.norm(dim=1), torch.ones(2))
 
 

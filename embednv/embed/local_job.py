@@ -54,7 +54,7 @@ def embed_shards(
     )
     with progress:
         started = time.perf_counter()
-        worker = EmbedWorker(ref, device, dtype, config.instruction, batch_tokens, config.cpu_threads)
+        worker = EmbedWorker(ref, device, dtype, batch_tokens, config.cpu_threads)
         report = ActorReport(events.put, actor="this process", every=min(1.0, config.log_every))
         report.model_loaded(time.perf_counter() - started, f"{device} in this process")
         worker.on_windows = report.windows  # a long note shows its windows done, as an actor's does

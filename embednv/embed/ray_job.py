@@ -200,7 +200,6 @@ def _build_dataset(config, ref, plan, pending, device, dtype, batch_tokens, acto
             ref=ref,
             device=device,
             dtype=dtype,
-            instruction=config.instruction,
             batch_tokens=batch_tokens,
             threads=config.cpu_threads,
         ),

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
-from embednv.columns import ERROR, NOTE_TOKENS, TEXT, WINDOWS
+from embednv.columns import ERROR, INSTRUCTION, NOTE_TOKENS, TEXT, WINDOWS
 from embednv.embed.chunking import split_into_windows
 from embednv.models import registry
 from embednv.models.base import ModelRef
@@ -73,9 +73,15 @@ def special_token_counts(hf_tokenizer: Any) -> tuple[int, int]:
 
 
 @functools.lru_cache(maxsize=4)
-def cached_note_tokenizer(ref: ModelRef, instruction: str) -> NoteTokenizer:
+def cached_hf_tokenizer(ref: ModelRef) -> Any:
     """One tokenizer per worker process and model: Ray reuses workers, so it loads once."""
-    hf = registry.load_hf_tokenizer(ref)
+    return registry.load_hf_tokenizer(ref)
+
+
+@functools.lru_cache(maxsize=16)
+def cached_note_tokenizer(ref: ModelRef, instruction: str) -> NoteTokenizer:
+    """The model's template around `instruction`; every instruction shares the one loaded tokenizer."""
+    hf = cached_hf_tokenizer(ref)
     return NoteTokenizer(hf, ref.max_tokens, prefix=instruction, suffix=registry.prompt_suffix(ref, hf))
 
 
@@ -93,7 +99,9 @@ def tokenize_table(table: pa.Table, ref: ModelRef, instruction: str) -> pa.Table
 
     Rows that already carry an error pass through with no windows. The text is dropped here
     so that note text (PHI) never travels further than the tokenizer. Notes are tokenized
-    `TOKENIZE_NOTES` at a time, each slice's windows packed into Arrow before the next.
+    `TOKENIZE_NOTES` at a time, each slice's windows packed into Arrow before the next. The
+    instruction goes along as a column (one dictionary entry, not a copy per row): the model
+    stage reads it with each batch, so its encoder is loaded once whatever the instruction.
     """
 
     tokenizer = cached_note_tokenizer(ref, instruction)
@@ -114,7 +122,14 @@ def tokenize_table(table: pa.Table, ref: ModelRef, instruction: str) -> pa.Table
         table.drop_columns([TEXT])
         .append_column(WINDOWS, windows)
         .append_column(NOTE_TOKENS, pa.array(n_tokens, pa.int64()))
+        .append_column(INSTRUCTION, instruction_column(instruction, len(table)))
     )
+
+
+def instruction_column(instruction: str, n_rows: int) -> pa.DictionaryArray:
+    """`instruction` for `n_rows` rows, stored once."""
+    indices = pa.array(np.zeros(n_rows, dtype=np.int32))
+    return pa.DictionaryArray.from_arrays(indices, pa.array([instruction], pa.string()))
 
 
 def nested_int32(windows: list[list[list[int]]]) -> pa.Array:

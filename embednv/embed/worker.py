@@ -5,7 +5,8 @@ pyarrow table, so tests drive it without Ray. Within its window, `embed_notes` l
 every token window of every note into token-budgeted micro-batches (`batching`), embeds them,
 splits a batch in two on out-of-memory until single windows, and combines each note's windows
 into one vector (`chunking.combine_chunks`). A note that cannot be embedded becomes an error
-row. `embednv.Embedder` (the Python API) calls the same `embed_notes`.
+row. `embednv.Embedder` (the Python API) calls the same `embed_notes`. The instruction comes
+with each window (a column the tokenizer stage adds), not with the model: one load serves all.
 """
 
 from __future__ import annotations
@@ -19,7 +20,17 @@ from typing import Callable, Sequence
 import numpy as np
 import pyarrow as pa
 
-from embednv.columns import EMBEDDING, ERROR, N_CHUNKS, N_TOKENS, NOTE_TOKENS, PADDED, WINDOW_TOKENS, WINDOWS
+from embednv.columns import (
+    EMBEDDING,
+    ERROR,
+    INSTRUCTION,
+    N_CHUNKS,
+    N_TOKENS,
+    NOTE_TOKENS,
+    PADDED,
+    WINDOW_TOKENS,
+    WINDOWS,
+)
 from embednv.embed.batching import plan_batches
 from embednv.embed.chunking import combine_chunks
 from embednv.models.base import ModelRef
@@ -35,9 +46,7 @@ class EmbedWorker:
 
     on_windows: WindowsCallback | None = None  # told how far each call is (the Ray actor reports it)
 
-    def __init__(
-        self, ref: ModelRef, device: str, dtype: str, instruction: str, batch_tokens: int, threads: int | None = None
-    ):
+    def __init__(self, ref: ModelRef, device: str, dtype: str, batch_tokens: int, threads: int | None = None):
         from embednv.models import registry
 
         if device == "cpu":
@@ -45,7 +54,7 @@ class EmbedWorker:
 
             # Ray sets OMP_NUM_THREADS to the actor's num_cpus (1): use the node's cores instead.
             torch.set_num_threads(threads or usable_cpus())
-        self.encoder = registry.load_encoder(ref, device, dtype, instruction)
+        self.encoder = registry.load_encoder(ref, device, dtype)
         self.dim = ref.dim
         self.batch_tokens = batch_tokens
 
@@ -67,7 +76,7 @@ class EmbedWorker:
         starts = np.concatenate([[0], np.cumsum(counts)])
         # Rows that already carry an error come with no windows; embed_notes leaves them out.
         result = embed_notes(
-            self.encoder.embed,
+            functools.partial(self.encoder.embed, instruction=window_instruction(table)),
             self.dim,
             [sequences[starts[r] : starts[r + 1]] for r in range(len(table))],
             self.batch_tokens,
@@ -83,7 +92,7 @@ class EmbedWorker:
         )
         _return_freed_memory()
         return (
-            table.drop_columns([WINDOWS, ERROR, NOTE_TOKENS])
+            table.drop_columns([c for c in (WINDOWS, ERROR, NOTE_TOKENS, INSTRUCTION) if c in table.column_names])
             .append_column(ERROR, pa.array(errors, pa.string()))
             .append_column(EMBEDDING, embeddings)
             .append_column(N_TOKENS, table.column(NOTE_TOKENS))
@@ -91,6 +100,16 @@ class EmbedWorker:
             .append_column(PADDED, pa.array(result.padded_tokens))
             .append_column(WINDOW_TOKENS, pa.array(result.window_tokens))
         )
+
+
+def window_instruction(table: pa.Table) -> str:
+    """The instruction a window's rows were tokenized with (`tokenize_table`); "" without the column."""
+    if INSTRUCTION not in table.column_names:
+        return ""
+    found = set(table.column(INSTRUCTION).to_pylist())
+    if len(found) > 1:
+        raise ValueError(f"A window holds rows of {len(found)} instructions; embed each instruction's rows apart")
+    return found.pop() if found else ""
 
 
 @dataclass(frozen=True)

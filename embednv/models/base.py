@@ -35,10 +35,13 @@ class Encoder(Protocol):
 
     dim: int
 
-    def embed(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+    def embed(self, sequences: Sequence[Sequence[int]], instruction: str = "") -> np.ndarray:
         """Embed `sequences` (each a full model input, special tokens included, unpadded).
 
-        Pads on the right itself. Returns float32 `(len(sequences), dim)`, each row L2-normalised.
-        Raises the framework's out-of-memory error unchanged so callers can split the batch.
+        `instruction` is the prefix the tokenizer put before each text: a model whose pooling
+        depends on it (NV-Embed-v2 leaves its tokens out of the mean) reads it here, per batch,
+        so that one loaded model embeds queries and documents alike; others ignore it.
+        Returns float32 `(len(sequences), dim)`, each row L2-normalised. Raises the framework's
+        out-of-memory error unchanged so callers can split the batch.
         """
         ...

@@ -25,7 +25,8 @@ class HFEncoder:
         self.model.to(self.device).eval()
         self.dim = int(config.hidden_size)
 
-    def embed(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+    def embed(self, sequences: Sequence[Sequence[int]], instruction: str = "") -> np.ndarray:
+        """Mean over every token: an instruction is pooled like the text, so it needs no handling here."""
         import torch
 
         width = max(len(s) for s in sequences)

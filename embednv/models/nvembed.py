@@ -1,7 +1,7 @@
 """NV-Embed-v2, natively: Mistral-7B made bidirectional, then latent-attention pooling.
 
-One readable file, bottom-up: config -> RMSNorm -> rotary -> attention -> MLP -> layer ->
-backbone -> latent-attention pooling -> model -> loading -> encoder. Reproduces the official
+One readable file, bottom-up: config -> packed batches -> RMSNorm -> rotary -> attention -> MLP ->
+layer -> backbone -> latent-attention pooling -> model -> loading -> encoder. Reproduces the official
 `modeling_nvembed.py` numerically without ever running code shipped with a checkpoint: no
 `trust_remote_code`, no `transformers` model classes (their internals change between releases);
 `transformers` is used for the tokenizer only. Import this module lazily: it imports torch.
@@ -9,9 +9,11 @@ backbone -> latent-attention pooling -> model -> loading -> encoder. Reproduces 
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -133,6 +135,77 @@ def _from_dict(cls, raw: dict[str, Any]):
     return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
 
 
+# ----------------------------------------------------------------------------- packed batches
+
+
+@dataclass(frozen=True)
+class Packed:
+    """A micro-batch of B windows laid end to end, N tokens in all: no padding anywhere.
+
+    Every per-token step (embedding, norms, projections, MLP, the pooling head) runs on (N, d)
+    rows, so no padded token enters a matmul; only attention needs the window boundaries, given
+    as cumulative offsets as FlashAttention's varlen kernels take them. The host keeps its own
+    copy of the lengths, so that loops and kernel arguments never wait on the device.
+    """
+
+    ids: torch.Tensor  # (N,) int64: window after window
+    positions: torch.Tensor  # (N,) int64: each token's position in its window, for RoPE
+    cu_seqlens: torch.Tensor  # (B+1,) int32: window b is rows cu_seqlens[b]:cu_seqlens[b+1]
+    pool_rows: torch.Tensor  # (P,) int64: the rows the mean pools (real tokens past the instruction)
+    pool_owner: torch.Tensor  # (P,) int64: the window of each pooled row, ascending
+    lengths: tuple[int, ...]  # (B,) on the host
+    pool_offsets: tuple[int, ...]  # (B+1,) on the host: window b owns pool_rows[o[b]:o[b+1]]
+    runs: tuple[tuple[int, int, int], ...]  # (first row, windows, length) per run of equally long windows
+
+    @classmethod
+    def from_sequences(cls, sequences: Sequence[Sequence[int]], n_pool_skip: int = 0) -> Packed:
+        """Token id lists as the tokenizer made them; the first `n_pool_skip` positions of each are not pooled."""
+        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+        ids = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences])
+        starts = np.cumsum(lengths) - lengths
+        positions = np.arange(len(ids)) - np.repeat(starts, lengths)
+        return cls._build(ids, positions, lengths, positions >= n_pool_skip)
+
+    @classmethod
+    def from_padded(
+        cls, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, pool_mask: torch.Tensor | None = None
+    ) -> Packed:
+        """The official model's input: right-padded (B, T) ids, key-padding mask (None: no padding), pool mask."""
+        ids = input_ids.cpu().numpy()
+        valid = np.ones(ids.shape, bool) if attention_mask is None else attention_mask.bool().cpu().numpy()
+        lengths = valid.sum(1)
+        positions = np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
+        assert (valid == (positions < lengths[:, None])).all(), "padding must be on the right, as the official model's"
+        pool = valid if pool_mask is None else valid & pool_mask.bool().cpu().numpy()
+        return cls._build(ids[valid], positions[valid], lengths, pool[valid])
+
+    @classmethod
+    def _build(cls, ids: np.ndarray, positions: np.ndarray, lengths: np.ndarray, pooled: np.ndarray) -> Packed:
+        window = np.repeat(np.arange(len(lengths)), lengths)  # (N,) the window of each row
+        rows = np.flatnonzero(pooled)
+        cu = np.concatenate([[0], np.cumsum(lengths)])
+        pool_offsets = np.concatenate([[0], np.cumsum(np.bincount(window[rows], minlength=len(lengths)))])
+        runs, b = [], 0
+        while b < len(lengths):  # plan_batches sorts windows by length: equal ones are neighbours
+            n = 1
+            while b + n < len(lengths) and lengths[b + n] == lengths[b]:
+                n += 1
+            runs.append((int(cu[b]), n, int(lengths[b])))
+            b += n
+        tensor = torch.from_numpy
+        return cls(tensor(ids.astype(np.int64)), tensor(positions.astype(np.int64)), tensor(cu.astype(np.int32)),
+                   tensor(rows.astype(np.int64)), tensor(window[rows].astype(np.int64)), tuple(lengths.tolist()),
+                   tuple(pool_offsets.tolist()), tuple(runs))  # fmt: skip
+
+    def to(self, device: torch.device) -> Packed:
+        moved = {f: getattr(self, f).to(device) for f in ("ids", "positions", "cu_seqlens", "pool_rows", "pool_owner")}
+        return replace(self, **moved)
+
+    @property
+    def max_len(self) -> int:
+        return max(self.lengths)
+
+
 # ----------------------------------------------------------------------------- backbone
 
 
@@ -150,12 +223,12 @@ class RMSNorm(nn.Module):
 
 
 def rotary_cos_sin(
-    n_pos: int, head_dim: int, theta: float, device: torch.device, dtype: torch.dtype
+    positions: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables (T, head_dim) for positions 0..T-1, angles computed in float32 as in HF."""
-    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
-    angles = torch.arange(n_pos, device=device, dtype=torch.float32)[:, None] * inv_freq[None, :]  # (T, hd/2)
-    angles = torch.cat([angles, angles], dim=-1)  # (T, hd): HF weights pair dim i with i + hd/2
+    """cos/sin (N, 1, head_dim) for each token's position, angles computed in float32 as in HF."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
+    angles = positions.float()[:, None] * inv_freq[None, :]  # (N, hd/2)
+    angles = torch.cat([angles, angles], dim=-1)[:, None, :]  # (N, 1, hd): HF weights pair dim i with i + hd/2
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
@@ -164,8 +237,59 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return x * cos + torch.cat([-second, first], dim=-1) * sin
 
 
+KERNELS = ("auto", "flash", "sdpa")
+
+
+@functools.cache
+def _flash_varlen():
+    """torch's varlen FlashAttention (torch >= 2.10), or None.
+
+    Its flash kernel takes fewer KV heads than query heads and groups them itself, so K and V
+    are never copied. From torch 2.12 the wrapper refuses that unless asked with enable_gqa=True;
+    2.10 and 2.11 have no such flag and pass the KV heads through as they are.
+    """
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    if "enable_gqa" in inspect.signature(varlen_attn).parameters:
+        return functools.partial(varlen_attn, enable_gqa=True)
+    return varlen_attn
+
+
+def pick_kernel(kernel: str, x: torch.Tensor) -> str:
+    """'auto': 'flash' on CUDA in half precision when torch has varlen FlashAttention, else 'sdpa'."""
+    if kernel not in KERNELS:
+        raise ValueError(f"Invalid attention kernel: {kernel!r}. Valid: {', '.join(KERNELS)}")
+    if kernel != "auto":
+        return kernel
+    half = x.dtype in (torch.float16, torch.bfloat16)
+    return "flash" if x.is_cuda and half and _flash_varlen() is not None else "sdpa"
+
+
+def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: Packed, kernel: str) -> torch.Tensor:
+    """Each window attends to all of itself and nothing else: (N, nh, hd) q, (N, nkv, hd) k/v -> (N, nh, hd).
+
+    'flash': one varlen FlashAttention call over the packed rows, windows cut by `cu_seqlens`:
+    no padding, no mask, grouped-query attention inside the kernel. 'sdpa' (any device and
+    dtype; the CPU path): one unmasked SDPA call per run of equally long windows, each run a view
+    (n, L, h, hd) of the packed rows: no padding and no mask either.
+    """
+    if kernel == "flash":
+        flash = _flash_varlen()
+        assert flash is not None, "kernel 'flash' needs torch.nn.attention.varlen (torch >= 2.10)"
+        return flash(q, k, v, batch.cu_seqlens, batch.cu_seqlens, batch.max_len, batch.max_len)
+    out = torch.empty_like(q)
+    for first, n, length in batch.runs:
+        rows = slice(first, first + n * length)
+        qs, ks, vs = (t[rows].view(n, length, *t.shape[1:]).transpose(1, 2) for t in (q, k, v))  # (n, h, L, hd)
+        y = F.scaled_dot_product_attention(qs, ks, vs, enable_gqa=True)  # (n, nh, L, hd); not causal
+        out[rows].view(n, length, *q.shape[1:]).copy_(y.transpose(1, 2))
+    return out
+
+
 class SelfAttention(nn.Module):
-    """Bidirectional grouped-query attention: the only mask is the key-padding mask."""
+    """Bidirectional grouped-query attention within each window of a packed batch."""
 
     def __init__(self, cfg: MistralConfig):
         super().__init__()
@@ -175,18 +299,14 @@ class SelfAttention(nn.Module):
         self.v_proj = nn.Linear(cfg.hidden_size, self.n_kv * self.head_dim, bias=False)
         self.o_proj = nn.Linear(self.n_heads * self.head_dim, cfg.hidden_size, bias=False)
 
-    def forward(self, x, cos, sin, key_mask):
-        B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
-        k = self.k_proj(x).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
-        v = self.v_proj(x).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, batch: Packed, kernel: str):
+        N = x.shape[0]
+        q = self.q_proj(x).view(N, self.n_heads, self.head_dim)  # (N, nh, hd)
+        k = self.k_proj(x).view(N, self.n_kv, self.head_dim)  # (N, nkv, hd): never repeated to nh
+        v = self.v_proj(x).view(N, self.n_kv, self.head_dim)  # (N, nkv, hd)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        # Repeat KV heads rather than SDPA's enable_gqa, which not every CUDA kernel takes together
-        # with a mask: the fallback, the math kernel, needs O(T^2) memory.
-        groups = self.n_heads // self.n_kv
-        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)  # (B, nh, T, hd)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)  # not causal: bidirectional
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+        y = varlen_attention(q, k, v, batch, kernel)  # (N, nh, hd)
+        return self.o_proj(y.reshape(N, self.n_heads * self.head_dim))
 
 
 class MLP(nn.Module):
@@ -208,8 +328,8 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, key_mask):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, key_mask)
+    def forward(self, x, cos, sin, batch: Packed, kernel: str):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, batch, kernel)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -223,21 +343,24 @@ class BidirectionalMistral(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        B, T = input_ids.shape
-        if T > self.cfg.max_position_embeddings:
-            raise ValueError(f"Cannot forward {T} tokens, the model window is {self.cfg.max_position_embeddings}")
-        x = self.embed_tokens(input_ids)  # (B, T, d)
-        # Right padding, so real tokens sit at positions 0..len-1 as in the official model.
-        cos, sin = rotary_cos_sin(T, self.cfg.head_dim, self.cfg.rope_theta, x.device, x.dtype)
-        # None means "no padding in this batch": lets CUDA pick the flash kernel.
-        key_mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
+    def forward(self, batch: Packed, kernel: str = "auto") -> torch.Tensor:
+        """(N, d) states of a packed batch; `kernel` as `varlen_attention` takes it, 'auto' by device."""
+        if batch.max_len > self.cfg.max_position_embeddings:
+            raise ValueError(
+                f"Cannot forward {batch.max_len} tokens, the model window is {self.cfg.max_position_embeddings}"
+            )
+        x = self.embed_tokens(batch.ids)  # (N, d)
+        # Positions restart at 0 in every window, as the official right-padded batch has them.
+        cos, sin = rotary_cos_sin(batch.positions, self.cfg.head_dim, self.cfg.rope_theta, x.dtype)  # (N, 1, hd)
+        kernel = pick_kernel(kernel, x)
         for layer in self.layers:
-            x = layer(x, cos, sin, key_mask)
-        return self.norm(x)  # (B, T, d)
+            x = layer(x, cos, sin, batch, kernel)
+        return self.norm(x)  # (N, d)
 
 
 # ----------------------------------------------------------------------------- pooling head
+
+HEAD_CHUNK_BYTES = 256 << 20  # the head's widest intermediates (h * hd = 32,768 wide) per chunk of rows
 
 
 class CrossAttention(nn.Module):
@@ -251,17 +374,19 @@ class CrossAttention(nn.Module):
         self.to_kv = nn.Linear(cfg.hidden_dim, 2 * inner, bias=False)
         self.to_out = nn.Linear(inner, cfg.latent_dim, bias=False)
 
-    def forward(self, x: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        B, T, _ = x.shape
+    def keys_values(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(L, d) normalised latents -> keys, values (1, h, L, hd): the same for every token, so made once
+        per batch and never copied per row (the reference repeats them per row: B * 32 MiB at full size)."""
         L, h, hd = latents.shape[0], self.n_heads, self.head_dim
-        # Keys and values are the same for every row and nothing is masked, so all B*T token
-        # queries attend as one sequence: the latents are projected once, never copied B times
-        # (the reference repeats them per row: B * 32 MiB at full size).
-        q = self.to_q(x).view(1, B * T, h, hd).transpose(1, 2)  # (1, h, B*T, hd)
         k, v = self.to_kv(latents).chunk(2, dim=-1)  # (L, h*hd) each: keys first, then values
-        k, v = (t.view(L, h, hd).transpose(0, 1)[None] for t in (k, v))  # (1, h, L, hd)
-        y = F.scaled_dot_product_attention(q, k, v)  # scale hd**-0.5, as the reference
-        return self.to_out(y.transpose(1, 2).reshape(B, T, h * hd))  # (B, T, d)
+        return tuple(t.view(L, h, hd).transpose(0, 1)[None] for t in (k, v))  # (1, h, L, hd)
+
+    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        R, h, hd = x.shape[0], self.n_heads, self.head_dim
+        # Nothing is masked and keys are shared, so all R token queries attend as one sequence.
+        q = self.to_q(x).view(1, R, h, hd).transpose(1, 2)  # (1, h, R, hd)
+        y = F.scaled_dot_product_attention(q, k, v)  # (1, h, R, hd); scale hd**-0.5, as the reference
+        return self.to_out(y.transpose(1, 2).reshape(R, h * hd))  # (R, d)
 
 
 class GEGLU(nn.Module):
@@ -281,7 +406,7 @@ class FeedForward(nn.Module):
 
 
 class PreNorm(nn.Module):
-    """LayerNorm before `fn`, also on the context (the latents) when `context_dim` is given."""
+    """LayerNorm before `fn`, and `norm_context` for the latents when `context_dim` is given."""
 
     def __init__(self, dim: int, fn: nn.Module, context_dim: int | None = None):
         super().__init__()
@@ -289,13 +414,18 @@ class PreNorm(nn.Module):
         self.norm_context = nn.LayerNorm(context_dim) if context_dim else None
         self.fn = fn
 
-    def forward(self, x, context=None):
-        if self.norm_context is None:
-            return self.fn(self.norm(x))
-        return self.fn(self.norm(x), self.norm_context(context))
+    def forward(self, x, *context):
+        return self.fn(self.norm(x), *context)
 
 
 class LatentAttentionPooling(nn.Module):
+    """Per token: cross-attention to the latents, then GEGLU, both residual; then the masked mean.
+
+    Both blocks act on each token alone, so running them on the pooled rows only (real tokens
+    past the instruction) gives the official result exactly; chunks of rows bound the 32,768-wide
+    intermediates to `HEAD_CHUNK_BYTES` each, whatever the batch.
+    """
+
     def __init__(self, cfg: LatentAttentionConfig):
         super().__init__()
         self.cfg = cfg
@@ -303,12 +433,27 @@ class LatentAttentionPooling(nn.Module):
         self.cross_attend_blocks = nn.ModuleList([attend, PreNorm(cfg.latent_dim, FeedForward(cfg.latent_dim))])
         self.latents = nn.Parameter(torch.randn(cfg.num_latents_value, cfg.latent_dim))
 
-    def forward(self, hiddens: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, hiddens: torch.Tensor, batch: Packed) -> torch.Tensor:
+        """(N, d) token states of a packed batch -> (B, d) float32 pooled vectors."""
         attend, feed_forward = self.cross_attend_blocks
-        hiddens = hiddens + attend(hiddens, self.latents)  # (B, T, d)
-        hiddens = hiddens + feed_forward(hiddens)  # (B, T, d)
-        weights = pool_mask.to(torch.float32)[..., None]  # (B, T, 1); float32 as the reference
-        pooled = (hiddens.float() * weights).sum(dim=1) / weights.sum(dim=1)  # (B, d)
+        k, v = attend.fn.keys_values(attend.norm_context(self.latents))  # (1, h, L, hd) each
+        inner = self.cfg.num_cross_heads * self.cfg.cross_dim_head
+        chunk = max(1, HEAD_CHUNK_BYTES // (inner * hiddens.element_size()))
+        offsets = np.asarray(batch.pool_offsets)
+        sums = hiddens.new_zeros(len(batch.lengths), hiddens.shape[1], dtype=torch.float32)  # (B, d)
+        for start in range(0, offsets[-1], chunk):
+            stop = min(start + chunk, offsets[-1])
+            x = hiddens[batch.pool_rows[start:stop]]  # (C, d)
+            x = x + attend(x, k, v)
+            x = x + feed_forward(x)  # (C, d)
+            # The windows this chunk holds rows of, and each row's window as a one-hot matrix: a
+            # deterministic segment sum (index_add_ on CUDA adds in a different order every run).
+            first, last = np.searchsorted(offsets, [start, stop - 1], side="right") - 1
+            windows = torch.arange(first, last + 1, device=x.device)
+            one_hot = (batch.pool_owner[start:stop][None, :] == windows[:, None]).float()  # (w, C)
+            sums[first : last + 1] += one_hot @ x.float()  # float32 sum, as the reference
+        counts = torch.tensor(np.diff(offsets), dtype=torch.float32, device=sums.device)[:, None]  # (B, 1)
+        pooled = sums / counts  # (B, d)
         return F.normalize(pooled, p=2, dim=-1) if self.cfg.output_normalize else pooled
 
 
@@ -319,11 +464,9 @@ class NVEmbedModel(nn.Module):
         self.embedding_model = BidirectionalMistral(cfg.text)
         self.latent_attention_model = LatentAttentionPooling(cfg.latent)
 
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, pool_mask: torch.Tensor
-    ) -> torch.Tensor:
-        """(B, T) ids, (B, T) key-padding mask or None when unpadded, (B, T) pooling mask -> (B, dim) float32."""
-        return self.latent_attention_model(self.embedding_model(input_ids, attention_mask), pool_mask)
+    def forward(self, batch: Packed, kernel: str = "auto") -> torch.Tensor:
+        """A packed batch of B windows (`Packed.from_padded` takes the official padded input) -> (B, dim) float32."""
+        return self.latent_attention_model(self.embedding_model(batch, kernel), batch)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -571,64 +714,64 @@ def resolve_hub_checkpoint(repo_id: str, allow_download: bool = False, cache_dir
 
 
 class NVEmbedEncoder:
-    """Implements `embednv.models.base.Encoder` for NV-Embed checkpoints.
+    """Implements `embednv.models.base.Encoder` for NV-Embed checkpoints: one load, any instruction.
 
-    `instruction` is the prefix the tokenizer put before each text (see `build_instruction`);
-    the first `len(tokenizer.tokenize(instruction))` positions are left out of the mean, counted
-    from position 0 where BOS sits, so the last instruction token is pooled: a quirk of the
-    official model, kept so embeddings match it.
+    `embed(sequences, instruction)` takes the prefix the tokenizer put before each text (see
+    `build_instruction`; `instruction` given here is the default). The first
+    `len(tokenizer.tokenize(instruction))` positions are left out of the mean, counted from
+    position 0 where BOS sits, so the last instruction token is pooled: a quirk of the official
+    model, kept so embeddings match it. The backbone still sees every token.
     """
 
     def __init__(
         self, path: str | Path, device: str = "auto", dtype: str | torch.dtype = "auto", instruction: str = ""
     ):
-        tokenizer = load_nvembed_tokenizer(path)
-        model = load_nvembed(path, device, dtype)
-        n_skip = len(tokenizer.tokenize(instruction)) if instruction and model.cfg.is_mask_instruction else 0
-        self._bind(model, tokenizer.eos_token_id, n_skip)
-        self.instruction = instruction
+        self._bind(load_nvembed(path, device, dtype), load_nvembed_tokenizer(path), instruction)
 
     @classmethod
-    def from_model(cls, model: NVEmbedModel, pad_id: int, n_pool_skip: int = 0) -> NVEmbedEncoder:
-        """Wrap an already built model (benchmarks, tests); `n_pool_skip` as computed in __init__."""
+    def from_model(cls, model: NVEmbedModel, tokenizer, instruction: str = "") -> NVEmbedEncoder:
+        """Wrap an already built model and its tokenizer (benchmarks, tests)."""
         encoder = cls.__new__(cls)
-        encoder._bind(model, pad_id, n_pool_skip)
-        encoder.instruction = None
+        encoder._bind(model, tokenizer, instruction)
         return encoder
 
-    def _bind(self, model: NVEmbedModel, pad_id: int, n_pool_skip: int) -> None:
-        self.model = model
-        self.pad_id = pad_id
-        self.n_pool_skip = n_pool_skip
+    def _bind(self, model: NVEmbedModel, tokenizer, instruction: str) -> None:
+        self.model, self.tokenizer, self.instruction = model, tokenizer, instruction
         self.dim = model.cfg.output_dim
         self.max_tokens = min(DEFAULT_MAX_TOKENS, model.cfg.text.max_position_embeddings)
         first = next(model.parameters())
         self.device, self.dtype = first.device, first.dtype
+        self._skips: dict[str, int] = {}
 
-    def collate(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """Right-pad with EOS: ids (B, T), key-padding mask (B, T) or None if unpadded, pool mask (B, T)."""
+    def pool_skip(self, instruction: str) -> int:
+        """Positions left out of the mean for `instruction`: one tokenizer call per instruction, then cached."""
+        if not instruction or not self.model.cfg.is_mask_instruction:
+            return 0
+        if instruction not in self._skips:
+            self._skips[instruction] = len(self.tokenizer.tokenize(instruction))
+        return self._skips[instruction]
+
+    @property
+    def n_pool_skip(self) -> int:
+        return self.pool_skip(self.instruction)
+
+    def pack(self, sequences: Sequence[Sequence[int]], instruction: str | None = None) -> Packed:
+        """The windows end to end, with the pooled rows of `instruction` (None: the default)."""
+        n_skip = self.pool_skip(self.instruction if instruction is None else instruction)
         lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
         if lengths.max() > self.max_tokens:
             raise ValueError(f"A sequence has {lengths.max()} tokens, the model window is {self.max_tokens}")
-        if lengths.min() <= self.n_pool_skip:
+        if lengths.min() <= n_skip:
             row = int(lengths.argmin())
             raise ValueError(
-                f"Sequence {row} has {lengths[row]} tokens, not more than the {self.n_pool_skip} instruction "
+                f"Sequence {row} has {lengths[row]} tokens, not more than the {n_skip} instruction "
                 "positions left out of pooling: nothing would be pooled"
             )
-        ids = np.full((len(sequences), int(lengths.max())), self.pad_id, dtype=np.int64)
-        for row, seq in enumerate(sequences):
-            ids[row, : len(seq)] = seq
-        valid = torch.from_numpy(np.arange(ids.shape[1])[None, :] < lengths[:, None])  # (B, T)
-        pool = valid.clone()
-        pool[:, : self.n_pool_skip] = False
-        attention = None if lengths.min() == lengths.max() else valid
-        return torch.from_numpy(ids), attention, pool
+        return Packed.from_sequences(sequences, n_skip)
 
     @torch.inference_mode()
-    def embed(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+    def embed(self, sequences: Sequence[Sequence[int]], instruction: str | None = None) -> np.ndarray:
         """(n, dim) float32, rows L2-normalised. Out-of-memory errors propagate unchanged."""
         if len(sequences) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        ids, attention, pool = (None if t is None else t.to(self.device) for t in self.collate(sequences))
-        return self.model(ids, attention, pool).float().cpu().numpy()
+        return self.model(self.pack(sequences, instruction).to(self.device)).float().cpu().numpy()

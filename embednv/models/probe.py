@@ -24,7 +24,7 @@ class ProbeEncoder:
     def __init__(self, path: str):
         self.dim = int(json.loads((Path(path) / "config.json").read_text())["hidden_size"])
 
-    def embed(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+    def embed(self, sequences: Sequence[Sequence[int]], instruction: str = "") -> np.ndarray:
         vectors = np.zeros((len(sequences), self.dim), dtype=np.float32)
         hot = [sum(seq) % self.dim for seq in sequences]
         vectors[np.arange(len(sequences)), hot] = 1.0

@@ -66,12 +66,13 @@ def prompt_suffix(ref: ModelRef, hf_tokenizer) -> str:
     return hf_tokenizer.eos_token if ref.kind == "nvembed" else ""
 
 
-def load_encoder(ref: ModelRef, device: str, dtype: str, instruction: str):
-    """Build the model half on `device`; see `embednv.models.base.Encoder`."""
+def load_encoder(ref: ModelRef, device: str, dtype: str):
+    """Build the model half on `device`; see `embednv.models.base.Encoder`. No instruction is
+    bound to it: each `embed` call names its own, so one load serves queries and documents."""
     if ref.kind == "nvembed":
         from embednv.models.nvembed import NVEmbedEncoder
 
-        return NVEmbedEncoder(local_path(ref), device=device, dtype=dtype, instruction=instruction)
+        return NVEmbedEncoder(local_path(ref), device=device, dtype=dtype)
     if ref.kind == "probe":
         from embednv.models.probe import ProbeEncoder
 
