@@ -58,10 +58,6 @@ def decide(
         raise ConfigError(f"Invalid --placement {placement!r}. Valid: {', '.join(PLACEMENTS)}")
     if placement == "local":
         return Decision("local", "requested")
-    if backend == "cpu":  # a GPU task runs cuML or nothing: never CPU code holding a GPU
-        if placement == "gpu-worker":
-            raise ConfigError("--placement gpu-worker runs cuML on a GPU worker; --backend cpu needs --placement local")
-        return Decision("local", "--backend cpu: the CPU path runs in this driver")
     if not address:
         if placement == "gpu-worker":
             raise MapError(
@@ -69,6 +65,10 @@ def decide(
                 "or set RAY_ADDRESS; use --placement local to map in this process"
             )
         return Decision("local", "no Ray cluster: RAY_ADDRESS is not set")
+    if backend == "cpu":  # a GPU task runs cuML or nothing: never CPU code holding a GPU
+        if placement == "gpu-worker":
+            raise ConfigError("--placement gpu-worker runs cuML on a GPU worker; --backend cpu needs --placement local")
+        return Decision("local", "--backend cpu: the CPU path runs in this driver")
     gpus = capacity(address)
     if gpus.now >= 1:
         return Decision("gpu-worker", f"the Ray cluster at {address} has {gpus.now:g} GPU(s)")
