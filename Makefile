@@ -15,7 +15,7 @@ MODEL ?= auto
 MAP_OUT ?= out/map
 ARGS ?=
 
-.PHONY: setup gpu-extra official-tokenizer test test-fast lint embed-corpus map-corpus bench bench-map bench-index bench-1m bench-ops check-fullsize clean browser
+.PHONY: setup gpu-extra official-tokenizer device-wheels device-env device-files test test-fast lint embed-corpus map-corpus bench bench-map bench-index bench-1m bench-ops check-fullsize clean browser
 
 setup: $(STAMP)
 
@@ -65,9 +65,55 @@ official-tokenizer:
 	  $(OFFICIAL_TOKENIZER_VENV)/bin/python -m pip install -q --disable-pip-version-check $(OFFICIAL_TOKENIZER_PINS) && \
 	  echo "$(OFFICIAL_TOKENIZER_PINS)" > $(OFFICIAL_TOKENIZER_VENV)/.installed; }
 
+# The GPU acceptance script (bench/nvembed_device.py) runs on the device machine's image, which has
+# no registry: Python 3.12, torch 2.11, transformers 5.17, pandas, scikit-learn, cupy; no Ray, no cuML,
+# no openTSNE (.library's KINDS.md). openTSNE travels with each device call as a wheel in
+# $(DEVICE_WHEELS)/ (cp312 for the device, and this Python's for the dry run here).
+DEVICE_WHEELS := .device-wheels
+DEVICE_CARRIED := openTSNE==1.0.4
+WHEEL_PLATFORMS := --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
+
+device-wheels:
+	@test "$$(cat $(DEVICE_WHEELS)/.pins 2>/dev/null)" = "$(DEVICE_CARRIED) $$($(PYTHON) -c 'import sys; print(sys.version_info[1])')" || { \
+	  rm -rf $(DEVICE_WHEELS) && for v in 3.12 $$($(PYTHON) -c 'import sys; print("3.%d" % sys.version_info[1])'); do \
+	    $(PYTHON) -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: --python-version $$v \
+	      --implementation cp $(WHEEL_PLATFORMS) -d $(DEVICE_WHEELS) $(DEVICE_CARRIED) || exit 1; done && \
+	  echo "$(DEVICE_CARRIED) $$($(PYTHON) -c 'import sys; print(sys.version_info[1])')" > $(DEVICE_WHEELS)/.pins; }
+
+# The dry run in make test runs in .venv-device, built to the device image's package set: its
+# versions where PyPI serves them, nothing it lacks (no Ray, cuML, openTSNE, mistral-common), and
+# openTSNE only from $(DEVICE_WHEELS), so an import the device cannot satisfy fails here first.
+# Gaps, each the closest served: Python 3.11 (3.12 is not this machine's python, and PyPI's torch
+# for it is the multi-GB CUDA build), torch 2.13.0 CPU (2.11.0+cu130 there), numpy 2.4.6 (2.5.2
+# there needs Python 3.12); packages whose version KINDS.md does not give are the newest served.
+DEVICE_VENV := .venv-device
+DEVICE_PINS := torch==2.13.0 transformers==5.17.0 tokenizers==0.23.2 huggingface_hub==1.33.0 safetensors==0.8.0 \
+  accelerate==1.15.0 sentencepiece==0.2.2 numpy==2.4.6 pandas scikit-learn scipy pyarrow typer tqdm matplotlib \
+  threadpoolctl psutil
+
+device-env: device-wheels
+	@test "$$(cat $(DEVICE_VENV)/.installed 2>/dev/null)" = "$(DEVICE_PINS) + $(DEVICE_CARRIED)" || { \
+	  rm -rf $(DEVICE_VENV) && $(PYTHON) -m venv $(DEVICE_VENV) && \
+	  $(DEVICE_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-compile $(DEVICE_PINS) && \
+	  $(DEVICE_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-index --no-deps \
+	    $(DEVICE_WHEELS)/*-cp3$$($(PYTHON) -c 'import sys; print(sys.version_info[1])')-*.whl && \
+	  echo "$(DEVICE_PINS) + $(DEVICE_CARRIED)" > $(DEVICE_VENV)/.installed; }
+
+# What one device call carries besides the wheels (docs/nvembed.md, "GPU acceptance"): MTSamples,
+# NV-Embed-v2's tokenizer files as the official environment writes them, and the padded model
+# before the packed forward (69809c2, the same revision as PADDED_REVISION in bench/nvembed_device.py).
+device-files: setup official-tokenizer device-wheels
+	mkdir -p .gpu
+	install -m 644 ../shared/data/mtsamples.parquet .gpu/
+	rm -rf .gpu/tokenizer && $(PY) -c "import sys; sys.path.insert(0, '.'); from bench.checkpoint import write_tokenizer; \
+	  said = write_tokenizer('.gpu/tokenizer', 32000); print(said); sys.exit('4.42.4' not in said)"
+	git show 69809c2~1:embednv/models/nvembed.py > .gpu/nvembed_padded.py
+	du -sh .gpu $(DEVICE_WHEELS)
+
 # EMBEDNV_REQUIRE_OFFICIAL_TOKENIZER: under make test a missing side venv fails those tests, not skips them.
-test: setup official-tokenizer browser lint
-	EMBEDNV_REQUIRE_OFFICIAL_TOKENIZER=1 $(PY) -m pytest -q $(ARGS)
+# EMBEDNV_REQUIRE_DEVICE_ENV: likewise for .venv-device, where the GPU script's dry run runs.
+test: setup official-tokenizer device-env browser lint
+	EMBEDNV_REQUIRE_OFFICIAL_TOKENIZER=1 EMBEDNV_REQUIRE_DEVICE_ENV=1 $(PY) -m pytest -q $(ARGS)
 
 # The quick loop for a developer: every test that starts no Ray, runs no other process and drives no
 # browser (marked by tests/conftest.py from what each test does); `make test` stays the whole suite.
@@ -131,4 +177,4 @@ clean:
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) $(OFFICIAL_TOKENIZER_VENV)
+	rm -rf $(VENV) $(OFFICIAL_TOKENIZER_VENV) $(DEVICE_VENV) $(DEVICE_WHEELS) .gpu

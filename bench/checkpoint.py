@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import tempfile
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
 
+TESTS = Path(__file__).resolve().parents[1] / "tests"  # the fixture tokenizer and the official converter live there
 # config.json of nvidia/NV-Embed-v2 as shipped (less _name_or_path): the latent-attention part
 # gives only its type, so the loader's official defaults size the pooling head.
 OFFICIAL_CONFIG = {
@@ -164,7 +166,8 @@ def write_random_checkpoint(
 
 
 def write_tokenizer(directory: str | Path, vocab_size: int, corpus: list[str] | None = None) -> str:
-    """Mistral-7B's own vocabulary when `mistral_common` (which ships it) is importable, else the
+    """Mistral-7B's own vocabulary in NV-Embed-v2's tokenizer files, written by the official environment
+    (`make official-tokenizer`), when the vocabulary is 32,000 and that environment is there; else the
     test fixture's BPE tokenizer trained on `corpus` (real notes give realistic token counts).
     Returns which one was written, in words."""
     out = Path(directory)
@@ -174,9 +177,7 @@ def write_tokenizer(directory: str | Path, vocab_size: int, corpus: list[str] | 
             return _write_mistral_tokenizer(out)
         except Exception as error:  # noqa: BLE001 - absent or unconvertible: say so and fall back
             why = f" (Mistral vocabulary unavailable: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    sys.path.insert(0, str(TESTS))
     from nvembed_fixtures import write_tiny_tokenizer
 
     write_tiny_tokenizer(out, vocab_size, corpus=corpus)
@@ -184,17 +185,24 @@ def write_tokenizer(directory: str | Path, vocab_size: int, corpus: list[str] | 
 
 
 def _write_mistral_tokenizer(out: Path) -> str:
-    import mistral_common
-    from transformers import AutoTokenizer
+    """NV-Embed-v2's files exactly: transformers 4.42.4 with tokenizers 0.19 (the versions its model card
+    names) convert Mistral-7B-v0.1's sentencepiece model, shipped in the mistral-common wheel.
 
-    source = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"  # Mistral-7B-v0.1's 32k vocabulary
-    with tempfile.TemporaryDirectory() as tmp:
-        shutil.copy(source, Path(tmp) / "tokenizer.model")
-        config = {"tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False, "legacy": False,
-                  "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "model_max_length": 32768}  # fmt: skip
-        (Path(tmp) / "tokenizer_config.json").write_text(json.dumps(config))
-        tokenizer = AutoTokenizer.from_pretrained(tmp)
-        if len(tokenizer) != 32000:
-            raise ValueError(f"converted tokenizer has {len(tokenizer)} ids, expected 32000")
-        tokenizer.save_pretrained(str(out))
-    return f"Mistral-7B v1 vocabulary (32000) from mistral_common {mistral_common.__version__}"
+    Not through the installed transformers: version 5 rebuilds Llama tokenizers with a Metaspace
+    pre-tokenizer, whose ids differ from NV-Embed-v2's (" " gives [1, 28705], not [1, 259]); see
+    docs/nvembed.md, "Tokenizer fidelity". `tests/mistral_tokenizer.py` runs in that environment.
+    """
+    sys.path.insert(0, str(TESTS))
+    from mistral_tokenizer import OFFICIAL_VENV, OFFICIAL_VERSIONS, sentencepiece_model_path
+
+    python = OFFICIAL_VENV / "bin" / "python"
+    if not python.is_file():
+        raise FileNotFoundError(f"{OFFICIAL_VENV} is missing: run `make official-tokenizer`")
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "PYTHONPATH": ""}
+    command = [str(python), str(TESTS / "mistral_tokenizer.py"), "convert", str(sentencepiece_model_path()), str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"the official tokenizer environment failed: {done.stderr.strip()[-500:]}")
+    versions = ", ".join(f"{k} {v}" for k, v in OFFICIAL_VERSIONS.items())
+    return f"Mistral-7B v1 vocabulary (32000), NV-Embed-v2's tokenizer files as {versions} write them"

@@ -4,7 +4,7 @@
 
 Short synthetic notes (about 16 tokens) go through `embednv embed` as a user runs it (CLI,
 private Ray, reader, tokenizer, one actor, the driver's shard assembly and Parquet writing),
-with a probe checkpoint (`embednv.models.probe`): MiniLM's tokenizer and an encoder that does no
+with a probe checkpoint (`bench/probe_encoder.py`): MiniLM's tokenizer and an encoder that does no
 arithmetic but emits NV-Embed-v2's width, 4,096-d unit vectors. What limits it is then the
 pipeline itself: reading, tokenizing, moving 16 KiB vectors through Ray's object store, and the
 driver assembling and writing shards. Rows/s and MB/s (of float32 vectors) are measured between

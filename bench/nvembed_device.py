@@ -1,28 +1,36 @@
 """GPU acceptance of the shipped code: full-size NV-Embed-v2 on one GPU, one command, one JSON.
 
-    PYTHONUNBUFFERED=1 python3 bench/nvembed_device.py --mtsamples .gpu/mtsamples.parquet --json $OUT/gpu_acceptance.json
-    python3 bench/nvembed_device.py --dry-run --json /tmp/acceptance.json   # tiny checkpoint on CPU, seconds (make test)
+    python3 bench/nvembed_device.py --mtsamples .gpu/mtsamples.parquet --tokenizer .gpu/tokenizer \
+        --padded-model .gpu/nvembed_padded.py --figures $OUT --json $OUT/gpu_acceptance.json   # docs/nvembed.md
+    python3 bench/nvembed_device.py --dry-run --json /tmp/acceptance.json   # tiny checkpoint on CPU (make test)
 
-Needs torch, transformers, tokenizers, safetensors and pyarrow; not Ray, not cuML. Nothing here
-re-implements embednv: every section runs the package's own code, in this process.
+Needs what the device image has (torch, transformers, tokenizers, safetensors, pyarrow, scikit-learn,
+matplotlib; cupy where present) plus openTSNE, which travels as a wheel (`make device-wheels`); never
+Ray, never cuML (used when present). Nothing here re-implements embednv: every section runs the
+package's own code, in this process. Each section ends `ok`, `partial` (it ran, but not all of it:
+`why` says what is missing), `skipped` (with `why`) or `failed` (the error, or the goal missed).
 
 1. checkpoint: a random NV-Embed-v2 in the official layout (bf16, 4 safetensors shards + index,
    the official config.json; `bench/checkpoint.py`, shared with `make check-fullsize`), weights
-   drawn on the GPU; the tokenizer is Mistral-7B's vocabulary when `mistral_common` is importable,
-   else the test fixture's BPE trained on the MTSamples notes (the JSON says which), or the files
-   of `--tokenizer DIR` (e.g. NV-Embed-v2's own), whose vocabulary size the model then takes.
-2. load: `embednv.Embedder` on it (the shipped loader, bfloat16).
-3. mtsamples: every note (`transcription`, id `note_id`) through the pipeline's stages minus Ray:
-   `plan_inputs`, `read_shards` (null texts become error rows), `tokenize_table` (the Embedder's
-   tokenizer windows), `EmbedWorker` (`embed_notes`: plan_batches, OOM splitting, chunk pooling)
-   and `ShardAssembler` writing Parquet shards through `OutputDir`; then the shards are read back.
-   Reports tokens/s, notes/s, MFU, peak GPU memory and padding efficiency.
-4. cosine: bfloat16 against float32 (the same weights, upcast by the loader) on 50 notes.
+   drawn on the GPU; the tokenizer files of `--tokenizer DIR` (NV-Embed-v2's own form, as `make
+   device-files` writes them with the official environment), else those `write_tokenizer` makes.
+2. mtsamples: `run_embed(EmbedConfig(..., executor="local"))`, the local executor, on every note
+   (`transcription`, id `note_id`; `--notes N` for the first N only): its summary gives rows, tokens,
+   padding and seconds per stage (model load, read, tokenize, embed, write), so tokens/s and MFU are
+   on the model stage's time; peak GPU memory of the run; the shards are read back.
+3. load: `embednv.Embedder` on the checkpoint (bfloat16), for the sections below.
+4. attention: one micro-batch of MTSamples windows (the one holding the median window, as the
+   pipeline plans them) through the packed, padding-free forward (`kernel="auto"`: varlen
+   FlashAttention on CUDA; and `"sdpa"`) and through the padded forward it replaced (the model file
+   before the packed one, `--padded-model`, same weights): seconds, tokens/s, peak memory, cosine.
 5. oom: a ~32k-token note in 4,096-token windows, embedded once freely, then again with
    `torch.cuda.set_per_process_memory_fraction` capped so that its batch of windows cannot fit:
    the batch is halved until it does, and the note is still embedded (split count reported).
-6. map: `embednv.mapping` on 100k synthetic 4096-d unit vectors: cuML when importable, else the
-   CPU path (and the JSON says so); without scikit-learn/openTSNE only the PCA runs.
+6. cosine: bfloat16 against float32 (the same weights, upcast in memory) on 50 notes.
+7. map: 100k synthetic 4096-d unit vectors through `run_map` (cuML when importable, else the CPU
+   path: scikit-learn k-means, openTSNE t-SNE), map.png and map.html copied to `--figures`; where
+   cuML is absent and cupy works, the shipped streaming PCA also runs on the GPU through cupy
+   arrays, timed beside the CPU one. A phase that cannot run makes the section `partial`.
 
 The JSON is rewritten after every section, so a run cut short still leaves what it measured.
 `--dry-run` runs the same sections on CPU with a tiny checkpoint, a few notes (MTSamples when
@@ -45,6 +53,7 @@ import gc
 import importlib.util
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -55,15 +64,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from bench.common import git_commit, log, now  # noqa: E402
 from embednv.models.nvembed import NVEmbedConfig  # noqa: E402
 
 PEAK_BF16_FLOPS = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "GH200": 989e12, "A100": 312e12}
-SECTIONS = ("mtsamples", "cosine", "oom", "map")
+SECTIONS = ("mtsamples", "attention", "oom", "cosine", "map")
+MODEL_SECTIONS = ("mtsamples", "attention", "oom", "cosine")
+STATUSES = ("ok", "partial", "skipped", "failed")
 COSINE_GOAL = 0.999
 OOM_WINDOW = 4096  # tokens per window for the long note: ~8 windows, one batch under the default budget
+# The model file before the packed, padding-free forward (commit 69809c2): the padded path it
+# replaced, loaded beside it for the attention section. `make device-files` writes it to .gpu/.
+PADDED_REVISION = "69809c2~1"
+PADDED_FILE = REPO / ".gpu" / "nvembed_padded.py"
 
 
 def flops(cfg: NVEmbedConfig, n_tokens: int) -> float:
@@ -78,7 +94,7 @@ def flops(cfg: NVEmbedConfig, n_tokens: int) -> float:
 
 
 class Report:
-    """The one JSON document: each section's figures, or why it failed or was skipped."""
+    """The one JSON document: each section's figures and its status (module docstring), with why when not ok."""
 
     def __init__(self, path: Path | None, header: dict):
         self.path, self.doc, self.started = path, {**header, "sections": {}}, time.perf_counter()
@@ -88,7 +104,8 @@ class Report:
 
     @contextmanager
     def section(self, name: str):
-        """Run a section; an exception is recorded (type, message, traceback tail) and the next runs."""
+        """Run a section; it may set status "partial" or "failed" with `why`; an exception is recorded
+        (type, message, traceback tail) as "failed", and the next section runs."""
         log(f"acceptance: {name}")
         started = time.perf_counter()
         entry: dict = {}
@@ -96,9 +113,11 @@ class Report:
             yield entry
             entry.setdefault("status", "ok")
         except Exception as error:  # noqa: BLE001 - one broken section must not lose the others' figures
-            entry.update(status="failed", error=f"{type(error).__name__}: {str(error)[:500]}",
+            entry.update(status="failed", why=f"{type(error).__name__}: {str(error)[:500]}",
                          traceback=traceback.format_exc().splitlines()[-12:])  # fmt: skip
-            log(f"acceptance: {name} failed: {entry['error']}")
+        assert entry["status"] in STATUSES and (entry["status"] == "ok" or entry.get("why")), entry
+        if entry["status"] != "ok":
+            log(f"acceptance: {name} {entry['status']}: {entry['why']}")
         entry["seconds"] = round(time.perf_counter() - started, 1)
         self.doc["sections"][name] = entry
         self.write()
@@ -110,6 +129,7 @@ class Report:
 
     def write(self) -> None:
         self.doc["seconds"] = round(time.perf_counter() - self.started, 1)
+        self.doc["ray_imported"] = "ray" in sys.modules  # the device has no Ray: nothing here may need it
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text(json.dumps(self.doc, indent=2, default=str) + "\n")
@@ -118,12 +138,10 @@ class Report:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
-        "--mtsamples",
-        type=Path,
-        default=None,
-        help="mtsamples.parquet (copied into the repo: ../shared does not travel)",
+        "--mtsamples", type=Path, default=None, help="mtsamples.parquet (`make device-files` copies it to .gpu/)"
     )
     ap.add_argument("--json", type=Path, default=None, help="where the JSON goes, e.g. $OUT/gpu_acceptance.json")
+    ap.add_argument("--figures", type=Path, default=None, help="where map.png and map.html go, e.g. $OUT")
     ap.add_argument("--dry-run", action="store_true", help="tiny checkpoint on CPU, a few notes, a small map: seconds")
     ap.add_argument(
         "--workdir", type=Path, default=None, help="checkpoint and outputs (default: a temporary directory)"
@@ -132,30 +150,36 @@ def main() -> None:
         "--tokenizer",
         type=Path,
         default=None,
-        help="copy the tokenizer files of this checkpoint directory instead of writing them (the vocabulary follows)",
+        help="copy the tokenizer files of this directory instead of writing them (the vocabulary follows)",
+    )
+    ap.add_argument(
+        "--padded-model",
+        type=Path,
+        default=PADDED_FILE,
+        help=f"the padded model file (default: {PADDED_FILE.relative_to(REPO)}, else git show {PADDED_REVISION})",
     )
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
-    ap.add_argument("--budget-s", type=float, default=560.0, help="stop starting sections that would not fit in this")
-    ap.add_argument("--embed-seconds", type=float, default=300.0, help="cap on the MTSamples section's embedding")
+    ap.add_argument("--budget-s", type=float, default=450.0, help="stop starting sections that would not fit in this")
+    ap.add_argument("--notes", type=int, default=None, help="embed only the first N MTSamples rows (default: all)")
     ap.add_argument(
         "--batch-tokens", type=int, default=None, help="default: embednv's DEFAULT_BATCH_TOKENS for the device"
     )
     ap.add_argument("--map-points", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    args = ap.parse_args()  # fmt: skip
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     if unknown := sorted(set(only) - set(SECTIONS)):
         ap.error(f"unknown section(s) {unknown}. Valid: {', '.join(SECTIONS)}")
     if not args.dry_run and not torch.cuda.is_available():
         sys.exit("No CUDA device: run with --dry-run on CPU")
-    if not args.dry_run and args.mtsamples is None and set(only) & {"mtsamples", "cosine", "oom"}:
-        sys.exit("--mtsamples PATH is needed (copy ../shared/data/mtsamples.parquet into the repo, e.g. .gpu/)")
+    if not args.dry_run and args.mtsamples is None and set(only) & set(MODEL_SECTIONS):
+        sys.exit("--mtsamples PATH is needed (`make device-files` copies it to .gpu/)")
     torch.manual_seed(args.seed)
     device = "cpu" if args.dry_run else "cuda"
     card = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     header = {
         "command": " ".join(["python3", "bench/nvembed_device.py", *sys.argv[1:]]), "generated_at": now(), "git_commit": git_commit(),
-        "dry_run": args.dry_run, "card": card, "device": device, "torch": torch.__version__,
+        "dry_run": args.dry_run, "card": card, "device": device, "python": sys.version.split()[0], "torch": torch.__version__,
         "cuda": torch.version.cuda, "peak_flops": next((v for k, v in PEAK_BF16_FLOPS.items() if k in card), None),
         "gpu_memory_gib": round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1) if device == "cuda" else None,
     }  # fmt: skip
@@ -168,26 +192,28 @@ def main() -> None:
 
 def run(args, only: list[str], work: Path, report: Report) -> None:
     texts, text_column, source = load_notes(args, work)
-    embedder = None
-    if set(only) & {"mtsamples", "cosine", "oom"}:
+    checkpoint, embedder = work / "nvembed", None
+    if set(only) & set(MODEL_SECTIONS):
         with report.section("checkpoint") as entry:
-            entry.update(build_checkpoint(work / "nvembed", args, texts))
-        with report.section("load") as entry:
-            embedder = load(work / "nvembed", args, entry)
-    if embedder is None and set(only) & {"mtsamples", "cosine", "oom"}:
-        for name in ("mtsamples", "cosine", "oom"):
-            if name in only:
-                report.skip(name, "the checkpoint did not build or load")
-        only = [s for s in only if s == "map"]
+            entry.update(build_checkpoint(checkpoint, args, texts))
+        if report.doc["sections"]["checkpoint"]["status"] != "ok":
+            for name in [s for s in only if s in MODEL_SECTIONS]:
+                report.skip(name, "the checkpoint was not written")
+            only = [s for s in only if s not in MODEL_SECTIONS]
     if "mtsamples" in only:
         with report.section("mtsamples") as entry:
-            seconds = min(args.embed_seconds, max(30.0, report.left(args.budget_s) - 200))
-            entry.update(embed_corpus(embedder, source, text_column, work / "embeddings", seconds, args.dry_run))
-    for name, minimum, step in (("cosine", 45, cosine), ("oom", 30, oom)):
-        if name in only:
-            if report.left(args.budget_s) < minimum:
-                report.skip(name, f"{report.left(args.budget_s):.0f} s of --budget-s left; rerun with --only {name}")
-                continue
+            entry.update(embed_corpus(checkpoint, source, text_column, work / "embeddings", args))
+    if set(only) & {"attention", "oom", "cosine"}:
+        with report.section("load") as entry:
+            embedder = load(checkpoint, args, entry)
+    for name, minimum, step in (("attention", 30, attention), ("oom", 30, oom), ("cosine", 45, cosine)):
+        if name not in only:
+            continue
+        if embedder is None:
+            report.skip(name, "the model did not load")
+        elif report.left(args.budget_s) < minimum:
+            report.skip(name, f"{report.left(args.budget_s):.0f} s of --budget-s left; rerun with --only {name}")
+        else:
             with report.section(name) as entry:
                 entry.update(step(embedder, texts, args))
     del embedder
@@ -196,33 +222,28 @@ def run(args, only: list[str], work: Path, report: Report) -> None:
         if report.left(args.budget_s) < 120 and not args.dry_run:
             report.skip("map", f"{report.left(args.budget_s):.0f} s of --budget-s left; rerun with --only map")
         else:
+            from bench.device_map import map_section
+
             with report.section("map") as entry:
-                entry.update(run_map_stage(work, args))
+                entry.update(map_section(work, args))
 
 
 def load_notes(args, work: Path) -> tuple[list[str], str, Path]:
-    """The notes (texts for the tokenizer, the cosine and the long note) and the file to embed."""
+    """The notes (texts for the attention, OOM and cosine sections) and the file the pipeline embeds."""
     import pyarrow.parquet as pq
 
-    if args.mtsamples is not None:
-        table = pq.read_table(args.mtsamples, columns=["note_id", "transcription"])
-        if args.dry_run:  # a slice of the real notes, as a file of its own
-            table = table.slice(0, 24)
-            pq.write_table(table, work / "notes.parquet")
-            return (
-                [t for t in table.column("transcription").to_pylist() if t and t.strip()],
-                "transcription",
-                work / "notes.parquet",
-            )
-        return (
-            [t for t in table.column("transcription").to_pylist() if t and t.strip()],
-            "transcription",
-            args.mtsamples,
-        )
-    from embednv.sample_corpus import write_sample_corpus
+    if args.mtsamples is None:
+        from embednv.sample_corpus import write_sample_corpus
 
-    write_sample_corpus(str(work / "notes.parquet"), 24, seed=args.seed)
-    return pq.read_table(work / "notes.parquet").column("text").to_pylist(), "text", work / "notes.parquet"
+        write_sample_corpus(str(work / "notes.parquet"), 24, seed=args.seed)
+        return pq.read_table(work / "notes.parquet").column("text").to_pylist(), "text", work / "notes.parquet"
+    table = pq.read_table(args.mtsamples, columns=["note_id", "transcription"])
+    source = args.mtsamples
+    limit = 24 if args.dry_run else args.notes
+    if limit is not None and limit < len(table):  # the first rows, as a file of their own
+        table, source = table.slice(0, limit), work / "notes.parquet"
+        pq.write_table(table, source)
+    return [t for t in table.column("transcription").to_pylist() if t and t.strip()], "transcription", source
 
 
 def build_checkpoint(path: Path, args, texts: list[str]) -> dict:
@@ -264,6 +285,77 @@ def copy_tokenizer(source: Path, path: Path) -> str:
     return f"copied from {source}: {', '.join(copied)}"
 
 
+def embed_corpus(checkpoint: Path, source: Path, text_column: str, out_dir: Path, args) -> dict:
+    """The embedding run as users start it, on one device in this process: `run_embed` with the local executor."""
+    import pyarrow.parquet as pq
+
+    from embednv.embed.config import EmbedConfig
+    from embednv.embed.run import run_embed
+
+    gpu = not args.dry_run
+    if gpu:
+        torch.cuda.reset_peak_memory_stats()
+    config = EmbedConfig(inputs=(str(source),), out=str(out_dir), model=str(checkpoint), id_column="note_id",
+                         text_column=text_column, device="cpu" if args.dry_run else "cuda", dtype="bfloat16",
+                         batch_tokens=args.batch_tokens, executor="local", log_every=30.0)  # fmt: skip
+    done = run_embed(config)
+    peak = _gib(torch.cuda.max_memory_allocated()) if gpu else None
+    _free()
+    stages, tokens = done.stage_seconds, done.processed_tokens
+    useful = sum(flops(read_config(checkpoint), n) for n in window_lengths(config))
+    written = sorted(out_dir.glob("part-*.parquet"))
+    back = pq.read_table(written, columns=["embedding"]) if written else None
+    vectors = (
+        np.stack(back.column("embedding").to_numpy(zero_copy_only=False)) if back is not None and len(back) else None
+    )
+    total_rows = (
+        pq.ParquetFile(args.mtsamples).metadata.num_rows if args.mtsamples and not args.dry_run else done.rows_in
+    )
+    result = {
+        "rows_in_file": done.rows_in, "rows_in_corpus": total_rows, "embedded": done.embedded, "errored": done.errored,
+        "window_tokens": tokens, "tokens": done.tokens, "padding_efficiency": round(done.padding_efficiency, 4),
+        "seconds_wall": round(done.seconds, 1), "stage_seconds": stages, "seconds_to_load": stages.get("load"),
+        "shards_written": len(written), "rows_read_back": 0 if back is None else len(back),
+        "dim_read_back": None if vectors is None else int(vectors.shape[1]),
+        "max_norm_error": None if vectors is None else float(np.abs(np.linalg.norm(vectors, axis=1) - 1).max()),
+        # Rates on the model stage's time (batching, forward, pooling): what a GPU actor sustains
+        # while CPU workers read and tokenize ahead of it, as they do under Ray.
+        "tokens_per_s": round(tokens / stages["embed"], 1) if stages.get("embed") else None,
+        "notes_per_s": round(done.processed / stages["embed"], 2) if stages.get("embed") else None,
+        "tokens_per_s_wall": round(tokens / done.seconds, 1) if done.seconds else None,
+        "useful_flops": useful, "peak_gpu_gib": peak,
+        "mfu": round(useful / stages["embed"] / _peak_flops(), 4) if gpu and _peak_flops() and stages.get("embed") else None,
+    }  # fmt: skip
+    if total_rows > done.rows_in:
+        result.update(status="partial", why=f"the first {done.rows_in:,} of {total_rows:,} MTSamples rows (--notes)")
+    return result
+
+
+def read_config(checkpoint: Path) -> NVEmbedConfig:
+    return NVEmbedConfig.from_checkpoint_config(json.loads((checkpoint / "config.json").read_text()))
+
+
+def window_lengths(config) -> list[int]:
+    """The token windows the run embedded, cut again by the pipeline's own read and tokenize stages (for FLOPs)."""
+    from embednv.columns import WINDOWS
+    from embednv.embed.plan import plan_inputs
+    from embednv.embed.read import read_shards
+    from embednv.embed.tokenize import tokenize_table
+    from embednv.models.registry import resolve_model
+
+    ref = resolve_model(config.model, has_gpu=False)
+    plan = plan_inputs(list(config.inputs), config.id_column, config.text_column, config.rows_per_shard)
+    lengths: list[int] = []
+    for index, file in enumerate(plan.files):
+        shards = [s for s in plan.shards if s.file == index]
+        for table in read_shards(
+            file, shards, config.id_column, config.text_column, plan.duplicates.get(index, frozenset())
+        ):
+            windows = tokenize_table(table, ref, config.instruction).column(WINDOWS).combine_chunks().flatten()
+            lengths += np.diff(windows.offsets.to_numpy()).tolist()
+    return lengths
+
+
 def load(path: Path, args, entry: dict):
     from embednv import Embedder
 
@@ -272,109 +364,91 @@ def load(path: Path, args, entry: dict):
     embedder = Embedder(
         model=str(path), device="cpu" if args.dry_run else "cuda", dtype="bfloat16", batch_tokens=args.batch_tokens
     )
-    # The tiny checkpoint's window is its max_position_embeddings (512); the real one's is 32,768.
     _sync()
     entry.update(seconds_to_load=round(time.perf_counter() - started, 1), dim=embedder.dim, batch_tokens=embedder.batch_tokens,
                  max_tokens=embedder.ref.max_tokens, params=sum(p.numel() for p in embedder.encoder.model.parameters()),
-                 gpu_allocated_gib=_gib(torch.cuda.memory_allocated())
-                 if torch.cuda.is_available() and not args.dry_run else None)  # fmt: skip
+                 gpu_allocated_gib=None if args.dry_run else _gib(torch.cuda.memory_allocated()))  # fmt: skip
     return embedder
 
 
-def embed_corpus(embedder, source: Path, text_column: str, out_dir: Path, seconds: float, dry_run: bool) -> dict:
-    """The pipeline's stages in this process, in its order and window sizes, without Ray."""
-    import pyarrow.parquet as pq
+def attention(embedder, texts: list[str], args) -> dict:
+    """Packed (varlen FlashAttention or SDPA per run of equal windows) against the padded forward, same weights."""
+    from embednv.embed.batching import plan_batches
+    from embednv.models.nvembed import Packed
 
-    from embednv.columns import WINDOWS
-    from embednv.directories import OutputDir
-    from embednv.embed.assemble import ShardAssembler
-    from embednv.embed.config import EmbedConfig
-    from embednv.embed.plan import plan_inputs
-    from embednv.embed.read import read_shards
-    from embednv.embed.tokenize import tokenize_table
-    from embednv.embed.worker import EmbedWorker
-
-    defaults = EmbedConfig(inputs=(), out="")
-    plan = plan_inputs([str(source)], "note_id", text_column, defaults.rows_per_shard)
-    out = OutputDir(str(out_dir))
-    assembler = ShardAssembler(plan, out, "note_id", embedder.dim)
-    worker = EmbedWorker.from_encoder(embedder.encoder, embedder.batch_tokens)
-    cfg = embedder.encoder.model.cfg
-    gpu = torch.cuda.is_available() and not dry_run
-    if gpu:
-        torch.cuda.reset_peak_memory_stats()
-    tokenize_s = embed_s = write_s = useful = 0.0
-    rows = windows = 0
-    complete = True
-    started = time.perf_counter()
-    for file_index, file in enumerate(plan.files):
-        shards = [s for s in plan.shards if s.file == file_index]
-        for table in read_shards(file, shards, "note_id", text_column, plan.duplicates.get(file_index, frozenset())):
-            for start in range(0, len(table), defaults.window_rows):
-                if embed_s > seconds:
-                    complete = False
-                    break
-                t0 = time.perf_counter()
-                tokenized = tokenize_table(table.slice(start, defaults.window_rows), embedder.ref, embedder.instruction)
-                lengths = np.diff(tokenized.column(WINDOWS).combine_chunks().flatten().offsets.to_numpy())
-                t1 = time.perf_counter()
-                block = worker(tokenized)  # returns numpy: the GPU work is finished
-                t2 = time.perf_counter()
-                assembler.add(block)
-                tokenize_s, embed_s, write_s = (
-                    tokenize_s + t1 - t0,
-                    embed_s + t2 - t1,
-                    write_s + time.perf_counter() - t2,
-                )
-                useful += sum(flops(cfg, int(n)) for n in lengths)
-                rows, windows = rows + len(tokenized), windows + len(lengths)
-    wall = time.perf_counter() - started
-    stats = {
-        k: sum(s[k] for s in assembler.written)
-        for k in ("rows", "embedded", "errored", "tokens", "window_tokens", "padded_tokens")
-    }
-    written = sorted(out_dir.glob("part-*.parquet"))
-    back = pq.read_table(written, columns=["embedding"]) if written else None
-    vectors = (
-        np.stack(back.column("embedding").to_numpy(zero_copy_only=False))
-        if back is not None and len(back)
-        else np.zeros((0, 1))
-    )
-    peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in (torch.cuda.get_device_name() if gpu else "")), None)
-    return {
-        "complete": complete and not assembler.incomplete(), "seconds_cap": round(seconds),
-        "rows_in_file": plan.n_rows, "rows_processed": rows, "windows": windows, **stats,
-        "shards_written": len(written), "rows_read_back": 0 if back is None else len(back),
-        "dim_read_back": int(vectors.shape[1]) if len(vectors) else None,
-        "max_norm_error": float(np.abs(np.linalg.norm(vectors, axis=1) - 1).max()) if len(vectors) else None,
-        "seconds_wall": round(wall, 1), "seconds_tokenize": round(tokenize_s, 1), "seconds_embed": round(embed_s, 1),
-        "seconds_write": round(write_s, 1),
-        # Rates on the model stage's time (the actor's __call__: collation, GPU, pooling): what a
-        # GPU actor sustains while CPU workers tokenize ahead of it, as they do under Ray.
-        "tokens_per_s": round(stats["window_tokens"] / embed_s, 1) if embed_s else None,
-        "notes_per_s": round(stats["embedded"] / embed_s, 2) if embed_s else None,
-        "tokens_per_s_wall": round(stats["window_tokens"] / wall, 1) if wall else None,
-        "padding_efficiency": round(stats["window_tokens"] / stats["padded_tokens"], 4) if stats["padded_tokens"] else None,
-        "mfu": round(useful / embed_s / peak, 4) if peak and embed_s else None,
-        "peak_gpu_gib": _gib(torch.cuda.max_memory_allocated()) if gpu else None,
-    }  # fmt: skip
+    padded_module, origin = load_padded_module(args.padded_model)
+    if args.dry_run:  # the tiny model's 512-token window would cut every note alike: unequal lengths instead
+        texts = [t[: 200 + 60 * i] for i, t in enumerate(texts)]
+    windows = [w for note in embedder.tokenizer(texts[:2000]) for w in note.windows]
+    lengths = [len(w) for w in windows]
+    median = sorted(range(len(lengths)), key=lengths.__getitem__)[len(lengths) // 2]
+    batch = next(b for b in plan_batches(lengths, embedder.batch_tokens) if median in b.indices)
+    chosen = [windows[i] for i in batch.indices]
+    model, device = embedder.encoder.model, embedder.encoder.device
+    with torch.device("meta"):
+        old = padded_module.NVEmbedModel(padded_module.NVEmbedConfig.from_checkpoint_config(_raw_config(embedder)))
+    old.load_state_dict(model.state_dict(), assign=True)  # the very same tensors: no second copy of the weights
+    old.eval()
+    eos = embedder.tokenizer.hf.eos_token_id
+    ids, mask, pool = (None if t is None else t.to(device) for t in
+                       padded_module.NVEmbedEncoder.from_model(old, pad_id=eos, n_pool_skip=0).collate(chosen))  # fmt: skip
+    packed = Packed.from_sequences(chosen, 0).to(device)
+    runs = {"padded": lambda: old(ids, mask, pool), "packed": lambda: model(packed, "auto"),
+            "packed_sdpa": lambda: model(packed, "sdpa")}  # fmt: skip
+    real, width = sum(lengths[i] for i in batch.indices), batch.width
+    result = {"padded_model": origin, "windows": len(chosen), "real_tokens": real, "padded_tokens": width * len(chosen),
+              "longest": width, "shortest": min(lengths[i] for i in batch.indices)}  # fmt: skip
+    outputs, times, peaks = {}, {name: [] for name in runs}, {}
+    with torch.inference_mode():
+        for name, forward in runs.items():  # warm-up (kernel selection, allocator), and each path's peak memory
+            _free()
+            base = torch.cuda.memory_allocated() if device.type == "cuda" else 0
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            outputs[name] = forward().float().cpu().numpy()
+            peaks[name] = _gib(torch.cuda.max_memory_allocated() - base) if device.type == "cuda" else None
+        for _ in range(1 if args.dry_run else 3):  # alternated, so that a slow spell hits every path
+            for name, forward in runs.items():
+                _sync()
+                started = time.perf_counter()
+                forward()
+                _sync()
+                times[name].append(time.perf_counter() - started)
+    for name in runs:
+        median_s = float(np.median(times[name]))
+        result[name] = {"seconds": [round(t, 4) for t in times[name]], "median_s": round(median_s, 4),
+                        "tokens_per_s": round(real / median_s, 1), "peak_gib": peaks[name],
+                        "cosine_to_padded_min": round(float(np.sum(outputs[name] * outputs["padded"], axis=1).min()), 6)}  # fmt: skip
+    result["kernel_auto"] = "flash" if device.type == "cuda" and _flash_available() else "sdpa"
+    result["speedup_packed_vs_padded"] = round(result["padded"]["median_s"] / result["packed"]["median_s"], 2)
+    return result
 
 
-def cosine(embedder, texts: list[str], args) -> dict:
-    """bfloat16 (the default on GPU) against float32 from the same checkpoint, upcast on load."""
-    from embednv import Embedder
+def load_padded_module(path: Path):
+    """The padded model's module, from `path`, else from git at PADDED_REVISION; under its own name."""
+    if path.is_file():
+        source, origin = path.read_text(), str(path)
+    else:
+        shown = subprocess.run(["git", "-C", str(REPO), "show", f"{PADDED_REVISION}:embednv/models/nvembed.py"],
+                               capture_output=True, text=True)  # fmt: skip
+        if shown.returncode != 0:
+            raise FileNotFoundError(f"no {path} and no git history here: run `make device-files` and carry .gpu")
+        source, origin = shown.stdout, f"git {PADDED_REVISION}"
+    spec = importlib.util.spec_from_loader("nvembed_padded", loader=None)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    exec(compile(source, origin, "exec"), module.__dict__)
+    return module, origin
 
-    sample = texts[:50]
-    low = embedder.encode(sample)
-    high_embedder = Embedder(
-        model=embedder.ref.path, device=embedder.device, dtype="float32", batch_tokens=embedder.batch_tokens
-    )
-    high = high_embedder.encode(sample)
-    del high_embedder
-    _free()
-    cos = np.sum(low.astype(np.float64) * high, axis=1)
-    return {"notes": len(sample), "min_cosine": round(float(cos.min()), 6), "mean_cosine": round(float(cos.mean()), 6),
-            "goal": COSINE_GOAL, "goal_met": bool(cos.min() >= COSINE_GOAL)}  # fmt: skip
+
+def _raw_config(embedder) -> dict:
+    return json.loads((Path(embedder.ref.path) / "config.json").read_text())
+
+
+def _flash_available() -> bool:
+    from embednv.models.nvembed import _flash_varlen
+
+    return _flash_varlen() is not None
 
 
 def oom(embedder, texts: list[str], args) -> dict:
@@ -424,12 +498,8 @@ def oom(embedder, texts: list[str], args) -> dict:
         finally:
             torch.cuda.set_per_process_memory_fraction(1.0)
             _free()
-        result["cap"] = {
-            "reserved_before_gib": _gib(base),
-            "one_window_gib": _gib(one),
-            "cap_gib": _gib(cap),
-            "fraction": round(cap / total, 4),
-        }
+        result["cap"] = {"reserved_before_gib": _gib(base), "one_window_gib": _gib(one), "cap_gib": _gib(cap),
+                         "fraction": round(cap / total, 4)}  # fmt: skip
     vector = capped.vectors[0]
     result.update(oom_splits=capped.oom_splits, failures=capped.failures, embedded=not capped.failures,
                   norm=round(float(np.linalg.norm(vector)), 6),
@@ -437,63 +507,31 @@ def oom(embedder, texts: list[str], args) -> dict:
     result["goal_met"] = bool(
         result["embedded"] and capped.oom_splits > 0 and result["cosine_to_uncapped"] >= COSINE_GOAL
     )
+    if not result["goal_met"]:
+        result.update(status="failed", why=f"goal missed: {capped.oom_splits} splits, embedded {result['embedded']}, "
+                                           f"cosine to the uncapped vector {result['cosine_to_uncapped']}")  # fmt: skip
     return result
 
 
-def run_map_stage(work: Path, args) -> dict:
-    """`embednv.mapping` on synthetic unit vectors, with the best backend present here."""
-    from bench.bench_map import write_synthetic
-    from embednv.mapping.backends import cuml_status
-    from embednv.mapping.tsne_params import TSNEParams
+def cosine(embedder, texts: list[str], args) -> dict:
+    """bfloat16 (the default on GPU) against float32: the same weights, upcast in memory, on the same windows."""
+    import copy
 
-    n, dim = (300, 64) if args.dry_run else (args.map_points, 4096)
-    # One perplexity: the wide second scale is CPU-only and grows ~n^2 (docs/map.md). The dry run
-    # only proves the path: fewer iterations, as the map tests use.
-    tsne = TSNEParams(multiscale=False, **({"n_iter": 150} if args.dry_run else {}))
-    emb = work / "map-embeddings"
-    started = time.perf_counter()
-    write_synthetic(emb, n, dim, args.seed)
-    result = {"points": n, "dim": dim, "seconds_write_vectors": round(time.perf_counter() - started, 1)}
-    has_cuml, why = cuml_status()
-    missing = [m for m in ("sklearn", "openTSNE", "matplotlib", "plotly") if importlib.util.find_spec(m) is None]
-    result["cuml"] = why
-    result["missing_modules"] = missing
-    if not missing:
-        from embednv.mapping.run import MapConfig, run_map
+    from embednv.embed.worker import embed_notes
+    from embednv.models.nvembed import NVEmbedEncoder
 
-        done = run_map(MapConfig(emb_dir=emb, out_dir=work / "map", tsne=tsne, seed=args.seed))
-        result.update(backend=done.backend, k=done.k, timings_s={k: round(v, 1) for k, v in done.timings.items()},
-                      knn_preservation_10=done.metrics.get("knn_preservation_10"), silhouette=done.metrics.get("silhouette"))  # fmt: skip
-        result["note"] = "cuML (GPU)" if done.backend == "cuml" else f"CPU path: {why}"
-        return result
-    # A box without the CPU map libraries: the phases that can run, each with the backend present.
-    from embednv.mapping.backends import get_backend
-    from embednv.mapping.clusters import fit_clusters
-    from embednv.mapping.pca import auto_batch_size, reduce
-    from embednv.mapping.reader import open_shards
-    from embednv.mapping.tsne import embed
-
-    backend = get_backend("auto")
-    result.update(
-        backend=backend.name,
-        timings_s={},
-        note=f"{backend.name}: {why}; missing {', '.join(missing)}: phases run one by one",
-    )
-    x = None
-    for name in ("pca", "kmeans", "tsne"):
-        started = time.perf_counter()
-        try:
-            if name == "pca":
-                x = reduce(open_shards(emb), 50, auto_batch_size(dim), backend).x
-            elif name == "kmeans":
-                result["k"] = fit_clusters(x, "auto", backend, args.seed).k
-            else:
-                embed(x, tsne, backend, args.seed)
-            result["timings_s"][name] = round(time.perf_counter() - started, 1)
-        except Exception as error:  # noqa: BLE001 - a missing library: say which phase and why
-            result["timings_s"][name] = f"not run: {type(error).__name__}: {str(error)[:200]}"
-            if name == "pca":
-                break
+    notes = [n.windows for n in embedder.tokenizer(texts[: 8 if args.dry_run else 50])]
+    low = embed_notes(embedder.encoder.embed, embedder.dim, notes, embedder.batch_tokens).vectors
+    high_model = copy.deepcopy(embedder.encoder.model).float()
+    high_encoder = NVEmbedEncoder.from_model(high_model, embedder.encoder.tokenizer)
+    high = embed_notes(high_encoder.embed, embedder.dim, notes, embedder.batch_tokens).vectors
+    del high_model, high_encoder
+    _free()
+    cos = np.sum(low.astype(np.float64) * high, axis=1)
+    result = {"notes": len(notes), "min_cosine": round(float(cos.min()), 6), "mean_cosine": round(float(cos.mean()), 6),
+              "goal": COSINE_GOAL, "goal_met": bool(cos.min() >= COSINE_GOAL)}  # fmt: skip
+    if not result["goal_met"] and not args.dry_run:  # a tiny random model is no test of bf16 numerics
+        result.update(status="failed", why=f"goal missed: min cosine {result['min_cosine']} < {COSINE_GOAL}")
     return result
 
 
@@ -503,6 +541,11 @@ def summary(doc: dict) -> None:
     for name, s in doc["sections"].items():
         figures = {k: v for k, v in s.items() if isinstance(v, (int, float, str, bool)) and k not in ("traceback",)}
         print(f"- {name}: " + ", ".join(f"{k}={v}" for k, v in list(figures.items())[:14]))
+
+
+def _peak_flops() -> float | None:
+    card = torch.cuda.get_device_name() if torch.cuda.is_available() else ""
+    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in card), None)
 
 
 def _sync() -> None:

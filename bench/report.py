@@ -208,7 +208,9 @@ def _summary(doc: dict) -> str:
             if mts.get("tokens_per_s") and mts.get("mfu") is not None
             else "–",
             "–",
-            "pending: no device was lent" if not gpu else ("measured" if mts.get("status") == "ok" else "**failed**"),
+            "pending: no device was lent"
+            if not gpu
+            else {"ok": "measured", "partial": "partial"}.get(mts.get("status"), "**failed**"),
             "`bench/nvembed_device.py` on a lent GPU: see GPU below",
         ]
     )

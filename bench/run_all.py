@@ -41,7 +41,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from bench.common import REPO, git_commit, library_versions, log, machine_info, now  # noqa: E402
 from bench.report import markdown  # noqa: E402
 from bench.report_index import INDEX_COMMAND, INDEX_FILE  # noqa: E402
-from bench.report_separate import FULLSIZE_COMMAND, GPU_COMMAND, GPU_FILE, MAP_COMMAND, OPERATIONS_COMMAND  # noqa: E402
+from bench.report_separate import (  # noqa: E402
+    FULLSIZE_COMMAND,
+    GPU_COMMAND,
+    GPU_FILE,
+    GPU_PENDING,
+    MAP_COMMAND,
+    OPERATIONS_COMMAND,
+)
 
 BENCH = Path(__file__).resolve().parent
 JOBS = ("padding", "throughput", "scale", "map")
@@ -80,7 +87,7 @@ def separate_job(path: Path, command: str, pending: str) -> dict:
 def separate_jobs(out_dir: Path, gpu_json: Path | None = None) -> dict:
     """Every job measured elsewhere, read afresh on each run and render so the newest file wins."""
     return {
-        "gpu": separate_job(gpu_json or out_dir / GPU_FILE, GPU_COMMAND, "no device was lent to a session yet"),
+        "gpu": separate_job(gpu_json or out_dir / GPU_FILE, GPU_COMMAND, GPU_PENDING),
         "fullsize": separate_job(
             out_dir / FULLSIZE_FILE,
             FULLSIZE_COMMAND,

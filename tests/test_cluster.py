@@ -134,9 +134,11 @@ class Head:
     def ray(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run([RAY, *args], capture_output=True, text=True, env=self.env, timeout=timeout, cwd=REPO)
 
-    def submit(self, *entrypoint: str) -> str:
-        """`ray job submit --working-dir <repo> --no-wait -- <entrypoint>`; returns the submission id."""
+    def submit(self, *entrypoint: str, runtime_env: dict | None = None) -> str:
+        """`ray job submit --working-dir <repo> --no-wait -- <entrypoint>`; returns the submission id.
+        `runtime_env` (env_vars, say) applies to the job's driver and to every task it starts."""
         job_id = f"embednv-test-{uuid.uuid4().hex[:8]}"
+        extra = ["--runtime-env-json", json.dumps(runtime_env)] if runtime_env else []
         result = self.ray(
             "job",
             "submit",
@@ -144,6 +146,7 @@ class Head:
             self.dashboard,
             "--working-dir",
             str(REPO),
+            *extra,
             "--submission-id",
             job_id,
             "--no-wait",
@@ -315,6 +318,19 @@ def gpu_head():
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def gpu_head_without_cuml():
+    """A head that advertises one GPU, whose node environment has no cuML: a GPU worker's image without the gpu extra."""
+    root = Path(tempfile.mkdtemp(prefix="embednv-rb-", dir="/tmp"))
+    started = Head(root, num_gpus=1, PYTHONPATH=str(REPO))
+    try:
+        started.wait_ready()
+        yield started
+    finally:
+        started.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def _planted_shards(emb_dir: Path, n: int = N_MAP, dim: int = 32) -> Path:
     """Embedding shards as `embednv embed` writes them: 4 planted clusters, 2 shards, a manifest."""
     import numpy as np
@@ -423,6 +439,87 @@ def test_the_gpu_task_checks_the_vectors_it_reads_and_fails_in_one_line(gpu_head
     assert not out.exists()
 
 
+def test_phase_lines_reach_the_job_log_while_the_gpu_task_runs(gpu_head):
+    """Each phase's line is in `ray job logs` when the phase ends, not when the task does (its t-SNE held open)."""
+    emb, out, gate = _planted_shards(gpu_head.root / "emb-3"), gpu_head.root / "map-3", gpu_head.root / "tsne-gate"
+    job_id = gpu_head.submit("python", "jobs/map_corpus.py", f"file://{emb}", "--out", str(out), "--clusters", "4",
+                             runtime_env={"env_vars": {"FAKE_CUML_TSNE_GATE": str(gate)}})  # fmt: skip
+    deadline, logs = time.time() + 75, ""
+    while time.time() < deadline and not re.search(r"\] kmeans: [\d.]+ s, gpu-worker", logs):
+        time.sleep(2)
+        logs = gpu_head.ray("job", "logs", "--address", gpu_head.dashboard, job_id).stdout
+    with gpu_head.get(f"/api/jobs/{job_id}") as response:
+        running = json.load(response)["status"]
+    gate.touch()  # the t-SNE may end now
+    assert re.search(r"\] pca: [\d.]+ s, gpu-worker", logs) and re.search(r"\] kmeans: [\d.]+ s, gpu-worker", logs), (
+        logs[-3000:]
+    )
+    assert running == "RUNNING" and "] tsne: " not in logs, "the phase lines came only with the task's end"
+    status, logs = gpu_head.wait_job(job_id)
+    assert status == "SUCCEEDED", f"map job {status}; its logs:\n{logs[-4000:]}"
+    assert re.search(r"\] tsne: [\d.]+ s, gpu-worker", logs)
+
+
+def test_a_gpu_worker_without_cuml_fails_in_one_line_and_gives_its_gpu_back(gpu_head_without_cuml):
+    """--placement gpu-worker on a worker whose environment has no cuML: one error line, no CPU map on the GPU."""
+    head = gpu_head_without_cuml
+    emb, out = _planted_shards(head.root / "emb"), head.root / "map"
+    started = time.time()
+    job_id = head.submit(
+        "python", "jobs/map_corpus.py", f"file://{emb}", "--out", str(out), "--placement", "gpu-worker"
+    )
+    status, logs = head.wait_job(job_id)
+    assert status == "FAILED", logs[-3000:]
+    errors = [line for line in logs.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and re.fullmatch(
+        r"error: on the GPU worker: \S+ has no cuML \(cuML is not installed\): install the gpu extra in the GPU "
+        r"workers' environment \(cluster/README.md\), or use --placement local",
+        errors[0],
+    ), logs[-3000:]
+    assert not re.search(r"\] (pca|kmeans|tsne): ", logs) and not (out / "map.parquet").exists()
+    # The task ended, so Ray has the GPU back: a driver finds it free.
+    code = (
+        "import ray, time; ray.init(); deadline = time.time() + 30\n"
+        "while ray.available_resources().get('GPU', 0) < 1 and time.time() < deadline: time.sleep(0.5)\n"
+        "print(ray.available_resources().get('GPU', 0))"
+    )
+    free = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**head.env, "RAY_ADDRESS": head.gcs})  # fmt: skip
+    assert free.stdout.strip().splitlines()[-1] == "1.0", free.stderr[-2000:]
+    assert time.time() - started < 120
+
+
+def test_gpu_groups_an_autoscaler_reports_are_counted(head):
+    """A GPU group at zero nodes, as an autoscaler reports it to the GCS, counts: the map would wait for it."""
+    code = (
+        "import json, os, sys\n"
+        "from ray._raylet import GcsClient\n"
+        "from ray.core.generated.autoscaler_pb2 import ClusterConfig\n"
+        "from embednv.mapping.placement import decide, GpuCapacity\n"
+        "from embednv.mapping.ray_stage import cluster_capacity, join\n"
+        "address = os.environ['RAY_ADDRESS']; join(address); said = {'before': cluster_capacity(address)}\n"
+        "config = ClusterConfig(); group = config.node_group_configs.add(); group.name = 'gpu-group'\n"
+        "group.resources['CPU'] = 4; group.resources['GPU'] = 1; group.min_count = 0; group.max_count = 3\n"
+        "GcsClient(address).report_cluster_config(config.SerializeToString())\n"
+        "said['after'] = cluster_capacity(address)\n"
+        "said['decision'] = decide('auto', address, lambda a: GpuCapacity(*cluster_capacity(a))).__dict__\n"
+        "GcsClient(address).report_cluster_config(ClusterConfig().SerializeToString())  # as it was, for the other tests\n"
+        "said['reset'] = cluster_capacity(address)\n"
+        "print(json.dumps(said))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, cwd=REPO,
+                          env={**head.env, "RAY_ADDRESS": head.gcs})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = json.loads(done.stdout.strip().splitlines()[-1])
+    assert said["before"] == said["reset"] == [0, 0, ""]
+    assert said["after"] == [0, 3, "the node groups it reports to Ray"]
+    assert said["decision"] == {
+        "placement": "gpu-worker",
+        "reason": f"the Ray cluster at {head.gcs} has no GPU now; its autoscaler can start 3 (the node groups it "
+        "reports to Ray): the map task waits for one",
+    }
+
+
 def test_map_job_on_a_cluster_without_gpu_falls_back_to_cpu_in_the_driver(head):
     emb, out = _planted_shards(head.root / "emb-cpu"), head.root / "map-cpu"
     job_id = head.submit("python", "jobs/map_corpus.py", f"file://{emb}", "--out", str(out), "--clusters", "4")
@@ -430,8 +527,8 @@ def test_map_job_on_a_cluster_without_gpu_falls_back_to_cpu_in_the_driver(head):
     assert status == "SUCCEEDED", f"map job {status}; its logs:\n{logs[-4000:]}"
     lines = _placement_lines(logs)
     assert len(lines) == 1 and re.search(
-        r"placement: local \(the Ray cluster at \S+ has no GPU, so the CPU path runs in "
-        r"this driver\)$",
+        r"placement: local \(the Ray cluster at \S+ has no GPU \(no autoscaler reports a GPU group it can start\), "
+        r"so the CPU path runs in this driver\)$",
         lines[0],
     ), lines
     manifest = json.loads((out / "_manifest.json").read_text())
@@ -465,8 +562,8 @@ def test_gpu_worker_asked_for_on_a_cluster_without_gpu_fails_in_one_line(head, t
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [
         (
-            f"error: --placement gpu-worker: the Ray cluster at {head.gcs} has no GPU; start a GPU worker "
-            "first, or use --placement auto to map on CPU in the driver"
+            f"error: --placement gpu-worker: the Ray cluster at {head.gcs} has no GPU (no autoscaler reports a GPU "
+            "group it can start); start a GPU worker first, or use --placement auto to map on CPU in the driver"
         )
     ], done.stderr[-3000:]
     assert not (tmp_path / "m").exists()

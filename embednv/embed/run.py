@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from embednv.directories import ERROR_PARTS, ERRORS, MANIFEST, MAP, SUCCESS, OutputDir
 from embednv.embed.assemble import ShardAssembler
@@ -39,6 +39,9 @@ class RunSummary:
     seconds: float
     processed: int  # notes that went through the model in this run (0 when already complete)
     processed_tokens: int
+    # Seconds per stage of this run (load, read, tokenize, embed, write) where the executor runs
+    # them one after another (executor "local"); empty under Ray, whose stages overlap.
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def line(self) -> str:
         if self.already_complete:
@@ -96,6 +99,7 @@ def run_embed(config: EmbedConfig) -> RunSummary:
     out.write_text(MANIFEST, to_json(manifest))
 
     assembler = ShardAssembler(plan, out, config.id_column, ref.dim)
+    stage_seconds: dict[str, float] = {}
     if pending:
         actors = actor_pool_size(config, device, gpus)
         where = (
@@ -118,7 +122,7 @@ def run_embed(config: EmbedConfig) -> RunSummary:
             where,
         )
         if config.executor == "local":
-            executor.embed_shards(config, ref, plan, pending, device, dtype, batch_tokens, assembler)
+            stage_seconds = executor.embed_shards(config, ref, plan, pending, device, dtype, batch_tokens, assembler)
         else:
             executor.embed_shards(config, ref, plan, pending, device, dtype, batch_tokens, actors, assembler)
     lost = assembler.incomplete()
@@ -127,6 +131,7 @@ def run_embed(config: EmbedConfig) -> RunSummary:
 
     processed = sum(s["rows"] for s in assembler.written)
     summary = summarise(out, plan, started, processed, sum(s["window_tokens"] for s in assembler.written))
+    summary = replace(summary, stage_seconds={k: round(v, 3) for k, v in stage_seconds.items()})
     combine_errors(out, assembler)
     manifest.update(
         status="complete",
@@ -137,6 +142,7 @@ def run_embed(config: EmbedConfig) -> RunSummary:
         finished_at=now(),
         seconds_this_run=round(summary.seconds, 2),
         notes_per_second=round(processed / summary.seconds, 2) if summary.seconds else None,
+        stage_seconds=summary.stage_seconds or None,
     )
     out.write_text(MANIFEST, to_json(manifest))
     out.write_text(SUCCESS, "")

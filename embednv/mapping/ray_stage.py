@@ -1,24 +1,31 @@
 """The map's heavy phases as one Ray task on a GPU worker (with `embed/ray_job.py`, the modules that import Ray).
 
 The task asks for one GPU, so Ray schedules it on a GPU node (and, on an autoscaling cluster,
-that node's group), and calls `compute.compute`, the very function a local map runs. It opens
-the shards itself from the embedding directory's path or URI, so vectors go from storage to
-the GPU worker and never through the driver; what comes back is small (ids, 2-D coordinates,
-labels, centroids, exemplar rows, scores). Its log lines (phase timings, backend, PCA, k-means
-and t-SNE summaries, never note text) travel back with the result and are logged by the driver,
-so `ray job logs` shows where each phase ran and for how long.
+that node's group), and calls `compute.compute`, the very function a local map runs. On a
+worker without cuML it fails at once in one line, and so gives its GPU back, rather than run
+the CPU code while holding it. It opens the shards itself from the embedding directory's path
+or URI, so vectors go from storage to the GPU worker and never through the driver; what comes
+back is small (ids, 2-D coordinates, labels, centroids, exemplar rows, scores).
+
+The task is a streaming generator: each of its log lines (phase timings, backend, PCA, k-means
+and t-SNE summaries, never note text) is yielded as it is logged, and the driver logs it at
+once, so `ray job logs` shows each phase when it ends, not all of them when the task does; the
+result comes last. The driver's own lines say whether the task is still waiting for a GPU (no
+line from it yet) or running.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import ray
 
-from embednv.errors import EmbednvError
+from embednv.errors import BackendUnavailable, EmbednvError
 
 if TYPE_CHECKING:
     from embednv.mapping.compute import Heavy, HeavyRequest
@@ -30,8 +37,8 @@ WAIT_LOG_S = 300.0  # a still-running line this often, so a long t-SNE is not si
 MAX_RETRIES = 1
 
 
-def cluster_gpus(address: str) -> int:
-    """Join the cluster at `address` (once) and count its GPUs now."""
+def join(address: str) -> None:
+    """Join the cluster at `address`, once per process, as `embed` does (ray_job.connect: the same checks and settings)."""
     from embednv.console import QUIET_RAY_LOGGERS
     from embednv.embed.ray_job import connect
 
@@ -39,31 +46,79 @@ def cluster_gpus(address: str) -> int:
     if not debug:  # shown with --debug only
         for name in QUIET_RAY_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
-    return connect(debug, address)  # joins as `embed` does (the same checks and settings); once
+    connect(debug, address)
+
+
+def cluster_capacity(address: str) -> tuple[int, int, str]:
+    """Join the cluster at `address` and count its GPUs: (now, what its autoscaler can add, where that was read)."""
+    join(address)
+    now = int(ray.cluster_resources().get("GPU", 0))
+    if now:
+        return now, 0, ""
+    return (now, *autoscaler_gpus())
+
+
+def autoscaler_gpus(bootstrap: Path = Path.home() / "ray_bootstrap_config.yaml") -> tuple[int, str]:
+    """GPUs an autoscaler can start, and where that was read; (0, "") when none says.
+
+    Ray's cluster config in the GCS (node groups, their resources and maximum counts; what Ray Data
+    reads too) where an autoscaler reports it; else the cluster launcher's config, which `ray up`
+    leaves on the head, where a job's driver runs. KubeRay's autoscaler reports neither, so a
+    KubeRay GPU group at zero pods is not counted (the shipped manifests keep one pod: minReplicas 1).
+    """
+    groups = _reported_node_groups()
+    if groups:
+        return sum(gpus * (1 if count < 0 else count) for gpus, count in groups), "the node groups it reports to Ray"
+    if bootstrap.is_file():
+        import yaml  # a dependency of ray itself
+
+        types = (yaml.safe_load(bootstrap.read_text()) or {}).get("available_node_types") or {}
+        gpus = sum(int(t.get("resources", {}).get("GPU", 0)) * int(t.get("max_workers", 0)) for t in types.values())
+        return gpus, f"its cluster config {bootstrap}"
+    return 0, ""
+
+
+def _reported_node_groups() -> list[tuple[float, int]]:
+    """(GPUs per node, max nodes; -1 = no limit) of each node group in Ray's cluster config, if reported."""
+    try:
+        from ray._private.state import state  # private, as for Ray Data's autoscaler: absent in other versions
+
+        config = state.get_cluster_config()
+    except Exception:  # noqa: BLE001 - not reported, or this Ray keeps it elsewhere: not known
+        return []
+    groups = config.node_group_configs if config is not None else []
+    return [(g.resources.get("GPU", 0), g.max_count) for g in groups]
 
 
 def run_on_gpu_worker(request: HeavyRequest, address: str) -> Heavy:
-    """Run the heavy phases as a one-GPU Ray task and return its `compute.Heavy`, re-logging its lines here."""
-    cluster_gpus(address)  # joined already when placement asked; a no-op then
-    task = ray.remote(num_gpus=1, num_cpus=1, max_retries=MAX_RETRIES)(_heavy_on_worker)
-    ref = task.remote(request)
+    """Run the heavy phases as a one-GPU Ray task and return its `compute.Heavy`, logging its lines as they come."""
+    join(address)  # joined already when placement asked; a no-op then
+    task = ray.remote(num_gpus=1, num_cpus=1, max_retries=MAX_RETRIES, num_returns="streaming")(_heavy_on_worker)
+    stream = task.remote(request)
     log.info("map task submitted: PCA, k-means and t-SNE on a worker with 1 GPU, reading %s itself", request.emb_dir)
-    waited = 0.0
+    waited, host, heavy = 0.0, None, None
     try:
-        while not ray.wait([ref], timeout=WAIT_LOG_S)[0]:
-            waited += WAIT_LOG_S
-            log.info("map task: not done after %.0f s (waiting for a GPU, or running)", waited)
-        heavy, lines = ray.get(ref)
+        while heavy is None:
+            if not ray.wait([stream], timeout=WAIT_LOG_S)[0]:
+                waited += WAIT_LOG_S
+                state = "waiting for a GPU" if host is None else "running"
+                log.info("map task: %s after %.0f s", state, waited)
+                continue
+            kind, value = ray.get(next(stream))
+            if kind == "started":
+                host = value
+            elif kind == "line":
+                log.info("[%s] %s", host, value)
+            else:
+                heavy = value
     except ray.exceptions.RayTaskError as error:
         ours = from_worker(error.cause, request.emb_dir)
         if ours is None:
             raise
         raise ours from None
     except KeyboardInterrupt:
-        ray.cancel(ref, force=True)
+        ray.cancel(stream, force=True)
         raise
-    for line in lines:
-        log.info("[%s] %s", heavy.where["host"], line)
     return heavy
 
 
@@ -77,14 +132,22 @@ def from_worker(cause: BaseException | None, emb_dir: str) -> EmbednvError | Non
     return type(cause)(f"on the GPU worker: {cause}{hint}")
 
 
-def _heavy_on_worker(request: HeavyRequest) -> tuple[Heavy, list[str]]:
-    """Runs on the GPU worker: the same phases as a local map, with this node's backend; returns (Heavy, log lines)."""
+def _heavy_on_worker(request: HeavyRequest) -> Iterator[tuple[str, object]]:
+    """Runs on the GPU worker: the same phases as a local map, with cuML. Yields ("started", host), then
+    ("line", text) for each log line as it is logged, then ("heavy", compute.Heavy)."""
     from threadpoolctl import threadpool_limits
 
-    from embednv.mapping.backends import get_backend
-    from embednv.mapping.compute import compute, here
+    from embednv.mapping.backends import cuml_status, get_backend
+    from embednv.mapping.compute import compute, here, process
     from embednv.runtime import library_versions, usable_cpus
 
+    host = process()["host"]
+    has_cuml, why = cuml_status()
+    if not has_cuml:  # raised before any work: the task ends, and Ray gives its GPU back
+        raise BackendUnavailable(
+            f"{host} has no cuML ({why}): install the gpu extra in the GPU workers' environment "
+            "(cluster/README.md), or use --placement local"
+        )
     context = ray.get_runtime_context()
     where = here(
         "gpu-worker",
@@ -93,32 +156,45 @@ def _heavy_on_worker(request: HeavyRequest) -> tuple[Heavy, list[str]]:
         resources=context.get_assigned_resources(),
         versions=library_versions(),
     )
-    with _captured_logs() as lines, threadpool_limits(limits=usable_cpus()):
-        # Ray sets OMP_NUM_THREADS=1 for a one-CPU task; the host-side parts (eigensolver, metrics,
-        # the CPU backend when cuML is missing) may use the node's cores: the task has it to itself.
-        heavy = compute(request, get_backend(request.backend), where)
-    return heavy, lines
+    yield "started", host
+    lines: queue.SimpleQueue = queue.SimpleQueue()
+    done: dict = {}
 
+    def work() -> None:
+        try:
+            # Ray sets OMP_NUM_THREADS=1 for a one-CPU task; the host-side parts (eigensolver, metrics)
+            # may use the node's cores: the task has it to itself.
+            with threadpool_limits(limits=usable_cpus()):
+                done["heavy"] = compute(request, get_backend(request.backend), where)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the task's own thread below
+            done["error"] = error
+        finally:
+            lines.put(None)
 
-@contextmanager
-def _captured_logs() -> Iterator[list[str]]:
-    """Collect embednv's INFO lines in this process (a Ray worker prints nowhere the job log shows)."""
-    lines: list[str] = []
-    logger, handler = logging.getLogger("embednv"), _ListHandler(lines)
+    logger, handler = logging.getLogger("embednv"), _QueueHandler(lines)
     level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        yield lines
+        worker = threading.Thread(target=work, name="embednv-map", daemon=True)
+        worker.start()
+        while (line := lines.get()) is not None:
+            yield "line", line
+        worker.join()
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+    if "error" in done:
+        raise done["error"]
+    yield "heavy", done["heavy"]
 
 
-class _ListHandler(logging.Handler):
-    def __init__(self, lines: list[str]) -> None:
+class _QueueHandler(logging.Handler):
+    """embednv's INFO lines on a queue, for the task to yield (a Ray worker prints nowhere the job log shows)."""
+
+    def __init__(self, lines: queue.SimpleQueue) -> None:
         super().__init__(logging.INFO)
         self.lines = lines
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
+        self.lines.put(record.getMessage())

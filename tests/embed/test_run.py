@@ -234,12 +234,24 @@ def test_the_local_executor_writes_what_the_ray_executor_writes(ray_local, finis
     assert np.min(np.sum(ours * theirs, axis=1)) >= 0.9999
     assert shards.drop_columns(["embedding"]).equals(ray_shards.drop_columns(["embedding"]))
     # Timing, and how windows were cut into micro-batches (Ray's windows may span shards): not the output.
-    varying = {"started_at", "finished_at", "seconds_this_run", "notes_per_second", "padding_efficiency", "config"}
+    varying = {"started_at", "finished_at", "seconds_this_run", "notes_per_second", "padding_efficiency", "config",
+               "stage_seconds"}  # fmt: skip
     assert {k: v for k, v in manifest.items() if k not in varying} == {
         k: v for k, v in ray_manifest.items() if k not in varying
     }
     assert (manifest["config"]["executor"], ray_manifest["config"]["executor"]) == ("local", "ray")
     assert summary.embedded == 120
+
+
+def test_the_local_executor_reports_seconds_per_stage(corpus, tmp_path):
+    """What a benchmark needs to split a run's time (the model's share for tokens/s): summary and manifest."""
+    summary = run_embed(config_for([corpus], tmp_path / "emb", executor="local"))
+    stages = summary.stage_seconds
+    assert list(stages) == ["load", "read", "tokenize", "embed", "write"]
+    assert all(v >= 0 for v in stages.values()) and stages["load"] > 0 and stages["embed"] > 0
+    assert sum(stages.values()) <= summary.seconds
+    _, _, manifest = read_output(str(tmp_path / "emb"))
+    assert manifest["stage_seconds"] == stages
 
 
 def test_the_local_executor_refuses_what_needs_a_cluster(tmp_path):

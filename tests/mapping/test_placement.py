@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 
 from embednv.errors import ConfigError, MapError
-from embednv.mapping.placement import Decision, decide
+from embednv.mapping.placement import Decision, GpuCapacity, decide
 
 FAKE_CUML = Path(__file__).resolve().parents[1] / "fake_cuml"
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _never(address: str) -> int:
+def _never(address: str) -> GpuCapacity:
     raise AssertionError("the cluster must not be asked")
 
 
@@ -33,21 +33,58 @@ def test_local_and_no_address_never_ask_a_cluster():
 
 
 def test_auto_takes_the_gpu_worker_only_when_the_cluster_has_a_gpu():
-    assert decide("auto", "head:6379", lambda a: 2).placement == "gpu-worker"
-    fallback = decide("auto", "head:6379", lambda a: 0)
+    assert decide("auto", "head:6379", lambda a: GpuCapacity(2)).placement == "gpu-worker"
+    fallback = decide("auto", "head:6379", lambda a: GpuCapacity(0))
     assert fallback.placement == "local"
     assert "head:6379 has no GPU" in fallback.reason and "CPU path" in fallback.reason
+    # Why an autoscaling group is not counted, when none says it can start one.
+    assert "(no autoscaler reports a GPU group it can start)" in fallback.reason
 
 
 def test_gpu_worker_asked_for_fails_in_one_line_without_a_cluster_or_a_gpu():
     with pytest.raises(MapError, match="needs a Ray cluster") as no_cluster:
         decide("gpu-worker", None, _never)
     with pytest.raises(MapError, match="has no GPU") as no_gpu:
-        decide("gpu-worker", "head:6379", lambda a: 0)
+        decide("gpu-worker", "head:6379", lambda a: GpuCapacity(0))
     for error in (no_cluster, no_gpu):
         assert "\n" not in str(error.value)
     with pytest.raises(ConfigError, match="Valid: auto, local, gpu-worker"):
         decide("gpu", None, _never)
+
+
+def test_an_autoscaling_gpu_group_at_zero_is_counted():
+    """No GPU node now, but the autoscaler can start one: the map task goes there and waits, and says so."""
+    scalable = GpuCapacity(0, 4, "the node groups it reports to Ray")
+    for placement in ("auto", "gpu-worker"):
+        decision = decide(placement, "head:6379", lambda a: scalable)
+        assert decision.placement == "gpu-worker"
+        assert decision.reason == (
+            "the Ray cluster at head:6379 has no GPU now; its autoscaler can start 4 "
+            "(the node groups it reports to Ray): the map task waits for one"
+        )
+
+
+def test_a_cpu_backend_never_holds_a_gpu():
+    assert decide("auto", "head:6379", _never, backend="cpu") == Decision(
+        "local", "--backend cpu: the CPU path runs in this driver"
+    )
+    with pytest.raises(ConfigError, match="--backend cpu needs --placement local"):
+        decide("gpu-worker", "head:6379", _never, backend="cpu")
+
+
+def test_the_cluster_launchers_config_gives_the_gpus_it_can_start(tmp_path):
+    """`ray up` leaves its config on the head: GPU node types times their max_workers."""
+    from embednv.mapping.ray_stage import autoscaler_gpus
+
+    config = tmp_path / "ray_bootstrap_config.yaml"
+    config.write_text(
+        "available_node_types:\n"
+        "  head: {resources: {CPU: 8}, max_workers: 0}\n"
+        "  gpu: {resources: {CPU: 8, GPU: 1}, min_workers: 0, max_workers: 4}\n"
+        "  gpu2: {resources: {CPU: 16, GPU: 2}, max_workers: 1}\n"
+    )
+    assert autoscaler_gpus(config) == (6, f"its cluster config {config}")
+    assert autoscaler_gpus(tmp_path / "absent.yaml") == (0, "")
 
 
 def test_a_local_map_does_not_import_ray(planted, tmp_path):

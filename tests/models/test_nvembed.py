@@ -337,7 +337,6 @@ def test_head_chunks_bound_its_rows_and_change_nothing(encoder, monkeypatch):
     np.testing.assert_allclose(chunked, whole, atol=1e-6)  # chunk edges inside a window included
 
 
-@pytest.mark.slow
 def test_compiled_blocks_embed_as_eager(checkpoint, encoder):
     """`compile=True` is an option, never a requirement: the same vectors, and a new batch shape
     (another packed length N) runs without a failure or a wrong answer."""
@@ -360,7 +359,6 @@ def test_packed_from_padded_equals_from_sequences():
         Packed.from_padded(ids, torch.tensor([[1, 1, 1, 1, 1], [0, 1, 1, 1, 1]]))
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_real_width_matches_the_reference(tmp_path, monkeypatch):
     """NV-Embed-v2's real widths (4096 wide, 32 heads over 8 KV heads, 14,336 MLP, the 512-latent,

@@ -6,6 +6,10 @@ not the quality of a t-SNE.
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import numpy as np
 
 import cuml
@@ -62,8 +66,18 @@ class TSNE:
         self.kwargs = kwargs
 
     def fit_transform(self, x) -> np.ndarray:
+        _wait_for_gate()
         x = np.asarray(x, dtype=np.float64)
         centred = x - x.mean(axis=0)
         _, _, vt = np.linalg.svd(centred, full_matrices=False)
         y = centred @ vt[:2].T
         return (y / max(y[:, 0].std(), 1e-12) * 1e-4).astype(np.float32)  # cuML's "pca" start: axis 0 std 1e-4
+
+
+def _wait_for_gate(limit_s: float = 90.0) -> None:
+    """With FAKE_CUML_TSNE_GATE=path, a long t-SNE: it ends when that file exists (or after `limit_s`),
+    so a test can watch what the job log shows while the task is still running."""
+    gate = os.environ.get("FAKE_CUML_TSNE_GATE")
+    deadline = time.monotonic() + limit_s
+    while gate and not Path(gate).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
