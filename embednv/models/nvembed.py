@@ -273,7 +273,8 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: P
     'flash': one varlen FlashAttention call over the packed rows, windows cut by `cu_seqlens`:
     no padding, no mask, grouped-query attention inside the kernel. 'sdpa' (any device and
     dtype; the CPU path): one unmasked SDPA call per run of equally long windows, each run a view
-    (n, L, h, hd) of the packed rows: no padding and no mask either.
+    (n, L, h, hd) of the packed rows: no padding and no mask either; K/V are repeated only on
+    CUDA (float32 there), where the O(L)-memory kernel does not group heads itself.
     """
     if kernel == "flash":
         flash = _flash_varlen()
@@ -283,6 +284,8 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: P
     for first, n, length in batch.runs:
         rows = slice(first, first + n * length)
         qs, ks, vs = (t[rows].view(n, length, *t.shape[1:]).transpose(1, 2) for t in (q, k, v))  # (n, h, L, hd)
+        if q.is_cuda:  # float32 on CUDA: only the math kernel takes GQA there, and it holds L x L scores
+            ks, vs = (t.repeat_interleave(q.shape[1] // k.shape[1], dim=1) for t in (ks, vs))
         y = F.scaled_dot_product_attention(qs, ks, vs, enable_gqa=True)  # (n, nh, L, hd); not causal
         out[rows].view(n, length, *q.shape[1:]).copy_(y.transpose(1, 2))
     return out
@@ -309,6 +312,21 @@ class SelfAttention(nn.Module):
         return self.o_proj(y.reshape(N, self.n_heads * self.head_dim))
 
 
+CHUNK_BYTES = 256 << 20  # per-token blocks run this much of their widest intermediate at a time
+
+
+def by_rows(fn, x: torch.Tensor, width: int) -> torch.Tensor:
+    """`fn(x)` for a per-token `fn` whose widest intermediate is `width` columns, in chunks of rows
+    that keep it within `CHUNK_BYTES` whatever the batch: exact, as rows never meet inside `fn`."""
+    rows = max(1, CHUNK_BYTES // (width * x.element_size()))
+    if x.shape[0] <= rows:
+        return fn(x)
+    out = torch.empty_like(x)
+    for start in range(0, x.shape[0], rows):
+        out[start : start + rows] = fn(x[start : start + rows])
+    return out
+
+
 class MLP(nn.Module):
     def __init__(self, cfg: MistralConfig):
         super().__init__()
@@ -317,8 +335,8 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
 
     def forward(self, x):
-        # SwiGLU in place: two 14,336-wide intermediates live at once instead of three, the
-        # backbone's peak once the head is chunked. Inference only (no autograd through it).
+        # SwiGLU in place: two 14,336-wide intermediates live at once instead of three.
+        # Inference only (no autograd through it).
         gate = F.silu(self.gate_proj(x), inplace=True)
         return self.down_proj(gate.mul_(self.up_proj(x)))
 
@@ -333,7 +351,10 @@ class DecoderLayer(nn.Module):
 
     def forward(self, x, cos, sin, batch: Packed, kernel: str):
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, batch, kernel)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        # In chunks of rows: with the head chunked, the MLP's 14,336-wide intermediates would
+        # otherwise be the forward's peak (2 x 1.9 GB at 65,536 tokens in bf16).
+        feed_forward = lambda rows: self.mlp(self.post_attention_layernorm(rows))  # noqa: E731
+        return x + by_rows(feed_forward, x, self.mlp.gate_proj.out_features)
 
 
 class BidirectionalMistral(nn.Module):
@@ -362,8 +383,6 @@ class BidirectionalMistral(nn.Module):
 
 
 # ----------------------------------------------------------------------------- pooling head
-
-HEAD_CHUNK_BYTES = 256 << 20  # the head's widest intermediates (h * hd = 32,768 wide) per chunk of rows
 
 
 class CrossAttention(nn.Module):
@@ -426,7 +445,7 @@ class LatentAttentionPooling(nn.Module):
 
     Both blocks act on each token alone, so running them on the pooled rows only (real tokens
     past the instruction) gives the official result exactly; chunks of rows bound the 32,768-wide
-    intermediates to `HEAD_CHUNK_BYTES` each, whatever the batch.
+    intermediates to `CHUNK_BYTES` each, whatever the batch.
     """
 
     def __init__(self, cfg: LatentAttentionConfig):
@@ -441,7 +460,7 @@ class LatentAttentionPooling(nn.Module):
         attend, feed_forward = self.cross_attend_blocks
         k, v = attend.fn.keys_values(attend.norm_context(self.latents))  # (1, h, L, hd) each
         inner = self.cfg.num_cross_heads * self.cfg.cross_dim_head
-        chunk = max(1, HEAD_CHUNK_BYTES // (inner * hiddens.element_size()))
+        chunk = max(1, CHUNK_BYTES // (inner * hiddens.element_size()))
         offsets = np.asarray(batch.pool_offsets)
         sums = hiddens.new_zeros(len(batch.lengths), hiddens.shape[1], dtype=torch.float32)  # (B, d)
         for start in range(0, offsets[-1], chunk):

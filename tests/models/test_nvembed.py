@@ -322,18 +322,21 @@ def test_gpu_path_runs_one_varlen_flash_call_per_layer(checkpoint):
         model(batch.to(torch.device("meta")), kernel="xformers")
 
 
-def test_head_chunks_bound_its_rows_and_change_nothing(encoder, monkeypatch):
+def test_chunks_bound_the_head_and_mlp_rows_and_change_nothing(encoder, monkeypatch):
     import embednv.models.nvembed as nvembed
 
     whole = encoder.embed(UNEQUAL, instruction=INSTRUCTION)
     inner = encoder.model.cfg.latent.num_cross_heads * encoder.model.cfg.latent.cross_dim_head
-    monkeypatch.setattr(nvembed, "HEAD_CHUNK_BYTES", 30 * inner * 4)  # 30 rows of float32 per chunk
+    monkeypatch.setattr(nvembed, "CHUNK_BYTES", 30 * inner * 4)  # 30 rows of float32 per chunk
     log = OpLog()
     with torch.inference_mode(), log:
         chunked = encoder.embed(UNEQUAL, instruction=INSTRUCTION)
     to_q = [c[1][0][0] for c in log.named("aten.linear") if c[1][1][0] == inner]
     n_pooled = sum(len(s) - encoder.pool_skip(INSTRUCTION) for s in UNEQUAL)
     assert max(to_q) == 30 and sum(to_q) == n_pooled and len(to_q) == -(-n_pooled // 30)
+    width = encoder.model.cfg.text.intermediate_size  # the MLP is cut the same way: 11 rows of 128 columns
+    gate_up = [c[1][0][0] for c in log.named("aten.linear") if c[1][1][0] == width]
+    assert max(gate_up) == 30 * inner // width and sum(gate_up) == 2 * 2 * sum(map(len, UNEQUAL))  # 2 layers x 2
     np.testing.assert_allclose(chunked, whole, atol=1e-6)  # chunk edges inside a window included
 
 
@@ -373,7 +376,7 @@ def test_real_width_matches_the_reference(tmp_path, monkeypatch):
 
     text = {**OFFICIAL_CONFIG["text_config"], "num_hidden_layers": 1, "vocab_size": 256}
     write_random_checkpoint(tmp_path, {**OFFICIAL_CONFIG, "text_config": text}, shards=2, dtype=torch.float32)
-    monkeypatch.setattr(nvembed, "HEAD_CHUNK_BYTES", 7 * 8 * 4096 * 4)
+    monkeypatch.setattr(nvembed, "CHUNK_BYTES", 7 * 8 * 4096 * 4)
     n_skip = 4
     sequences = [UNEQUAL[1][:11], UNEQUAL[2][:9]]
     model = load_nvembed(tmp_path, "cpu", "float32")
