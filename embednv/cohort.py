@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from embednv.columns import CLUSTER, EMBEDDING, GROUP, MAP_VALUE_COLUMNS
+from embednv.columns import CLUSTER, COSINE, EMBEDDING, GROUP, MAP_VALUE_COLUMNS, RANK, SCORE_COLUMNS
 from embednv.directories import MANIFEST, MAP_FILE, SHARD_GLOB, OutputDir
 from embednv.errors import CohortError, one_line
 from embednv.io import filesystem_and_path
@@ -25,7 +25,6 @@ from embednv.mapping.reader import ShardSet, iter_batches, unit_vectors
 log = logging.getLogger(__name__)
 
 LEVEL_COLUMNS = {"fine": CLUSTER, "coarse": GROUP}  # map.parquet: a note's cluster, and its group of clusters
-SCORE_COLUMNS = ("cosine", "rank")
 DEFAULT_QUERY_TASK = "similar-notes"  # NV-Embed-v2's retrieval preset: a query asks for notes like it
 BATCH_ROWS = 4_096  # 64 MiB of float32 at 4,096-d; the matrix product gains nothing from more
 INTEGER = re.compile(r"^[+-]?[0-9]+$")
@@ -181,8 +180,8 @@ def nearest(
     return pa.table(
         {
             shards.id_column: best_ids.take(pa.array(order)),
-            "cosine": pa.array(best_scores[order], pa.float32()),
-            "rank": pa.array(np.arange(1, len(order) + 1), pa.int32()),
+            COSINE: pa.array(best_scores[order], pa.float32()),
+            RANK: pa.array(np.arange(1, len(order) + 1), pa.int32()),
         }
     )
 

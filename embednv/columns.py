@@ -8,6 +8,13 @@ they never reach an output file.
 EMBEDDING, N_TOKENS, N_CHUNKS = "embedding", "n_tokens", "n_chunks"
 OUTPUT_VALUE_COLUMNS = (EMBEDDING, N_TOKENS, N_CHUNKS)
 
+# _errors.parquet, besides the id column: where the row was and why it was not embedded.
+ERROR_FILE, ERROR_ROW, ERROR_REASON = "file", "row", "reason"
+
+# cohort's nearest-note lists (--near, --query), besides the id column.
+COSINE, RANK = "cosine", "rank"
+SCORE_COLUMNS = (COSINE, RANK)
+
 # map.parquet, besides the id column: a note's place on the map, its cluster and (two-level maps) its group.
 X, Y, CLUSTER, GROUP = "x", "y", "cluster", "group"
 MAP_VALUE_COLUMNS = (X, Y, CLUSTER, GROUP)

@@ -48,11 +48,18 @@ def subset(mtsamples_path, tmp_path_factory):
     return path, picked
 
 
-def test_every_note_once_with_exact_embeddings(ray_local, subset, tmp_path):
+def test_every_note_once_with_exact_embeddings(subset, tmp_path):
     path, picked = subset
     out = tmp_path / "emb"
     run_embed(
-        EmbedConfig(inputs=(str(path),), out=str(out), model="minilm", text_column="transcription", rows_per_shard=64)
+        EmbedConfig(
+            inputs=(str(path),),
+            out=str(out),
+            model="minilm",
+            text_column="transcription",
+            rows_per_shard=64,
+            executor="local",
+        )
     )
     shards = pads.dataset(str(out), format="parquet").to_table()
     errors = pq.read_table(out / "_errors.parquet")

@@ -17,7 +17,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from embednv.columns import EMBEDDING, ERROR, N_CHUNKS, N_TOKENS, PADDED, ROW, SHARD, WINDOW_TOKENS
+from embednv.columns import (
+    EMBEDDING,
+    ERROR,
+    ERROR_FILE,
+    ERROR_REASON,
+    ERROR_ROW,
+    N_CHUNKS,
+    N_TOKENS,
+    PADDED,
+    ROW,
+    SHARD,
+    WINDOW_TOKENS,
+)
 from embednv.directories import ERROR_PARTS, OutputDir, shard_name
 from embednv.embed.inputs import InputPlan
 
@@ -36,9 +48,9 @@ class ShardAssembler:
         self.error_schema = pa.schema(
             [
                 pa.field(id_column, plan.id_type),
-                pa.field("file", pa.string()),
-                pa.field("row", pa.int64()),
-                pa.field("reason", pa.string()),
+                pa.field(ERROR_FILE, pa.string()),
+                pa.field(ERROR_ROW, pa.int64()),
+                pa.field(ERROR_REASON, pa.string()),
             ]
         )
         self._parts: dict[int, list[pa.Table]] = defaultdict(list)

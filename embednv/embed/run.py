@@ -14,6 +14,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
+from embednv.columns import ERROR_FILE, ERROR_ROW
 from embednv.directories import ERROR_PARTS, ERRORS, MANIFEST, MAP, SUCCESS, OutputDir
 from embednv.embed.assemble import ShardAssembler
 from embednv.embed.config import DEFAULT_BATCH_TOKENS, EmbedConfig, check_executor, default_dtype
@@ -237,7 +238,7 @@ def combine_errors(out: OutputDir, assembler: ShardAssembler) -> None:
 
     parts = [out.read_table(f"{ERROR_PARTS}/{name}") for name in out.names(ERROR_PARTS) if name.endswith(".parquet")]
     errors = (
-        pa.concat_tables(parts).sort_by([("file", "ascending"), ("row", "ascending")])
+        pa.concat_tables(parts).sort_by([(ERROR_FILE, "ascending"), (ERROR_ROW, "ascending")])
         if parts
         else assembler.error_schema.empty_table()
     )

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from embednv.columns import COSINE, RANK
 from embednv.errors import StaleIndex
 from embednv.index.params import FLAT_MAX_FLOATS, probes_for_k
 from embednv.index.store import INDEX_DIR, IndexDir, check_fresh, shard_signatures
@@ -82,8 +83,8 @@ class IndexSearch:
         return pa.table(
             {
                 self.shards.id_column: ids,
-                "cosine": pa.array(scores, pa.float32()),
-                "rank": pa.array(np.arange(1, len(scores) + 1), pa.int32()),
+                COSINE: pa.array(scores, pa.float32()),
+                RANK: pa.array(np.arange(1, len(scores) + 1), pa.int32()),
             }
         )
 

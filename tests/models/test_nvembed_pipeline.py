@@ -42,6 +42,8 @@ def embed_cli(notes, out, checkpoint, *extra):
         "cpu",
         "--dtype",
         "float32",
+        "--executor",  # the model through the CLI, not Ray (tests/embed/test_run.py compares the executors)
+        "local",
         *extra,
     ]
     result = subprocess.run(
