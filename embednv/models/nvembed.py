@@ -769,11 +769,17 @@ class NVEmbedEncoder:
         compile: bool = False,
     ):
         model = load_nvembed(path, device, dtype)
-        self.model, self.tokenizer, self.instruction = (
-            model.compile_blocks() if compile else model,
-            load_nvembed_tokenizer(path),
-            instruction,
-        )
+        self._bind(model.compile_blocks() if compile else model, load_nvembed_tokenizer(path), instruction)
+
+    @classmethod
+    def from_model(cls, model: NVEmbedModel, tokenizer, instruction: str = "") -> NVEmbedEncoder:
+        """Wrap a model already built (the GPU script's float32 copy of the bf16 one: no second load)."""
+        encoder = cls.__new__(cls)
+        encoder._bind(model, tokenizer, instruction)
+        return encoder
+
+    def _bind(self, model: NVEmbedModel, tokenizer, instruction: str) -> None:
+        self.model, self.tokenizer, self.instruction = model, tokenizer, instruction
         self.dim = model.cfg.output_dim
         self.max_tokens = min(DEFAULT_MAX_TOKENS, model.cfg.text.max_position_embeddings)
         first = next(model.parameters())
