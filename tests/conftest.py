@@ -53,6 +53,17 @@ def _helpers_used(function, source: str) -> str:
     return "\n".join(_source(h) for h in helpers if inspect.isfunction(h) or inspect.isclass(h))
 
 
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """The commands point logging at the test runner's stderr, closed after each invoke: undo that after each test."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """A real local Ray instance shared by the pipeline tests (starting one costs seconds)."""

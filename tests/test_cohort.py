@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 
 import numpy as np
 import pyarrow as pa
@@ -32,15 +31,6 @@ def _root() -> None:
 
 runner = CliRunner()
 DIM = 24
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """The command points logging at the runner's stderr, closed after each invoke: undo that."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:], root.level = handlers, level
 
 
 def invoke(*args, **kwargs):

@@ -9,7 +9,6 @@ import logging
 
 import numpy as np
 import pyarrow as pa
-import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -43,15 +42,6 @@ app.command("cohort")(cohort_command)
 @app.callback()
 def _root() -> None:
     """A group, as in the main app."""
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """The commands point logging at the runner's stderr: undo that after each test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:], root.level = handlers, level
 
 
 def test_csv_formulas_behind_whitespace_or_in_full_width_forms_are_neutralised():

@@ -4,7 +4,6 @@ index is exact, readers that still see only the shards, and a stale index refuse
 from __future__ import annotations
 
 import json
-import logging
 
 import numpy as np
 import pyarrow as pa
@@ -35,14 +34,6 @@ DIM = 32
 @app.callback()
 def _root() -> None:
     """A group, as in the main app."""
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:], root.level = handlers, level
 
 
 def invoke(*args, **kwargs):
