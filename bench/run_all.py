@@ -50,6 +50,7 @@ from bench.report_separate import (  # noqa: E402
     MAP_COMMAND,
     OPERATIONS_COMMAND,
 )
+from bench.report_update import UPDATE_COMMAND, UPDATE_FILE  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 JOBS = ("padding", "throughput", "scale", "map")
@@ -100,6 +101,7 @@ def separate_jobs(out_dir: Path, gpu_json: Path | None = None) -> dict:
         "map_html": separate_job(out_dir / MAP_HTML_FILE, MAP_COMMAND, "not measured yet"),
         "index": separate_job(out_dir / INDEX_FILE, INDEX_COMMAND, "not measured yet"),
         "nvembed_model": separate_job(out_dir / MODEL_FILE, MODEL_COMMAND, "not measured yet"),
+        "update": separate_job(out_dir / UPDATE_FILE, UPDATE_COMMAND, "not measured yet"),
     }
 
 
