@@ -102,7 +102,12 @@ def run_embed(config: EmbedConfig) -> RunSummary:
     out = OutputDir(config.out)
     fields = fingerprint_fields(config, ref, plan, dtype)
     previous = out.manifest()
-    if config.update and previous is not None and previous.get("status") != "running":  # else a first run
+    if config.update and previous is not None and previous.get("status") == "running":
+        if previous.get("fingerprint") != fingerprint(fields):  # a first run cut short, into which --update cannot go
+            raise OutputConflict(
+                f"{out.uri} holds a run that never finished: rerun that command to finish it, then --update"
+            )
+    elif config.update and previous is not None:  # finished embeddings (else a first run, or its resume)
         return _update(config, out, previous, plan, fields, ref, device, dtype, batch_tokens, executor, gpus, started)
     if check_output(out, fields, config.overwrite):
         return summarise(out, plan, started, processed=0, processed_tokens=0, already_complete=True)
@@ -167,10 +172,9 @@ def _update(config, out, previous, plan, fields, ref, device, dtype, batch_token
 
     def embed(pending, assembler):
         if config.executor == "local":
-            executor.embed_shards(config, ref, assembler.plan, pending, device, dtype, batch_tokens, assembler)
-        else:
-            actors = actor_pool_size(config, device, gpus)
-            executor.embed_shards(config, ref, assembler.plan, pending, device, dtype, batch_tokens, actors, assembler)
+            return executor.embed_shards(config, ref, assembler.plan, pending, device, dtype, batch_tokens, assembler)
+        actors = actor_pool_size(config, device, gpus)
+        executor.embed_shards(config, ref, assembler.plan, pending, device, dtype, batch_tokens, actors, assembler)
 
     record = run_update(config, out, previous, plan, fields, ref.dim, embed, to_json)
     summary = summarise(out, plan, started, record["embedded"], 0)

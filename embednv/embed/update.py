@@ -57,7 +57,8 @@ class UpdatePlan:
         )
         if len(self.reader_errors):
             gone = sum(len(ids) for ids in self.withdrawn.values())
-            text += f"; {len(self.reader_errors):,} rows cannot be embedded ({gone:,} of them replace a vector)"
+            n = len(self.reader_errors)
+            text += f"; {n:,} row{'' if n == 1 else 's'} cannot be embedded ({gone:,} of them replace a vector)"
         return text
 
 

@@ -30,7 +30,7 @@ def run_update(
     plan: InputPlan,
     fields: dict,
     dim: int,
-    embed: Callable[[list, ShardAssembler], dict | None],
+    embed: Callable[[list, ShardAssembler], dict | None],  # returns the local executor's stage seconds
     to_json: Callable[[dict], str],
 ) -> dict:
     """Update `out` with the new and changed notes of `plan`; returns this update's record (also in the manifest)."""
@@ -45,8 +45,7 @@ def run_update(
 
     writer = UpdateWriter(out, update, config.id_column, config.rows_per_shard)
     assembler = ShardAssembler(update.plan, out, config.id_column, dim, sink=writer)
-    if update.pending:
-        embed(update.pending, assembler)
+    stages = (embed(update.pending, assembler) if update.pending else None) or {}  # local: seconds per stage
     lost = assembler.incomplete()
     if lost:  # a bug, never a silent loss
         raise RuntimeError(f"rows missing from shards (arrived, expected): {lost}")
@@ -69,6 +68,7 @@ def run_update(
         "bytes_written": writer.bytes_written,
         "bytes_rewritten": writer.bytes_rewritten,
         "seconds": round(time.time() - started, 2),
+        "stage_seconds": {k: round(v, 3) for k, v in stages.items()} or None,
     }
     rows = sum(out.shard_stats(name)[0] for name in out.shard_names())
     manifest = out.manifest() or manifest  # `embednv index` or `map` may have added keys meanwhile

@@ -30,6 +30,7 @@ class UpdateWriter:
         self.next_index = update.next_index
         self._new: list[pa.Table] = []
         self._waiting: dict[str, list[pa.Table]] = {}  # holder shard -> replacement rows
+        self._waiting_bytes = 0
         self._remove: dict[str, set] = {k: set(v) for k, v in update.withdrawn.items()}
         self._errors: list[pa.Table] = [update.reader_errors]
         self.embedded_ids: list[pa.Array] = []
@@ -49,11 +50,13 @@ class UpdateWriter:
         known = [i in holders for i in ids]
         for position, note_id in enumerate(ids):
             if known[position]:
-                self._waiting.setdefault(holders[note_id], []).append(data.slice(position, 1))
+                row = data.slice(position, 1)
+                self._waiting.setdefault(holders[note_id], []).append(row)
+                self._waiting_bytes += row.nbytes
         self._new.append(data.filter(pa.array([not k for k in known], pa.bool_())))
         while sum(map(len, self._new)) >= self.rows_per_shard:
             self._write_new(self.rows_per_shard)
-        if sum(t.nbytes for parts in self._waiting.values() for t in parts) > FLUSH_BYTES:
+        if self._waiting_bytes > FLUSH_BYTES:
             self._rewrite_holders()
 
     def finish(self) -> pa.Table:
@@ -90,6 +93,7 @@ class UpdateWriter:
             self.shards_rewritten += 1
         self._waiting.clear()
         self._remove.clear()
+        self._waiting_bytes = 0
 
 
 def merge_errors(out: OutputDir, new_errors: pa.Table, update: UpdatePlan, embedded_now: pa.Array) -> int:

@@ -230,3 +230,19 @@ def test_sigkill_during_an_update_leaves_one_row_per_note_and_a_rerun_finishes(b
         for note_id, vector in seen.items():
             expected = direct.get(note_id, old.get(note_id))
             assert np.abs(vector - expected).max() < 1e-5, note_id
+
+
+def test_an_update_under_ray_writes_what_the_local_executor_writes(base, tmp_path, ray_local):
+    notes, emb = base
+    path, _ = updated_input(notes, tmp_path / "export-2.parquet")
+    outs = {}
+    for executor in ("local", "ray"):
+        outs[executor] = copy_of(emb, tmp_path / executor)
+        summary = run_embed(
+            EmbedConfig(inputs=(str(path),), out=str(outs[executor]), update=True, **{**SETTINGS, "executor": executor})
+        )
+        assert (summary.update["new"], summary.update["changed"], summary.update["embedded"]) == (2, 2, 4)
+    local, ray = by_id(outs["local"]), by_id(outs["ray"])
+    assert sorted(local) == sorted(ray) == list(range(1, 61)) + [1001, 1002]
+    assert max(float(np.abs(local[i] - ray[i]).max()) for i in local) < 1e-5
+    assert pq.read_table(outs["ray"] / "_errors.parquet").equals(pq.read_table(outs["local"] / "_errors.parquet"))
