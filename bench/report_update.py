@@ -24,7 +24,7 @@ def update_section(job: dict) -> str:
             f"`{d['command']}` (commit {d['git_commit']}, {d['generated_at']}, load {m['load_average_1m_at_start']} at the "
             f"start, {m['load_average_1m_at_end']} at the end, on {m['logical_cores']} cores): a {d['n']:,}-note sample "
             f"corpus embedded once with MiniLM (`--executor local`), then an export with {d['new']:,} new notes (1%) and "
-            f"{d['changed']:,} changed ones (0.1%), then the same update again (nothing to embed: the fixed cost)."
+            f"{d['changed']:,} changed (0.1%), then the same update again (nothing to embed: the fixed cost)."
             + _size_note(d),
             "",
             md_table(

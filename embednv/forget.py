@@ -85,6 +85,7 @@ def as_id_array(ids: list[str], id_type: pa.DataType) -> pa.Array:
 
 
 def forget(emb_dir: str, ids_file: str, maps: tuple[str, ...] = ()) -> ForgetReport:
+    """Remove the ids listed in `ids_file` from `emb_dir` and what was made of it; see the module docstring."""
     out = OutputDir(emb_dir)
     manifest = out.manifest()
     if manifest is None or out.kind() != EMBEDDINGS:
@@ -93,14 +94,14 @@ def forget(emb_dir: str, ids_file: str, maps: tuple[str, ...] = ()) -> ForgetRep
     targets = list(dict.fromkeys([*manifest.get("maps", []), *maps]))
     forget_from_map = _map_forgetter() if targets else None  # refuse before any file is touched
 
+    import pyarrow.parquet as pq
+
     names = out.shard_names()
-    id_type = out.read_table(names[0]).schema.field(id_column).type if names else pa.string()
+    id_type = pq.read_schema(out.full(names[0]), filesystem=out.fs).field(id_column).type if names else pa.string()
     ids = as_id_array(read_id_list(ids_file, id_column), id_type)
     report = ForgetReport(given=len(ids))
     out.remove_stale_temporaries()
     for name in names:
-        import pyarrow.parquet as pq
-
         with out.fs.open_input_file(out.full(name)) as handle:
             held = pq.read_table(handle, columns=[id_column]).column(0)
         hits = int(pc.sum(pc.is_in(held, value_set=ids)).as_py() or 0)
