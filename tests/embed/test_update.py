@@ -1,5 +1,6 @@
 """`embed --update`: only new and changed notes are embedded, in place, and every read sees one row per note."""
 
+import hashlib
 import json
 import logging
 import os
@@ -96,6 +97,9 @@ def test_update_embeds_new_and_changed_notes_only_and_keeps_the_rest_bit_identic
     assert files["part-00002.parquet"] == before_files["part-00002.parquet"]
     assert files["part-00000.parquet"] != before_files["part-00000.parquet"]
     assert pq.read_table(out / "part-00003.parquet").column("note_id").to_pylist() == [1001, 1002]
+    shards = pads.dataset(str(out), format="parquet").to_table().to_pydict()
+    hashes = dict(zip(shards["note_id"], shards[TEXT_HASH]))  # the hash of the text each vector is of
+    assert all(hashes[i] == hashlib.sha256(current[i].encode()).hexdigest() for i in [1, 3, 17, 1001])
 
     errors = pq.read_table(out / "_errors.parquet").to_pydict()
     assert errors["note_id"] == [5, 1001] and errors["row"] == [61, 63] and set(errors["file"]) == {str(path)}
