@@ -250,3 +250,19 @@ def test_an_update_under_ray_writes_what_the_local_executor_writes(base, tmp_pat
     assert sorted(local) == sorted(ray) == list(range(1, 61)) + [1001, 1002]
     assert max(float(np.abs(local[i] - ray[i]).max()) for i in local) < 1e-5
     assert pq.read_table(outs["ray"] / "_errors.parquet").equals(pq.read_table(outs["local"] / "_errors.parquet"))
+
+
+def test_the_command_line_takes_update_and_refuses_it_with_overwrite(base, tmp_path):
+    notes, emb = base
+    out = copy_of(emb, tmp_path)
+    path, _ = updated_input(notes, tmp_path / "export-2.parquet")
+    args = [sys.executable, "-m", "embednv.cli", "embed", str(path), "--out", str(out), "--model", "minilm"]
+    both = subprocess.run([*args, "--update", "--overwrite"], capture_output=True, text=True)
+    assert both.returncode == 2 and both.stderr.strip().splitlines() == [
+        "error: Give --update or --overwrite, not both"
+    ]
+    other = subprocess.run(
+        [*args, "--update", "--max-tokens", "64", "--executor", "local"], capture_output=True, text=True
+    )
+    assert other.returncode == 2 and "was embedded with another max_tokens;" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
