@@ -96,7 +96,7 @@ def embed(
     ),
     debug: bool = typer.Option(False, help="Tracebacks and Ray's own logs."),
 ) -> None:
-    """Embed notes into sharded Parquet: every input row ends up embedded or in _errors.parquet."""
+    """Embed notes into sharded Parquet: every input row ends up embedded or in _errors/errors.parquet."""
     setup_logging(debug, uses_ray=executor == "ray")
     try:
         from embednv.embed.config import EmbedConfig, check_device_and_dtype, check_id_type

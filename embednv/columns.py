@@ -11,7 +11,7 @@ EMBEDDING, N_TOKENS, N_CHUNKS = "embedding", "n_tokens", "n_chunks"
 TEXT_HASH = "text_sha256"
 OUTPUT_VALUE_COLUMNS = (EMBEDDING, N_TOKENS, N_CHUNKS, TEXT_HASH)
 
-# _errors.parquet, besides the id column: where the row was and why it was not embedded.
+# _errors/errors.parquet, besides the id column: where the row was and why it was not embedded.
 ERROR_FILE, ERROR_ROW, ERROR_REASON = "file", "row", "reason"
 
 # cohort's nearest-note lists (--near, --query), besides the id column.

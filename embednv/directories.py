@@ -23,12 +23,15 @@ if TYPE_CHECKING:
 EMBEDDINGS, MAP = "embeddings", "map"
 
 MANIFEST = "_manifest.json"
-# Embeddings: shards, then the errors and the marker written last.
-SUCCESS, ERRORS, ERROR_PARTS = "_SUCCESS", "_errors.parquet", "_errors"
+# Embeddings: shards, then the errors and the marker written last. The errors live in a folder so that
+# `read_parquet('EMB/*.parquet')` (DuckDB, Polars) sees the shards only; pyarrow and pandas skip `_` names.
+SUCCESS, ERRORS_DIR = "_SUCCESS", "_errors"
+ERRORS, ERROR_PARTS = f"{ERRORS_DIR}/errors.parquet", f"{ERRORS_DIR}/parts"
+LEGACY_ERRORS = "_errors.parquet"  # where embednv before 0.2 kept them: still recognised, scrubbed by forget
 INDEX_DIR = "_index"  # `embednv index`: the nearest-neighbour index, beside the shards (embednv/index/store.py)
 SHARD_NAME = re.compile(r"^part-(\d{5,})\.parquet$")
 SHARD_GLOB = "part-*.parquet"  # for people and DuckDB: `read_parquet('EMB/part-*.parquet')`
-EMBEDDINGS_MARKERS = (SUCCESS, ERRORS, ERROR_PARTS)
+EMBEDDINGS_MARKERS = (SUCCESS, ERRORS_DIR, LEGACY_ERRORS)
 STATS_KEY = b"embednv.stats"  # per-shard token counts, kept in the Parquet footer
 # A map: one row per note, the clusters, and the pages people open; the manifest is written last.
 MAP_FILE, CLUSTERS_FILE, CLUSTERS_MD = "map.parquet", "clusters.parquet", "clusters.md"
@@ -118,10 +121,10 @@ class OutputDir:
     def clear(self) -> None:
         """Remove embednv's own files only: never delete what a user put beside them."""
         for name in self.names():
-            if SHARD_NAME.match(name) or name in (SUCCESS, MANIFEST, ERRORS) or is_temporary(name):
+            if SHARD_NAME.match(name) or name in (SUCCESS, MANIFEST, LEGACY_ERRORS) or is_temporary(name):
                 self.fs.delete_file(self._full(name))
-        if self.names(ERROR_PARTS):
-            self.fs.delete_dir(self._full(ERROR_PARTS))
+        if self.names(ERRORS_DIR):
+            self.fs.delete_dir(self._full(ERRORS_DIR))
         if self.names(INDEX_DIR):  # `embednv index`'s: built from the shards just removed
             self.fs.delete_dir(self._full(INDEX_DIR))
 
@@ -129,7 +132,7 @@ class OutputDir:
         """Delete half-written files a killed run left behind (never visible under a final name)."""
         stale = [
             f"{folder + '/' if folder else ''}{name}"
-            for folder in ("", ERROR_PARTS)
+            for folder in ("", ERRORS_DIR, ERROR_PARTS)
             for name in self.names(folder)
             if is_temporary(name)
         ]

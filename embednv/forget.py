@@ -3,7 +3,7 @@
 Every file that holds a forgotten id or its vector is replaced by one without it, one atomic
 replacement per file (`embed/shard_edit.py`), so plain readers never see a half-edited file
 and a SIGKILL loses nothing: the same command run again finds what is left and finishes. What
-is edited: the shards, `_errors.parquet`, the cohort index `_index/` (removed whole, index.json
+is edited: the shards, `_errors/errors.parquet`, the cohort index `_index/` (removed whole, index.json
 first, when it lists a forgotten id: `embednv index EMB` rebuilds it), and every map made from
 EMB (its manifest's `maps`, plus `--map`), through the map side's `mapping/forget.py`. Only
 counts are reported: ids are PHI-adjacent.
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from embednv.directories import EMBEDDINGS, ERRORS, INDEX_DIR, MANIFEST, OutputDir
+from embednv.directories import EMBEDDINGS, ERRORS, INDEX_DIR, LEGACY_ERRORS, MANIFEST, OutputDir
 from embednv.embed.shard_edit import edit_shard, remove_rows
 from embednv.errors import ConfigError, InputError, OutputConflict
 from embednv.index.store import RECORD, IndexDir
@@ -32,7 +32,7 @@ class ForgetReport:
     given: int  # distinct ids in the file
     in_shards: int = 0  # rows removed from the shards
     shards_edited: int = 0
-    in_errors: int = 0  # rows removed from _errors.parquet
+    in_errors: int = 0  # rows removed from the errors file
     index_removed: bool = False
     maps: dict[str, int] = field(default_factory=dict)  # map directory -> rows removed
 
@@ -109,8 +109,9 @@ def forget(emb_dir: str, ids_file: str, maps: tuple[str, ...] = ()) -> ForgetRep
             edit_shard(out, name, id_column, remove=ids)
             report.in_shards += hits
             report.shards_edited += 1
-    if out.exists(ERRORS):
-        report.in_errors = remove_rows(out, ERRORS, id_column, ids)
+    for errors in (ERRORS, LEGACY_ERRORS):  # a directory written before the errors moved into `_errors/`
+        if out.exists(errors):
+            report.in_errors += remove_rows(out, errors, id_column, ids)
     report.index_removed = _remove_index_holding(emb_dir, ids)
     texts = {str(v) for v in ids.to_pylist()}
     for uri in targets:

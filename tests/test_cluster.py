@@ -272,7 +272,7 @@ def test_embed_job_on_a_ray_cluster_with_file_uris(embedded, head):
         table = pq.read_table(shard)
         assert table.schema.field("embedding").type.list_size == 384  # all-MiniLM-L6-v2
         ids.update(table.column("note_id").to_pylist())
-    ids.update(pq.read_table(out / "_errors.parquet").column("note_id").to_pylist())
+    ids.update(pq.read_table(out / "_errors" / "errors.parquet").column("note_id").to_pylist())
     assert ids == Counter(range(1, N_NOTES + 1)), "every input row exactly once, embedded or in _errors.parquet"
     assert (out / "_SUCCESS").exists()
 

@@ -62,7 +62,7 @@ def test_every_note_once_with_exact_embeddings(subset, tmp_path):
         )
     )
     shards = pads.dataset(str(out), format="parquet").to_table()
-    errors = pq.read_table(out / "_errors.parquet")
+    errors = pq.read_table(out / "_errors" / "errors.parquet")
     ids = shards.column("note_id").to_pylist() + errors.column("note_id").to_pylist()
     assert sorted(ids) == sorted(picked.column("note_id").to_pylist())
     assert len(errors) >= 1 and set(errors.column("reason").to_pylist()) <= {

@@ -18,7 +18,7 @@ ID_TYPES = ("string", "int")
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _INT64 = (-(2**63), 2**63 - 1)
 
-# Problems a value can have; each becomes the row's reason in _errors.parquet.
+# Problems a value can have; each becomes the row's reason in _errors/errors.parquet.
 NOT_AN_INTEGER = "id is not an integer (--id-type int)"
 
 
@@ -104,7 +104,7 @@ def decode_texts(texts: pa.Array) -> tuple[pa.Array, list[str | None] | None]:
 
 
 def text_problem(text: object) -> str | None:
-    """Why a note's text cannot be embedded, or None: the reasons `_errors.parquet` and `Embedder` give."""
+    """Why a note's text cannot be embedded, or None: the reasons `_errors/errors.parquet` and `Embedder` give."""
     if text is None:
         return "text is null"
     if not isinstance(text, str):

@@ -2,7 +2,7 @@
 
 Every reader yields pyarrow tables with the user's id column (its own name; CSV and JSONL ids as
 written, see `fields`) and the internal columns below. A row that cannot be embedded keeps its
-place with a reason in `ERROR`, so that it ends up in `_errors.parquet` instead of vanishing or
+place with a reason in `ERROR`, so that it ends up in `_errors/errors.parquet` instead of vanishing or
 crashing the job; a column that cannot be used at all is refused while planning, naming it.
 """
 

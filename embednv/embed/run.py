@@ -269,7 +269,7 @@ def summarise(
 
 
 def combine_errors(out: OutputDir, assembler: ShardAssembler) -> None:
-    """Merge the per-shard error files into one `_errors.parquet`, sorted by file and row."""
+    """Merge the per-shard error files into one `_errors/errors.parquet`, sorted by file and row."""
     import pyarrow as pa
 
     parts = [out.read_table(f"{ERROR_PARTS}/{name}") for name in out.names(ERROR_PARTS) if name.endswith(".parquet")]

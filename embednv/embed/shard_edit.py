@@ -56,7 +56,7 @@ def edit_shard(
 
 
 def remove_rows(out: OutputDir, name: str, id_column: str, ids: pa.Array) -> int:
-    """Drop the rows of a small table file (`_errors.parquet`) whose id is in `ids`; returns rows removed."""
+    """Drop the rows of a small table file (`_errors/errors.parquet`) whose id is in `ids`; returns rows removed."""
     table = out.read_table(name)
     hit = pc.is_in(table.column(id_column), value_set=ids.cast(table.schema.field(id_column).type))
     found = int(pc.sum(hit).as_py() or 0)

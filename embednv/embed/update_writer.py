@@ -6,7 +6,7 @@ numbered after the last shard there (each written atomically: a reader sees none
 Changed notes wait, grouped by the shard holding their old row, and each holder is rewritten
 once (`shard_edit.edit_shard`, one atomic replacement) at the end or when the waiting vectors
 pass `flush_bytes`. Every step therefore leaves exactly one row per note. A note whose new text
-cannot be embedded loses its old row and is listed in `_errors.parquet` instead (its vector is
+cannot be embedded loses its old row and is listed in `_errors/errors.parquet` instead (its vector is
 no longer its text's); errors are merged last, atomically.
 """
 
@@ -97,7 +97,7 @@ class UpdateWriter:
 
 
 def merge_errors(out: OutputDir, new_errors: pa.Table, update: UpdatePlan, embedded_now: pa.Array) -> int:
-    """`_errors.parquet` after an update: the earlier rows of files this update did not read, less
+    """`_errors/errors.parquet` after an update: the earlier rows of files this update did not read, less
     those whose note is now embedded (a duplicate's row stays: its first occurrence is what is
     embedded), then this update's rows. Returns the rows listed."""
     uris = pa.array([f.uri for f in update.plan.files], pa.string())

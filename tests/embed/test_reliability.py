@@ -54,8 +54,17 @@ def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_output(corpus, tmp_p
         "--window-rows",
         "20",
     ]
-    reference = tmp_path / "reference"
-    assert subprocess.run(cli(*args, "--out", str(reference)), env=ENV, capture_output=True).returncode == 0
+    reference = tmp_path / "reference"  # the uninterrupted run, here on the local executor: no second Ray start
+    run_embed(
+        EmbedConfig(
+            inputs=(str(corpus),),
+            out=str(reference),
+            model="minilm",
+            max_tokens=128,
+            rows_per_shard=20,
+            executor="local",
+        )
+    )
 
     out = tmp_path / "killed"
     # A new session: SIGKILL to the group takes the driver and its local Ray down at once, like a lost node.
@@ -89,7 +98,7 @@ def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_output(corpus, tmp_p
 
 def test_changed_inputs_are_refused_unless_overwrite(corpus, tmp_path):
     out = tmp_path / "emb"
-    base = ["embed", "--model", "minilm", "--max-tokens", "128", "--out", str(out)]
+    base = ["embed", "--model", "minilm", "--max-tokens", "128", "--out", str(out), "--executor", "local"]
     assert subprocess.run(cli(*base[:1], str(corpus), *base[1:]), env=ENV, capture_output=True).returncode == 0
     other = tmp_path / "other.parquet"
     write_sample_corpus(str(other), 30, seed=9)
@@ -153,7 +162,9 @@ def test_garbage_rows_become_error_rows_and_a_huge_note_is_chunked(tmp_path):
     assert sorted(shards.column("note_id").to_pylist()) == ["1", "8"]  # CSV and JSONL ids as written
     huge_row = [r for r in shards.to_pylist() if r["note_id"] == "8"][0]
     assert huge_row["n_chunks"] > 100 and np.isclose(np.linalg.norm(huge_row["embedding"]), 1, atol=1e-5)
-    errors = {(r["note_id"], r["row"]): r["reason"] for r in pq.read_table(out / "_errors.parquet").to_pylist()}
+    errors = {
+        (r["note_id"], r["row"]): r["reason"] for r in pq.read_table(out / "_errors" / "errors.parquet").to_pylist()
+    }
     assert errors.pop(("9", 4)).startswith("invalid UTF-8 in line 5 at byte")
     assert errors == {
         ("2", 1): "invalid UTF-8 in text at byte 4",

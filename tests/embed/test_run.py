@@ -55,7 +55,7 @@ def config_for(inputs, out, **overrides):
 
 def read_output(out):
     shards = pads.dataset(str(out), format="parquet").to_table()  # ignores _-prefixed files
-    errors = pq.read_table(os.path.join(out, "_errors.parquet"))
+    errors = pq.read_table(os.path.join(out, "_errors", "errors.parquet"))
     return shards, errors, json.loads(open(os.path.join(out, "_manifest.json")).read())
 
 
@@ -71,7 +71,7 @@ def test_every_id_exactly_once_in_shards_or_errors(finished, corpus):
     shards, errors, manifest = read_output(out)
     embedded = shards.column("note_id").to_pylist()
     assert sorted(embedded) == list(range(1, 121))  # each good note once, duplicate 3 only once
-    assert sorted(os.listdir(out)) == ["_SUCCESS", "_errors.parquet", "_manifest.json"] + [
+    assert sorted(os.listdir(out)) == ["_SUCCESS", "_errors", "_manifest.json"] + [
         f"part-{i:05d}.parquet" for i in range(4)
     ]
     assert errors.column_names == ["note_id", "file", "row", "reason"]

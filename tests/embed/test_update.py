@@ -101,7 +101,7 @@ def test_update_embeds_new_and_changed_notes_only_and_keeps_the_rest_bit_identic
     hashes = dict(zip(shards["note_id"], shards[TEXT_HASH]))  # the hash of the text each vector is of
     assert all(hashes[i] == hashlib.sha256(current[i].encode()).hexdigest() for i in [1, 3, 17, 1001])
 
-    errors = pq.read_table(out / "_errors.parquet").to_pydict()
+    errors = pq.read_table(out / "_errors" / "errors.parquet").to_pydict()
     assert errors["note_id"] == [5, 1001] and errors["row"] == [61, 63] and set(errors["file"]) == {str(path)}
     record = json.loads((out / "_manifest.json").read_text())["updates"][-1]
     assert {k: record[k] for k in ("new", "changed", "unchanged", "embedded", "errors", "new_shards")} == dict(
@@ -120,12 +120,12 @@ def test_an_error_row_that_now_embeds_leaves_the_errors_file_and_a_withdrawn_tex
     out = copy_of(emb, tmp_path)
     first = notes_file(tmp_path / "a.parquet", [2001, 7], ["   ", notes.column("text")[6].as_py()])
     run_embed(EmbedConfig(inputs=(str(first),), out=str(out), update=True, **SETTINGS))
-    assert pq.read_table(out / "_errors.parquet").column("note_id").to_pylist() == [2001]
+    assert pq.read_table(out / "_errors" / "errors.parquet").column("note_id").to_pylist() == [2001]
 
     second = notes_file(tmp_path / "b.parquet", [2001, 7], ["Now with text: wrist fracture.", None])
     summary = run_embed(EmbedConfig(inputs=(str(second),), out=str(out), update=True, **SETTINGS))
     assert summary.update["withdrawn"] == 1
-    errors = pq.read_table(out / "_errors.parquet").to_pydict()
+    errors = pq.read_table(out / "_errors" / "errors.parquet").to_pydict()
     assert errors["note_id"] == [7] and errors["reason"] == ["text is null"]
     assert sorted(by_id(out)) == [i for i in range(1, 61) if i != 7] + [2001]
 
@@ -194,8 +194,8 @@ def plain_reads(out) -> list[dict]:
     tables = {
         "pyarrow.dataset": pads.dataset(str(out), format="parquet").to_table().to_pandas(),
         "pandas": pd.read_parquet(out),
-        "duckdb": duckdb.sql(f"SELECT note_id, embedding FROM read_parquet('{out}/part-*.parquet')").df(),
-        "polars": pl.read_parquet(f"{out}/part-*.parquet").to_pandas(),
+        "duckdb": duckdb.sql(f"SELECT note_id, embedding FROM read_parquet('{out}/*.parquet')").df(),
+        "polars": pl.read_parquet(f"{out}/*.parquet").to_pandas(),
     }
     seen = []
     for reader, frame in tables.items():
@@ -249,7 +249,9 @@ def test_an_update_under_ray_writes_what_the_local_executor_writes(base, tmp_pat
     local, ray = by_id(outs["local"]), by_id(outs["ray"])
     assert sorted(local) == sorted(ray) == list(range(1, 61)) + [1001, 1002]
     assert max(float(np.abs(local[i] - ray[i]).max()) for i in local) < 1e-5
-    assert pq.read_table(outs["ray"] / "_errors.parquet").equals(pq.read_table(outs["local"] / "_errors.parquet"))
+    assert pq.read_table(outs["ray"] / "_errors" / "errors.parquet").equals(
+        pq.read_table(outs["local"] / "_errors" / "errors.parquet")
+    )
 
 
 def test_the_command_line_takes_update_and_refuses_it_with_overwrite(base, tmp_path):

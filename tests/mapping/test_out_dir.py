@@ -38,7 +38,7 @@ def emb(tmp_path, shards):
     (emb_dir / "_SUCCESS").write_text("")
     pq.write_table(
         pa.table({"note_id": pa.array([], pa.int64()), "reason": pa.array([], pa.string())}),
-        emb_dir / "_errors.parquet",
+        emb_dir / "_errors.parquet",  # where embednv before 0.2 kept them: still an embeddings directory
     )
     return emb_dir
 
@@ -78,6 +78,7 @@ def test_out_inside_the_embeddings_directory_is_refused(emb):
         ("part-00000.parquet", None),
         ("_SUCCESS", ""),
         ("_errors.parquet", None),
+        ("_errors/errors.parquet", None),
         ("_manifest.json", {"kind": "embeddings", "id_column": "note_id"}),
         ("_manifest.json", {"fingerprint": "0123abcd", "model": {"name": "minilm"}}),  # written before "kind"
         ("_manifest.json", {"something": "else"}),
@@ -87,15 +88,16 @@ def test_out_holding_an_embeddings_directorys_file_is_refused(emb, tmp_path, nam
     """Another embeddings directory (not the one read) as --out: refused whatever --overwrite says."""
     other = tmp_path / "other"
     other.mkdir()
+    (other / name).parent.mkdir(exist_ok=True)
     if content is None:
-        (other / name).write_bytes((emb / name).read_bytes())
+        (other / name).write_bytes((emb / name.replace("_errors/errors", "_errors")).read_bytes())
     else:
         (other / name).write_text(json.dumps(content) if isinstance(content, dict) else content)
     before = _snapshot(other)
     with pytest.raises(MapError) as caught:
         run_map(_config(emb, other, overwrite=True))
     assert str(caught.value) == (
-        f"--out {other} holds an embeddings directory ({name}): a map never writes there, --overwrite or not; "
+        f"--out {other} holds an embeddings directory ({name.split('/')[0]}): a map never writes there, --overwrite or not; "
         "give another directory"
     )
     assert _snapshot(other) == before
