@@ -1,15 +1,20 @@
 """Per-note columns that are not embeddings (text for cluster terms, known labels for metrics).
 
 They come from the notes input (Parquet, CSV or JSONL) and are joined to the map on the
-embedding id column. Only the id and the requested columns are read.
+embedding id column. Only the id and the requested columns are read, and `aligned_batches`
+reads them one record batch at a time: the map's ids are hashed once (O(n) ids, what the
+driver holds anyway), each batch is joined to them, and no column of every note is ever held,
+so note text costs the driver one batch, whatever n.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from embednv.errors import MapError
@@ -24,6 +29,66 @@ def read_columns(path: str | Path, id_column: str, columns: list[str]) -> pa.Tab
     """Read `id_column` and `columns` from a Parquet/CSV/JSONL file or a directory of Parquet."""
     dataset, wanted = _open(path, id_column, columns)
     return dataset.to_table(columns=wanted)
+
+
+# Rows per record batch: at 4 KB a note, 8 MiB of text; large enough that the per-batch join and
+# vectorizer calls cost nothing next to tokenising.
+BATCH_ROWS = 2_048
+
+
+class IdIndex:
+    """The map's ids -> their row positions, hashed once (pandas' index engine) and probed per batch."""
+
+    def __init__(self, ids: pa.Array) -> None:
+        import pandas as pd
+
+        self.type = ids.type
+        index = pd.Index(ids.to_numpy(zero_copy_only=False))
+        self.n = len(index)
+        # Map ids are unique (embed refuses duplicates); if a hand-made map repeats one, its first row wins.
+        first = ~index.duplicated(keep="first")
+        self._rows = np.flatnonzero(first)
+        self._index = index[first]
+
+    def positions(self, keys: pa.Array, source: str | Path, id_column: str) -> np.ndarray:
+        """Map row of each key, -1 where the key is not a map id; keys are cast to the map's id type."""
+        if keys.type != self.type:
+            try:
+                keys = keys.cast(self.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                raise MapError(
+                    f"{source}: ids in {id_column!r} are {keys.type}, the embeddings' are {self.type}: {e}"
+                ) from None
+        found = self._index.get_indexer(keys.to_numpy(zero_copy_only=False))
+        return np.where(found >= 0, self._rows[np.maximum(found, 0)], -1)
+
+
+def aligned_batches(
+    path: str | Path, id_column: str, columns: list[str], ids: IdIndex, batch_rows: int = BATCH_ROWS
+) -> Iterator[tuple[np.ndarray, pa.RecordBatch]]:
+    """Yield `(map rows, the batch's rows for them)`, one record batch of the file at a time.
+
+    Rows whose id is not on the map are dropped; an id that repeats in the file keeps its first
+    row, as `align` does. Ids of the map that the file lacks are counted and logged at the end.
+    """
+    dataset, wanted = _open(path, id_column, columns)
+    filled = np.zeros(ids.n, dtype=bool)
+    scanner = dataset.scanner(columns=wanted, batch_size=batch_rows, batch_readahead=1, fragment_readahead=1)
+    for batch in scanner.to_batches():
+        if not batch.num_rows:
+            continue
+        rows = ids.positions(batch.column(id_column), path, id_column)
+        keep = np.flatnonzero(rows >= 0)
+        keep = keep[~filled[rows[keep]]]
+        _, first = np.unique(rows[keep], return_index=True)  # a repeat inside this batch: its first row
+        keep = np.sort(keep[first])
+        if not len(keep):
+            continue
+        filled[rows[keep]] = True
+        yield rows[keep], batch.take(pa.array(keep))
+    missing = ids.n - int(filled.sum())
+    if missing:
+        log.warning("%s: %d of %d map ids have no %s", path, missing, ids.n, ", ".join(map(repr, columns)))
 
 
 def check_columns(path: str | Path, id_column: str, columns: list[str]) -> None:
