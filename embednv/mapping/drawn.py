@@ -41,6 +41,11 @@ def drawn_rows(labels: np.ndarray, exemplars: list[np.ndarray], budget: int, see
     left = budget - int(quota.sum())
     quota[np.argsort(-(share - quota), kind="stable")[:left]] += 1  # largest remainders
     quota = np.clip(np.maximum(quota, must_per), 0, sizes)
+    for _ in range(int(quota.sum()) - budget):  # exemplars raised a small cluster: the largest spare pays
+        slack = quota - must_per
+        if slack.max() <= 0:
+            break
+        quota[int(np.argmax(slack))] -= 1
     rng = np.random.default_rng(seed)
     is_must = np.zeros(n, dtype=bool)
     is_must[must] = True
