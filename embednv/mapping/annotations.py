@@ -45,10 +45,11 @@ class IdIndex:
         self.type = ids.type
         index = pd.Index(ids.to_numpy(zero_copy_only=False))
         self.n = len(index)
-        # Map ids are unique (embed refuses duplicates); if a hand-made map repeats one, its first row wins.
-        first = ~index.duplicated(keep="first")
-        self._rows = np.flatnonzero(first)
-        self._index = index[first]
+        self._rows = None  # map rows of the index's entries; None: the same (unique ids, the usual case)
+        if not index.is_unique:  # embed refuses duplicate ids; if a hand-made map repeats one, its first row wins
+            first = ~index.duplicated(keep="first")
+            self._rows, index = np.flatnonzero(first), index[first]
+        self._index = index
 
     def positions(self, keys: pa.Array, source: str | Path, id_column: str) -> np.ndarray:
         """Map row of each key, -1 where the key is not a map id; keys are cast to the map's id type."""
@@ -60,6 +61,8 @@ class IdIndex:
                     f"{source}: ids in {id_column!r} are {keys.type}, the embeddings' are {self.type}: {e}"
                 ) from None
         found = self._index.get_indexer(keys.to_numpy(zero_copy_only=False))
+        if self._rows is None:
+            return found
         return np.where(found >= 0, self._rows[np.maximum(found, 0)], -1)
 
 
