@@ -37,22 +37,23 @@ BATCH_ROWS = 2_048
 
 
 class IdIndex:
-    """The map's ids -> their row positions, hashed once (pandas' index engine) and probed per batch."""
+    """The map's ids -> their row positions: sorted once, then each batch's keys are found by binary search.
+
+    Sorting rather than a hash table: two arrays of n (the sorted ids and their rows, 16 bytes a note for
+    integer ids) instead of a table several times that, and a repeated id finds its first map row
+    (a stable sort keeps equal ids in map order) with no special case.
+    """
 
     def __init__(self, ids: pa.Array) -> None:
-        import pandas as pd
-
-        self.type = ids.type
-        index = pd.Index(ids.to_numpy(zero_copy_only=False))
-        self.n = len(index)
-        self._rows = None  # map rows of the index's entries; None: the same (unique ids, the usual case)
-        if not index.is_unique:  # embed refuses duplicate ids; if a hand-made map repeats one, its first row wins
-            first = ~index.duplicated(keep="first")
-            self._rows, index = np.flatnonzero(first), index[first]
-        self._index = index
+        self.type, self.n = ids.type, len(ids)
+        keys = ids.to_numpy(zero_copy_only=False)
+        self._rows = np.argsort(keys, kind="stable")  # (n,) map rows in id order
+        self._sorted = keys[self._rows]
 
     def positions(self, keys: pa.Array, source: str | Path, id_column: str) -> np.ndarray:
-        """Map row of each key, -1 where the key is not a map id; keys are cast to the map's id type."""
+        """Map row of each key, -1 where the key is null or not a map id; keys are cast to the map's id type."""
+        import pyarrow.compute as pc
+
         if keys.type != self.type:
             try:
                 keys = keys.cast(self.type)
@@ -60,10 +61,15 @@ class IdIndex:
                 raise MapError(
                     f"{source}: ids in {id_column!r} are {keys.type}, the embeddings' are {self.type}: {e}"
                 ) from None
-        found = self._index.get_indexer(keys.to_numpy(zero_copy_only=False))
-        if self._rows is None:
-            return found
-        return np.where(found >= 0, self._rows[np.maximum(found, 0)], -1)
+        rows = np.full(len(keys), -1, dtype=np.int64)
+        valid = np.flatnonzero(pc.is_valid(keys).to_numpy(zero_copy_only=False))
+        if not len(valid) or not self.n:
+            return rows
+        query = keys.take(pa.array(valid)).to_numpy(zero_copy_only=False)
+        at = np.minimum(np.searchsorted(self._sorted, query, side="left"), self.n - 1)
+        found = self._sorted[at] == query
+        rows[valid[found]] = self._rows[at[found]]
+        return rows
 
 
 def aligned_batches(

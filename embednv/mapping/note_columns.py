@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from embednv.mapping.annotations import IdIndex, aligned_batches
+from embednv.mapping.render_html import HOVER_TEXT_CHARS
 from embednv.mapping.terms import VOCAB_SAMPLE, TermCounts
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,8 @@ class NoteColumns:
     """Per-map-row columns from the notes; None where not asked for."""
 
     term_counts: TermCounts | None
-    known: list | None  # the --labels-column value of each map row (None: no label)
-    hover: list[str | None] | None  # with --show-text: the start of each note, for map.html
+    known: np.ndarray | None  # (n,) object: the --labels-column value of each map row (None: no label)
+    hover: np.ndarray | None  # (n,) object, with --show-text: the start of each note (str or None), for map.html
 
 
 def read_note_columns(
@@ -90,11 +91,7 @@ def read_note_columns(
     if labels is not None and not same_file:
         for rows, batch in aligned_batches(labels[0], id_column, [labels[1]], index):
             _put_labels(known, rows, batch.column(labels[1]), shared)
-    return NoteColumns(
-        term_counts=counts,
-        known=None if known is None else known.tolist(),
-        hover=None if hover is None else hover.tolist(),
-    )
+    return NoteColumns(term_counts=counts, known=known, hover=hover)
 
 
 def _sample(n: int, size: int, seed: int) -> np.ndarray:
@@ -113,8 +110,6 @@ def _put_labels(known: np.ndarray, rows: np.ndarray, column: pa.Array, shared: d
 
 def _hover_start(text: str | None) -> str | None:
     """The note's first words, enough for map.html's 300-character hover (its cut is the same as on the whole)."""
-    from embednv.mapping.render_html import HOVER_TEXT_CHARS
-
     if not text:
         return text
     return " ".join(str(text).split(maxsplit=HOVER_TEXT_CHARS + 1)[: HOVER_TEXT_CHARS + 1])
