@@ -10,6 +10,7 @@ from bench.common import md_table
 
 MAP_1M_FILE = "benchmarks-map-1m.json"
 MAP_1M_COMMAND = "make bench-map-1m"  # not part of make bench: it holds the machine for long
+GOAL_N = 1_000_000  # issue 23: `embednv map --texts` on 1M notes in under 30 minutes
 
 
 def map_1m_section(job: dict) -> str:
@@ -53,6 +54,8 @@ def map_1m_section(job: dict) -> str:
         parts += ["", f"`embednv map` at {run['n']:,} notes **failed**: {run['error']}."]
     else:
         met = "met" if run["seconds"] <= doc["goal_s"] else "**MISSED**"
+        if run["n"] < GOAL_N:  # the goal is for a million notes: a smaller run is a measurement, not a verdict
+            met = f"not judged at {run['n']:,} notes (the goal is for {GOAL_N:,})"
         rows = [[name, f"{p['seconds']:,.1f}", p.get("peak_rss_mb")] for name, p in run["phases"].items()]
         parts += [
             "",

@@ -364,7 +364,10 @@ def test_map_1m_bench_small_run_and_its_section(tmp_path):
     assert all(p["peak_rss_mb"] > 50 for p in run["phases"].values())
     assert run["process_peak_rss_mb"] >= max(p["peak_rss_mb"] for p in run["phases"].values())
     text = map_1m_section({"status": "ok", "result": doc})
-    assert "| annotations |" in text and "goal 30: met" in text and "500 to 1,500 notes" in text
+    assert "| annotations |" in text and "500 to 1,500 notes" in text
+    assert "goal 30: not judged at 1,500 notes (the goal is for 1,000,000)" in text
+    doc["map"]["n"] = 1_000_000
+    assert "goal 30: met" in map_1m_section({"status": "ok", "result": doc})
     doc["map"]["seconds"] = 3600.0
     assert "goal 30: **MISSED**" in map_1m_section({"status": "ok", "result": doc})
     assert "run `make bench-map-1m`" in map_1m_section({"status": "pending", "error": "not measured yet"})
