@@ -43,7 +43,7 @@ def map_1m_section(job: dict) -> str:
             "**Driver memory with `--texts`** (`note_columns.read_note_columns`: the texts and labels streamed and "
             "joined to the map's ids batch by batch, every cluster's terms counted, then c-TF-IDF; sample-corpus "
             f"notes, 50 clusters, each size in a fresh process): {verdict}. What still grows with n is the map's "
-            "own per-note arrays (ids, their hash index, a label per note): about 100 bytes a note, not the text.",
+            "own per-note arrays (ids, their sorted index, a label per note): about 40 bytes a note, not the text.",
             "",
             md_table(["Notes", "Seconds", "RSS before (MiB)", "Peak RSS (MiB)"], rows),
         ]
