@@ -15,7 +15,7 @@ MODEL ?= auto
 MAP_OUT ?= out/map
 ARGS ?=
 
-.PHONY: setup gpu-extra official-tokenizer device-wheels device-env device-files test test-fast lint embed-corpus map-corpus bench bench-map bench-index bench-map-1m bench-1m bench-ops check-fullsize clean browser
+.PHONY: setup gpu-extra official-tokenizer device-wheels device-env device-files test test-fast lint embed-corpus map-corpus bench bench-map bench-index bench-update bench-map-1m bench-1m bench-ops check-fullsize clean browser
 
 setup: $(STAMP)
 
@@ -138,6 +138,7 @@ bench: setup
 	$(PY) bench/run_all.py $(ARGS)
 	$(MAKE) bench-map
 	$(MAKE) bench-index
+	$(MAKE) bench-update
 
 # The map as users run it: the default `embednv map` at 10k, 50k, 100k points and map.html in
 # headless Chromium at 10k and 100k (about 15 minutes); merged into docs/benchmarks.md.
@@ -150,6 +151,12 @@ bench-map: setup browser
 # and recall@50 against the exact scan (about 6 minutes on 2 cores); merged into docs/benchmarks.md.
 bench-index: setup
 	$(PY) bench/cohort_index.py --json docs/benchmarks-index.json
+	$(PY) bench/run_all.py --render
+
+# `embed --update` on a 10k-note sample corpus with 1% new and 0.1% changed notes: notes embedded,
+# time beside the full run, bytes rewritten (about 12 minutes of MiniLM on 2 quiet cores); merged into docs/benchmarks.md.
+bench-update: setup
+	$(PY) bench/update.py --json docs/benchmarks-update.json
 	$(PY) bench/run_all.py --render
 
 # embednv map --texts at 1M synthetic 384-d notes end to end, phase by phase (time, peak RSS), and the

@@ -16,6 +16,7 @@ from bench.report_index import INDEX_COMMAND, index_section
 from bench.report_map_1m import MAP_1M_COMMAND, map_1m_section
 from bench.report_model import MODEL_COMMAND, model_section
 from bench.report_separate import FULLSIZE_COMMAND, fullsize_section, gpu_section, operations_section
+from bench.report_update import UPDATE_COMMAND, update_section
 
 LINEAR_TOLERANCE = 0.25  # the last step's cost per note may differ from the first's by this much
 FLAT_AT_1M = 0.10  # flat: the total peak, growing as measured, would rise by at most 10% by 1M notes
@@ -41,6 +42,9 @@ def markdown(doc: dict) -> str:
         _scale(jobs["scale"], skipped("scale"), doc.get("separate_scale")),
         _map(jobs["map"], skipped("map")),
         index_section(jobs.get("index", {"status": "pending", "command": INDEX_COMMAND, "error": "not measured yet"})),
+        update_section(
+            jobs.get("update", {"status": "pending", "command": UPDATE_COMMAND, "error": "not measured yet"})
+        ),
         gpu_section(jobs["gpu"]),
         model_section(
             jobs.get("nvembed_model", {"status": "pending", "command": MODEL_COMMAND, "error": "not run yet"})

@@ -51,6 +51,7 @@ from bench.report_separate import (  # noqa: E402
     MAP_COMMAND,
     OPERATIONS_COMMAND,
 )
+from bench.report_update import UPDATE_COMMAND, UPDATE_FILE  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 JOBS = ("padding", "throughput", "scale", "map")
@@ -102,6 +103,7 @@ def separate_jobs(out_dir: Path, gpu_json: Path | None = None) -> dict:
         "index": separate_job(out_dir / INDEX_FILE, INDEX_COMMAND, "not measured yet"),
         "map_1m": separate_job(out_dir / MAP_1M_FILE, MAP_1M_COMMAND, "not measured yet"),
         "nvembed_model": separate_job(out_dir / MODEL_FILE, MODEL_COMMAND, "not measured yet"),
+        "update": separate_job(out_dir / UPDATE_FILE, UPDATE_COMMAND, "not measured yet"),
     }
 
 

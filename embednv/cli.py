@@ -77,6 +77,9 @@ def embed(
     rows_per_shard: int = typer.Option(5000, help="Input rows per output shard: the unit of resume."),
     window_rows: int = typer.Option(1024, help="Rows length-sorted together into micro-batches."),
     overwrite: bool = typer.Option(False, help="Replace an existing output instead of resuming or refusing."),
+    update: bool = typer.Option(
+        False, help="Add to finished embeddings: embed only notes whose id is new or whose text changed."
+    ),
     skip_bad_files: bool = typer.Option(False, help="List unreadable input files in the manifest and embed the rest."),
     allow_download: bool = typer.Option(False, help="Let a hub id download into the Hugging Face cache."),
     address: Optional[str] = typer.Option(
@@ -126,6 +129,7 @@ def embed(
             rows_per_shard=rows_per_shard,
             window_rows=window_rows,
             overwrite=overwrite,
+            update=update,
             skip_bad_files=skip_bad_files,
             allow_download=allow_download,
             debug=debug,
@@ -149,6 +153,30 @@ def embed(
     say(summary.line())
     if indexed:
         say(indexed)
+
+
+@app.command()
+def forget(
+    emb: str = typer.Argument(..., help="Embeddings directory (embednv embed's --out)."),
+    ids: str = typer.Option(
+        ..., "--ids", help="The ids to remove: Parquet, CSV (id column or first) or text, one per line."
+    ),
+    map_dirs: List[str] = typer.Option(
+        [], "--map", help="Also a map made from EMB that its manifest does not list (repeatable)."
+    ),
+    debug: bool = typer.Option(False, help="Tracebacks."),
+) -> None:
+    """Remove notes from the embeddings, their errors, the cohort index and every map made from them."""
+    setup_logging(debug, uses_ray=False)
+    try:
+        from embednv.forget import forget as forget_ids
+
+        report = forget_ids(emb, ids, tuple(map_dirs))
+    except (KeyboardInterrupt, typer.Exit):
+        raise
+    except Exception as error:  # noqa: BLE001 - the edge: one line for the user
+        fail(error, debug)
+    say(report.line(emb))
 
 
 @app.command("sample-corpus")

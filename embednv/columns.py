@@ -6,7 +6,10 @@ they never reach an output file.
 
 # Output shards (part-*.parquet), besides the id column, which keeps the input's own name.
 EMBEDDING, N_TOKENS, N_CHUNKS = "embedding", "n_tokens", "n_chunks"
-OUTPUT_VALUE_COLUMNS = (EMBEDDING, N_TOKENS, N_CHUNKS)
+# SHA-256 (hex) of the exact note text the model saw, after decoding: `embed --update` re-embeds a
+# note only when this changes. Hex text, so DuckDB, Polars and pandas compare it as a plain string.
+TEXT_HASH = "text_sha256"
+OUTPUT_VALUE_COLUMNS = (EMBEDDING, N_TOKENS, N_CHUNKS, TEXT_HASH)
 
 # _errors.parquet, besides the id column: where the row was and why it was not embedded.
 ERROR_FILE, ERROR_ROW, ERROR_REASON = "file", "row", "reason"
@@ -21,6 +24,7 @@ MAP_VALUE_COLUMNS = (X, Y, CLUSTER, GROUP)
 
 # Between stages: set by the reader.
 TEXT, ERROR, SHARD, ROW = "__text", "__error", "__shard", "__row"
+HASH = "__text_sha256"  # the reader's hash of TEXT; it outlives the text and becomes TEXT_HASH
 # Set by the tokenizer (the text is dropped there); the instruction travels with each batch to the model.
 WINDOWS, NOTE_TOKENS, INSTRUCTION = "__windows", "__n_tokens", "__instruction"
 # Set by the embed worker, for padding efficiency.

@@ -371,3 +371,35 @@ def test_map_1m_bench_small_run_and_its_section(tmp_path):
     doc["map"]["seconds"] = 3600.0
     assert "goal 30: **MISSED**" in map_1m_section({"status": "ok", "result": doc})
     assert "run `make bench-map-1m`" in map_1m_section({"status": "pending", "error": "not measured yet"})
+
+
+def test_the_update_section_judges_the_count_and_the_share():
+    from bench.report_update import update_section
+
+    record = {"bytes_rewritten": 3_000_000, "shards_rewritten": 2, "bytes_written": 40_000, "new_shards": 1}
+    doc = {
+        "command": "python bench/update.py --n 1000",
+        "git_commit": "abc1234",
+        "generated_at": "2026-12-03T11:00:00+00:00",
+        "machine": {"load_average_1m_at_start": 2.0, "load_average_1m_at_end": 2.5, "logical_cores": 2},
+        "n": 1000,
+        "new": 10,
+        "changed": 1,
+        "expected_to_embed": 11,
+        "embedded": 11,
+        "record": record,
+        "full_seconds": 100.0,
+        "update_seconds": 6.0,
+        "planning_seconds": 0.5,
+        "model_load_seconds": 3.0,
+        "startup_seconds": 3.5,
+        "share_of_full": 0.06,
+        "share_beyond_startup": 0.025,
+        "goal_share": 0.03,
+        "directory_bytes": 3_100_000,
+    }
+    text = update_section({"status": "ok", "result": doc})
+    assert "11 of 11 expected: exact" in text and "≤ 3%): met" in text and "3.0 MB rewritten in 2 shards" in text
+    wrong = update_section({"status": "ok", "result": doc | {"embedded": 12, "share_beyond_startup": 0.05}})
+    assert "**WRONG**" in wrong and "**MISSED**" in wrong
+    assert "run `make bench-update`" in update_section({"status": "pending", "error": "not measured yet"})

@@ -23,11 +23,13 @@ from embednv.columns import (
     ERROR_FILE,
     ERROR_REASON,
     ERROR_ROW,
+    HASH,
     N_CHUNKS,
     N_TOKENS,
     PADDED,
     ROW,
     SHARD,
+    TEXT_HASH,
     WINDOW_TOKENS,
 )
 from embednv.directories import ERROR_PARTS, OutputDir, shard_name
@@ -35,14 +37,20 @@ from embednv.embed.inputs import InputPlan
 
 
 class ShardAssembler:
-    def __init__(self, plan: InputPlan, out: OutputDir, id_column: str, dim: int):
+    """`sink(shard_index, data, errors, stats)` receives each completed shard; by default it is
+    written as `part-{index}.parquet` (its errors to `_errors/`). `embed --update` passes its own
+    (`embed/update_writer.py`), which sends new rows to new shards and changed ones to their holders."""
+
+    def __init__(self, plan: InputPlan, out: OutputDir, id_column: str, dim: int, sink=None):
         self.plan, self.out, self.id_column = plan, out, id_column
+        self.sink = sink or self.write_shard
         self.schema = pa.schema(
             [
                 pa.field(id_column, plan.id_type),
                 pa.field(EMBEDDING, pa.list_(pa.float32(), dim)),
                 pa.field(N_TOKENS, pa.int64()),
                 pa.field(N_CHUNKS, pa.int32()),
+                pa.field(TEXT_HASH, pa.string()),
             ]
         )
         self.error_schema = pa.schema(
@@ -93,18 +101,16 @@ class ShardAssembler:
         ok = table.column(ERROR).is_null()
         embedded = table.filter(ok)
         failed = table.filter(pc.invert(ok))
-        if len(failed):
-            uri = self.plan.files[self.plan.shards[shard_index].file].uri
-            errors = pa.table(
-                [
-                    failed.column(self.id_column).cast(self.plan.id_type),
-                    pa.array([uri] * len(failed), pa.string()),
-                    failed.column(ROW),
-                    failed.column(ERROR),
-                ],
-                schema=self.error_schema,
-            )
-            self.out.write_table(f"{ERROR_PARTS}/{shard_name(shard_index)}", errors)
+        uri = self.plan.files[self.plan.shards[shard_index].file].uri
+        errors = pa.table(
+            [
+                failed.column(self.id_column).cast(self.plan.id_type),
+                pa.array([uri] * len(failed), pa.string()),
+                failed.column(ROW),
+                failed.column(ERROR),
+            ],
+            schema=self.error_schema,
+        )
         stats = {
             "rows": len(table),
             "embedded": len(embedded),
@@ -113,6 +119,13 @@ class ShardAssembler:
             "window_tokens": int(pc.sum(table.column(WINDOW_TOKENS)).as_py() or 0),
             "padded_tokens": int(pc.sum(table.column(PADDED)).as_py() or 0),
         }
-        data = pa.table([embedded.column(f.name).cast(f.type) for f in self.schema], schema=self.schema)
-        self.out.write_table(shard_name(shard_index), data, metadata=stats)
+        columns = {f.name: f.name for f in self.schema} | {TEXT_HASH: HASH}
+        data = pa.table([embedded.column(columns[f.name]).cast(f.type) for f in self.schema], schema=self.schema)
+        self.sink(shard_index, data, errors, stats)
         self.written.append(stats)
+
+    def write_shard(self, shard_index: int, data: pa.Table, errors: pa.Table, stats: dict) -> None:
+        """A run's shard: its errors first (a finished data shard implies they are safe), then the data."""
+        if len(errors):
+            self.out.write_table(f"{ERROR_PARTS}/{shard_name(shard_index)}", errors)
+        self.out.write_table(shard_name(shard_index), data, metadata=stats)

@@ -37,6 +37,8 @@ class EmbedConfig:
     window_rows: int = 1_024  # rows sorted together into micro-batches: bounded, never the corpus
     cpu_threads: int | None = None  # torch threads for a CPU actor; None = all cores of its node
     overwrite: bool = False
+    # Add to a finished output: embed only notes whose id is new or whose text changed (embed/update.py).
+    update: bool = False
     skip_bad_files: bool = False
     allow_download: bool = False  # let a hub id download into the HF cache (driver only)
     address: str | None = None  # Ray cluster to join; None = RAY_ADDRESS, else a private local instance
@@ -68,6 +70,8 @@ def check_executor(config: EmbedConfig, prefix: str = "--") -> None:
 
     if config.executor not in EXECUTORS:
         raise ConfigError(f"Invalid {prefix}executor {config.executor!r}. Valid: {', '.join(EXECUTORS)}")
+    if config.update and config.overwrite:
+        raise ConfigError(f"Give {prefix}update or {prefix}overwrite, not both")
     if config.executor == "local":
         clustered = {"address": config.address, "num-gpus": (config.num_gpus or 1) > 1, "max-gpus": config.max_gpus}
         given = [f"{prefix}{name}" for name, value in clustered.items() if value]

@@ -27,10 +27,13 @@ class Shard:
     file: int  # position in InputPlan.files
     start: int  # first row (0-based, in file order)
     stop: int  # one past the last row
+    # `embed --update`: the rows of [start, stop) to embed (new or changed notes); None = all of them.
+    rows: frozenset[int] | None = None
 
     @property
     def n_rows(self) -> int:
-        return self.stop - self.start
+        """Rows this shard sends through the model (and the assembler waits for)."""
+        return self.stop - self.start if self.rows is None else len(self.rows)
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,14 @@ crashing the job; a column that cannot be used at all is refused while planning,
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from embednv.columns import ERROR, ROW, SHARD, TEXT
+from embednv.columns import ERROR, HASH, ROW, SHARD, TEXT
 from embednv.embed.fields import (
     IdType,
     arrow_id_type,
@@ -65,8 +66,13 @@ def read_shards(
     duplicates: frozenset[int],
     id_type: IdType = "string",
 ) -> Iterator[pa.Table]:
-    """Yield one checked table per pending shard of `file`, rows in file order."""
+    """Yield one checked table per pending shard of `file`, rows in file order (only `Shard.rows` when set)."""
     wanted = sorted(shards, key=lambda s: s.start)
+    for shard, table in zip(wanted, _read_shards(file, wanted, id_column, text_column, duplicates, id_type)):
+        yield table if shard.rows is None else table.filter(pc.is_in(table.column(ROW), pa.array(sorted(shard.rows))))
+
+
+def _read_shards(file, wanted, id_column, text_column, duplicates, id_type) -> Iterator[pa.Table]:
     if file.format == "parquet":
         parquet = _parquet(file)
         starts = [0]
@@ -77,7 +83,7 @@ def read_shards(
                 g for g in range(parquet.num_row_groups) if starts[g] < shard.stop and starts[g + 1] > shard.start
             ]
             table = parquet.read_row_groups(groups, columns=[id_column, text_column])
-            table = table.slice(shard.start - starts[groups[0]], shard.n_rows)
+            table = table.slice(shard.start - starts[groups[0]], shard.stop - shard.start)
             texts, problems = decode_texts(table.column(1).combine_chunks())
             yield _checked(plain_ids(table.column(0).combine_chunks()), texts, problems, shard, duplicates, id_column)
         return
@@ -113,6 +119,9 @@ def _checked(ids: pa.Array, texts, reader_errors, shard: Shard, duplicates, id_c
         {
             id_column: ids,
             TEXT: texts,
+            HASH: pa.array(
+                [None if t is None else hashlib.sha256(t.encode()).hexdigest() for t in texts.to_pylist()], pa.string()
+            ),
             ERROR: pa.array(reasons, pa.string()),
             SHARD: pa.array([shard.index] * len(ids), pa.int32()),
             ROW: rows,

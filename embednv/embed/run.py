@@ -43,8 +43,16 @@ class RunSummary:
     # Seconds per stage of this run (load, read, tokenize, embed, write) where the executor runs
     # them one after another (executor "local"); empty under Ray, whose stages overlap.
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    update: dict | None = None  # `--update`: this update's record, as the manifest keeps it
 
     def line(self) -> str:
+        if self.update:
+            u = self.update
+            return (
+                f"updated {self.out}: embedded {u['embedded']:,} notes ({u['new']:,} new, {u['changed']:,} changed; "
+                f"{u['errors']:,} errors), {u['unchanged']:,} unchanged | {self.embedded:,} notes in all | "
+                f"{u['bytes_rewritten'] / 1e6:,.1f} MB rewritten in {u['shards_rewritten']} shards | {self.seconds:,.1f}s"
+            )
         if self.already_complete:
             return f"{self.out} is already complete ({self.embedded:,} notes embedded, {self.errored:,} errors): nothing to do"
         rate = self.processed / self.seconds if self.seconds else 0.0
@@ -93,6 +101,14 @@ def run_embed(config: EmbedConfig) -> RunSummary:
 
     out = OutputDir(config.out)
     fields = fingerprint_fields(config, ref, plan, dtype)
+    previous = out.manifest()
+    if config.update and previous is not None and previous.get("status") == "running":
+        if previous.get("fingerprint") != fingerprint(fields):  # a first run cut short, into which --update cannot go
+            raise OutputConflict(
+                f"{out.uri} holds a run that never finished: rerun that command to finish it, then --update"
+            )
+    elif config.update and previous is not None:  # finished embeddings (else a first run, or its resume)
+        return _update(config, out, previous, plan, fields, ref, device, dtype, batch_tokens, executor, gpus, started)
     if check_output(out, fields, config.overwrite):
         return summarise(out, plan, started, processed=0, processed_tokens=0, already_complete=True)
     pending = pending_shards(out, plan)
@@ -150,6 +166,25 @@ def run_embed(config: EmbedConfig) -> RunSummary:
     return summary
 
 
+def _update(config, out, previous, plan, fields, ref, device, dtype, batch_tokens, executor, gpus, started):
+    """`--update` on finished embeddings: embed/update_run.py, with this run's executor."""
+    from embednv.embed.update_run import run_update
+
+    def embed(pending, assembler):
+        if config.executor == "local":
+            return executor.embed_shards(config, ref, assembler.plan, pending, device, dtype, batch_tokens, assembler)
+        actors = actor_pool_size(config, device, gpus)
+        executor.embed_shards(config, ref, assembler.plan, pending, device, dtype, batch_tokens, actors, assembler)
+
+    record = run_update(config, out, previous, plan, fields, ref.dim, embed, to_json)
+    summary = summarise(out, plan, started, record["embedded"], 0)
+    return replace(summary, errored=record_errors(out), update=record)
+
+
+def record_errors(out: OutputDir) -> int:
+    return out.shard_stats(ERRORS)[0] if out.exists(ERRORS) else 0
+
+
 def _actors(actors: int | tuple[int, int]) -> str:
     return "-".join(map(str, actors)) if isinstance(actors, tuple) else str(actors)
 
@@ -189,7 +224,7 @@ def check_output(out: OutputDir, fields: dict, overwrite: bool) -> bool:
         differing = changed_fields(previous.get("fingerprint_fields", {}), fields)
         raise OutputConflict(
             f"{out.uri} holds the output of a different run ({', '.join(differing) or 'settings'} changed); "
-            "use --overwrite to replace it or choose another --out"
+            "use --overwrite to replace it, --update to embed only its new and changed notes, or choose another --out"
         )
     return out.exists(SUCCESS)
 
@@ -217,7 +252,8 @@ def summarise(
     for name in out.shard_names():
         _, stats = out.shard_stats(name)
         for key, value in stats.items():
-            totals[key] += value
+            if isinstance(value, int):  # an edited shard's footer also names its edit
+                totals[key] += value
     return RunSummary(
         out.uri,
         already_complete,

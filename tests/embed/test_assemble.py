@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from embednv.columns import EMBEDDING, ERROR, N_CHUNKS, N_TOKENS, PADDED, ROW, SHARD, WINDOW_TOKENS
+from embednv.columns import EMBEDDING, ERROR, HASH, N_CHUNKS, N_TOKENS, PADDED, ROW, SHARD, TEXT_HASH, WINDOW_TOKENS
 from embednv.directories import ERROR_PARTS, MANIFEST, OutputDir, shard_name
 from embednv.embed.assemble import ShardAssembler
 from embednv.embed.inputs import InputFile, InputPlan, Shard
@@ -40,6 +40,7 @@ def _block(plan: InputPlan, pairs: list[tuple[int, int]], errors: dict[tuple[int
             N_CHUNKS: pa.array([1] * len(pairs), pa.int32()),
             PADDED: pa.array([10] * len(pairs), pa.int64()),
             WINDOW_TOKENS: pa.array([9] * len(pairs), pa.int64()),
+            HASH: pa.array([None if (s, r) in errors else f"h{s}-{r}" for s, r in pairs], pa.string()),
         }
     )
 
@@ -63,7 +64,7 @@ def test_blocks_out_of_order_give_shards_in_input_order(tmp_path):
     assert _read(out, 1).column("note_id").to_pylist() == [3, 4]
     assert _read(out, 2).column("note_id").to_pylist() == [100, 101, 102]
     assert _read(out, 2).column(EMBEDDING).to_pylist()[1] == [1.0, 2.0, 0.0, 0.0]
-    assert _read(out, 0).schema.names == ["note_id", EMBEDDING, N_TOKENS, N_CHUNKS]  # nothing private leaks
+    assert _read(out, 0).schema.names == ["note_id", EMBEDDING, N_TOKENS, N_CHUNKS, TEXT_HASH]  # nothing private leaks
     assert out.shard_stats(shard_name(1)) == (
         2,
         {"rows": 2, "embedded": 2, "errored": 0, "tokens": 14, "window_tokens": 18, "padded_tokens": 20},

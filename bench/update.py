@@ -1,0 +1,110 @@
+"""`embed --update` on a grown corpus: notes embedded, wall time as a share of the full run, bytes rewritten.
+
+    python bench/update.py [--n 10000] [--json docs/benchmarks-update.json]
+
+A sample corpus of n notes (seed 0) is embedded once with the bundled MiniLM on the local
+executor. The next export holds every note, 1% new ones (seed 1, ids after n) and 0.1% changed
+ones (an addendum appended to every 1,000th note), in file order. `--update` must embed exactly
+those (1.1% of n). The same update is then run again: nothing is left to embed, so its time is the
+fixed cost of an update (planning: reading and hashing every input note, reading the directory's
+ids and hashes), reported apart with the update's own model load time. Goal (issue 22): the update's time
+<= 3% of the full run plus that fixed start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import emit, git_commit, log, machine_info, now  # noqa: E402
+
+NEW_SHARE, CHANGED_EVERY = 0.01, 1000
+
+
+def grown_export(base: Path, n: int, path: Path) -> tuple[int, int]:
+    """Write the next export: every note (every 1,000th with an addendum), then the new ones."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from embednv.sample_corpus import write_sample_corpus
+
+    notes = pq.read_table(base).select(["note_id", "text"])
+    texts = notes.column("text").to_pylist()
+    for i in range(0, n, CHANGED_EVERY):
+        texts[i] += " Addendum: findings reviewed with the patient."
+    n_new = round(n * NEW_SHARE)
+    write_sample_corpus(str(path.with_suffix(".new.parquet")), n_new, 1)
+    extra = pq.read_table(path.with_suffix(".new.parquet")).select(["note_id", "text"])
+    ids = notes.column("note_id").to_pylist() + [n + i for i in range(1, n_new + 1)]
+    table = pa.table(
+        {"note_id": pa.array(ids, notes.schema.field("note_id").type), "text": texts + extra.column("text").to_pylist()}
+    )
+    pq.write_table(table, path)
+    return n_new, len(range(0, n, CHANGED_EVERY))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=10_000)  # 100k takes ~1.5 h of MiniLM on 2 cores
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    from embednv.embed.config import EmbedConfig
+    from embednv.embed.run import run_embed
+    from embednv.sample_corpus import write_sample_corpus
+
+    machine, started = machine_info(), time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-update-") as tmp:
+        work = Path(tmp)
+        write_sample_corpus(str(work / "notes.parquet"), args.n, 0)
+        n_new, n_changed = grown_export(work / "notes.parquet", args.n, work / "export-2.parquet")
+        settings = dict(out=str(work / "emb"), model="minilm", executor="local", log_every=60.0)
+        t0 = time.perf_counter()
+        full = run_embed(EmbedConfig(inputs=(str(work / "notes.parquet"),), **settings))
+        full_s = time.perf_counter() - t0
+        log(f"update bench: full run {full_s:.1f}s: {full.line()}")
+        t0 = time.perf_counter()
+        update = run_embed(EmbedConfig(inputs=(str(work / "export-2.parquet"),), update=True, **settings))
+        update_s = time.perf_counter() - t0
+        log(f"update bench: update {update_s:.1f}s: {update.line()}")
+        t0 = time.perf_counter()
+        again = run_embed(EmbedConfig(inputs=(str(work / "export-2.parquet"),), update=True, **settings))
+        fixed_s = time.perf_counter() - t0
+        shard_bytes = sum(os.path.getsize(work / "emb" / n) for n in os.listdir(work / "emb") if n.startswith("part-"))
+        load_s = (update.update["stage_seconds"] or {}).get("load", 0.0)  # the update's own model load
+    startup_s = fixed_s + load_s
+    doc = {
+        "command": f"python bench/update.py --n {args.n}",
+        "git_commit": git_commit(),
+        "generated_at": now(),
+        "machine": machine | {"load_average_1m_at_end": round(os.getloadavg()[0], 2)},
+        "n": args.n,
+        "new": n_new,
+        "changed": n_changed,
+        "expected_to_embed": n_new + n_changed,
+        "embedded": update.update["embedded"],
+        "record": update.update,
+        "noop_record": again.update,
+        "full_seconds": round(full_s, 2),
+        "update_seconds": round(update_s, 2),
+        "planning_seconds": round(fixed_s, 2),
+        "model_load_seconds": round(load_s, 2),
+        "startup_seconds": round(startup_s, 2),
+        "share_of_full": round(update_s / full_s, 4),
+        "share_beyond_startup": round(max(update_s - startup_s, 0.0) / full_s, 4),
+        "goal_share": 0.03,
+        "directory_bytes": shard_bytes,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    log(f"update bench: {json.dumps({k: v for k, v in doc.items() if k not in ('record', 'noop_record')})}")
+    emit(doc, args.json)
+
+
+if __name__ == "__main__":
+    main()
