@@ -15,7 +15,7 @@ MODEL ?= auto
 MAP_OUT ?= out/map
 ARGS ?=
 
-.PHONY: setup gpu-extra official-tokenizer device-wheels device-env device-files test test-fast lint embed-corpus map-corpus bench bench-map bench-index bench-update bench-1m bench-ops check-fullsize clean browser
+.PHONY: setup gpu-extra official-tokenizer device-wheels device-env device-files test test-fast lint embed-corpus map-corpus bench bench-map bench-index bench-update bench-map-1m bench-1m bench-ops check-fullsize clean browser
 
 setup: $(STAMP)
 
@@ -157,6 +157,13 @@ bench-index: setup
 # time beside the full run, bytes rewritten (about 12 minutes of MiniLM on 2 quiet cores); merged into docs/benchmarks.md.
 bench-update: setup
 	$(PY) bench/update.py --json docs/benchmarks-update.json
+	$(PY) bench/run_all.py --render
+
+# embednv map --texts at 1M synthetic 384-d notes end to end, phase by phase (time, peak RSS), and the
+# driver's memory for note text at 100k and 1M (bench/bench_map_1m.py). Not part of make bench: it
+# holds a 2-core machine for long (the 1M map's t-SNE above all). Then merged into docs/benchmarks.md.
+bench-map-1m: setup
+	$(PY) bench/bench_map_1m.py --json docs/benchmarks-map-1m.json
 	$(PY) bench/run_all.py --render
 
 # The 1M-note scale run (about 14 minutes on 2 cores, with 100k beside it for the per-process

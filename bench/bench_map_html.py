@@ -69,11 +69,17 @@ def synthetic(n: int, k: int, seed: int = 0) -> dict:
     return {"ids": ids, "y": y, "labels": labels, "known": known, "summary": summary, "title": f"{n:,} notes"}
 
 
-def write_canvas(path: Path, d: dict) -> None:
+def write_canvas(path: Path, d: dict, budget: int | None = None) -> None:
+    """The page `embednv map` writes; above `budget` points it draws the sample `drawn.drawn_rows` picks."""
+    import numpy as np
+
+    from embednv.mapping.drawn import drawn_rows
     from embednv.mapping.render_html import render_html
 
     s = d["summary"]
-    render_html(path, d["ids"], d["y"], d["labels"], s.names, d["title"], d["known"], None, s)
+    exemplars = [np.flatnonzero(d["labels"] == c)[:5] for c in range(len(s.names))]
+    drawn = drawn_rows(d["labels"], exemplars, budget) if budget else None
+    render_html(path, d["ids"], d["y"], d["labels"], s.names, d["title"], d["known"], None, s, drawn=drawn)
 
 
 def write_plotly(path: Path, d: dict) -> None:
@@ -153,6 +159,12 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=30)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--keep", type=Path, default=None, help="keep the pages in this directory")
+    parser.add_argument(
+        "--point-budget",
+        type=int,
+        default=None,
+        help="canvas: draw a sample above this many points (map --html-points)",
+    )
     args = parser.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -171,12 +183,16 @@ def main() -> None:
                 for renderer in renderers:
                     path = workdir / f"map-{renderer}-{n}.html"
                     start = time.perf_counter()
-                    WRITERS[renderer](path, data)
+                    if renderer == "canvas":
+                        write_canvas(path, data, args.point_budget)
+                    else:
+                        WRITERS[renderer](path, data)
                     write_s = time.perf_counter() - start
                     walls, in_page, problems = load_times(browser, path, renderer, args.repeats)
                     run = {
                         "renderer": renderer,
                         "n": n,
+                        "drawn": min(n, args.point_budget or n) if renderer == "canvas" else n,
                         "bytes": path.stat().st_size,
                         "mib": round(path.stat().st_size / 2**20, 2),
                         "write_s": round(write_s, 2),
@@ -202,6 +218,7 @@ def main() -> None:
         "chromium": chromium,
         "clusters": args.clusters,
         "repeats": args.repeats,
+        "point_budget": args.point_budget,
         "runs": runs,
     }
     text = json.dumps(doc, indent=2)

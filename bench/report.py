@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from bench.common import md_table
 from bench.report_index import INDEX_COMMAND, index_section
+from bench.report_map_1m import MAP_1M_COMMAND, map_1m_section
 from bench.report_model import MODEL_COMMAND, model_section
 from bench.report_separate import FULLSIZE_COMMAND, fullsize_section, gpu_section, operations_section
 from bench.report_update import UPDATE_COMMAND, update_section
@@ -53,6 +54,9 @@ def markdown(doc: dict) -> str:
         ),
         operations_section(jobs, "map_default"),
         operations_section(jobs, "map_html"),
+        map_1m_section(
+            jobs.get("map_1m", {"status": "pending", "command": MAP_1M_COMMAND, "error": "not measured yet"})
+        ),
         operations_section(jobs, "crash"),
         operations_section(jobs, "fanout"),
         _footer(doc),

@@ -89,6 +89,15 @@ def select_cluster(map_dir: str, cluster: int, level: str = "fine") -> pa.Table:
     return pa.table({id_column: ids})
 
 
+def map_id_column(map_dir: str) -> str:
+    """The id column of a map directory's map.parquet."""
+    import pyarrow.parquet as pq
+
+    filesystem, root = filesystem_and_path(map_dir)
+    schema = pq.read_schema(filesystem.open_input_file(f"{root.rstrip('/')}/{MAP_FILE}"))
+    return _map_id_column(OutputDir(map_dir), schema.names)
+
+
 def _map_id_column(map_dir: OutputDir, names: list[str]) -> str:
     """The id column the map's manifest names; without one, the first column that is not a map value."""
     named = ((map_dir.manifest() or {}).get("inputs") or {}).get("id_column")

@@ -1,4 +1,4 @@
-"""`embednv cohort DIR (--cluster C | --near ID | --query TEXT)`: the typer command; registered by the main app.
+"""`embednv cohort DIR (--cluster C | --region FILE | --near ID | --query TEXT)`: the typer command; registered by the main app.
 
 Only typer and the standard library are imported at module level, so `embednv --help` stays
 instant; `embednv.cohort` (numpy, pyarrow, and torch for --query) loads when the command runs.
@@ -23,7 +23,7 @@ def cohort_command(
     directory: Annotated[
         str,
         typer.Argument(
-            help="A map directory (map.parquet) for --cluster; an embedding directory (part-*.parquet) for --near "
+            help="A map directory (map.parquet) for --cluster and --region; an embedding directory (part-*.parquet) for --near "
             "and --query. A local path or an s3://, gs:// or file:// URI.",
             show_default=False,
         ),
@@ -36,6 +36,14 @@ def cohort_command(
         typer.Option(
             "--level",
             help="With --cluster: fine (map.parquet's 'cluster', the default) or coarse (its group of clusters, map.parquet's 'group').",
+        ),
+    ] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(
+            "--region",
+            help="A region file map.html downloads (its box or lasso, in map coordinates): write the ids of every "
+            "note inside it, drawn on the page or not.",
         ),
     ] = None,
     near: Annotated[
@@ -82,9 +90,9 @@ def cohort_command(
     """
     setup_logging(debug)
     try:
-        _check_options(cluster, level, near, query, task, k, device)
-        if exact and cluster is not None:
-            raise ValueError("--exact applies to --near and --query")
+        _check_options(cluster, level, near, query, task, k, device, region)
+        if exact and (cluster is not None or region is not None):
+            raise ConfigError("--exact applies to --near and --query")
         from embednv import cohort
         from embednv.io import csv_text, write_table_file
 
@@ -92,6 +100,13 @@ def cohort_command(
             cohort.check_directory(directory, "map", "--cluster")
             table = cohort.select_cluster(directory, cluster, level or "fine")
             what = f"{table.num_rows:,} notes of cluster {cluster}"
+        elif region is not None:
+            from embednv.region import read_region, select_region
+
+            cohort.check_directory(directory, "map", "--region")
+            shape = read_region(region)
+            table = select_region(directory, shape, cohort.map_id_column(directory))
+            what = f"{table.num_rows:,} notes inside the {shape.shape} of {region}"
         else:
             from embednv.mapping.reader import open_shards
 
@@ -139,21 +154,24 @@ def _check_options(
     task: str | None,
     k: int | None,
     device: str,
+    region: str | None = None,
 ) -> None:
     """Exactly one mode, and only the options that mode reads: a typo fails here, not after a long scan."""
     given = [
-        name for name, value in (("--cluster", cluster), ("--near", near), ("--query", query)) if value is not None
+        name
+        for name, value in (("--cluster", cluster), ("--region", region), ("--near", near), ("--query", query))
+        if value is not None
     ]
     if len(given) != 1:
         raise ConfigError(
-            f"Give exactly one of --cluster, --near, --query (got {' and '.join(given) if given else 'none'})"
+            f"Give exactly one of --cluster, --region, --near, --query (got {' and '.join(given) if given else 'none'})"
         )
     if level is not None and cluster is None:
         raise ConfigError("--level applies to --cluster only")
     if level is not None and level not in ("fine", "coarse"):
         raise ConfigError(f"Invalid --level {level!r}. Valid: fine, coarse")
-    if k is not None and cluster is not None:
-        raise ConfigError("--k applies to --near and --query; --cluster writes the whole cluster")
+    if k is not None and (cluster is not None or region is not None):
+        raise ConfigError("--k applies to --near and --query; --cluster and --region write every note")
     if k is not None and k < 1:
         raise ConfigError(f"--k must be at least 1, got {k}")
     if task is not None and query is None:

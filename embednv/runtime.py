@@ -46,3 +46,29 @@ def library_versions(packages: tuple[str, ...] = VERSIONED_PACKAGES) -> dict[str
         except PackageNotFoundError:
             pass
     return found
+
+
+def reset_peak_rss() -> bool:
+    """Start a new high-water mark of this process's resident memory (Linux: /proc/self/clear_refs).
+
+    With it each phase of a run reports its own peak, not the largest of the phases before it.
+    False where the kernel does not allow it; `peak_rss_mb` then reports the process's peak so far.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> int | None:
+    """The process's resident-memory high-water mark in MiB (VmHWM) since `reset_peak_rss`; None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return None

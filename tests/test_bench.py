@@ -341,6 +341,38 @@ def test_nvembed_model_quick_run_and_its_section(tmp_path):
     )
 
 
+def test_map_1m_bench_small_run_and_its_section(tmp_path):
+    """bench/bench_map_1m.py end to end at 1,500 notes (the real `embednv map --texts`), phases read from the
+    map's manifest, the notes phase at two sizes, and the section run_all renders from its document."""
+    sys.path.insert(0, str(REPO))
+    from bench.report_map_1m import map_1m_section
+
+    out = subprocess.run(
+        [sys.executable, "bench/bench_map_1m.py", "--n", "1500", "--dim", "32", "--notes-sizes", "500,1500"]
+        + ["--workdir", str(tmp_path / "w"), "--json", str(tmp_path / "map1m.json")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    doc = json.loads((tmp_path / "map1m.json").read_text())
+    assert [r["n"] for r in doc["notes"]] == [500, 1500] and all(r["peak_rss_mb"] > 50 for r in doc["notes"])
+    run = doc["map"]
+    manifest = json.loads((tmp_path / "w" / "map-1500" / "_manifest.json").read_text())
+    assert set(run["phases"]) == set(manifest["timings_s"]) >= {"pca", "kmeans", "tsne", "annotations", "terms"}
+    assert all(p["peak_rss_mb"] > 50 for p in run["phases"].values())
+    assert run["process_peak_rss_mb"] == max(p["peak_rss_mb"] for p in run["phases"].values())
+    text = map_1m_section({"status": "ok", "result": doc})
+    assert "| annotations |" in text and "500 to 1,500 notes" in text
+    assert "goal 30: not judged at 1,500 notes (the goal is for 1,000,000)" in text
+    doc["map"]["n"] = 1_000_000
+    assert "goal 30: met" in map_1m_section({"status": "ok", "result": doc})
+    doc["map"]["seconds"] = 3600.0
+    assert "goal 30: **MISSED**" in map_1m_section({"status": "ok", "result": doc})
+    assert "run `make bench-map-1m`" in map_1m_section({"status": "pending", "error": "not measured yet"})
+
+
 def test_the_update_section_judges_the_count_and_the_share():
     from bench.report_update import update_section
 

@@ -230,11 +230,14 @@ def test_unknown_string_id_and_an_id_beyond_the_type(tmp_path):
     [
         (
             ["--near", "1", "--cluster", "2"],
-            "Give exactly one of --cluster, --near, --query (got --cluster and --near)",
+            "Give exactly one of --cluster, --region, --near, --query (got --cluster and --near)",
         ),
-        (["--near", "1", "--query", "x"], "Give exactly one of --cluster, --near, --query (got --near and --query)"),
-        ([], "Give exactly one of --cluster, --near, --query (got none)"),
-        (["--cluster", "1", "--k", "5"], "--k applies to --near and --query; --cluster writes the whole cluster"),
+        (
+            ["--near", "1", "--query", "x"],
+            "Give exactly one of --cluster, --region, --near, --query (got --near and --query)",
+        ),
+        ([], "Give exactly one of --cluster, --region, --near, --query (got none)"),
+        (["--cluster", "1", "--k", "5"], "--k applies to --near and --query; --cluster and --region write every note"),
         (["--near", "1", "--level", "coarse"], "--level applies to --cluster only"),
         (["--near", "1", "--task", "cohort"], "--task applies to --query only"),
         (["--near", "1", "--k", "0"], "--k must be at least 1, got 0"),

@@ -71,6 +71,14 @@ def map_command(
         bool,
         typer.Option("--show-text/--no-show-text", help="Show note text on hover in map.html (PHI: off by default)."),
     ] = False,
+    html_points: Annotated[
+        int,
+        typer.Option(
+            "--html-points",
+            help="map.html draws every note up to this many; above, a sample keeping each cluster's share and "
+            "every exemplar (map.parquet and cohort --region keep every note).",
+        ),
+    ] = 1_000_000,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the map files already in --out.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Debug logging and full tracebacks.")] = False,
 ) -> None:
@@ -86,6 +94,8 @@ def map_command(
             raise ConfigError(f"Invalid --placement {placement!r}. Valid: {', '.join(PLACEMENT_CHOICES)}")
         if multiscale not in MULTISCALE_CHOICES:
             raise ConfigError(f"Invalid --multiscale {multiscale!r}. Valid: {', '.join(MULTISCALE_CHOICES)}")
+        if html_points < 1:
+            raise ConfigError(f"--html-points must be at least 1, got {html_points}")
         config = MapConfig(
             emb_dir=emb_dir,
             out_dir=out,
@@ -101,6 +111,7 @@ def map_command(
             labels=labels,
             labels_column=labels_column,
             show_text=show_text,
+            html_points=html_points,
             overwrite=overwrite,
         )
         result = run_map(config)

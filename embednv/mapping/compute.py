@@ -14,7 +14,7 @@ import os
 import socket
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import numpy as np
@@ -68,6 +68,7 @@ class Heavy:
     backend: str
     timings: dict[str, float]  # seconds per phase, measured where the phase ran
     where: dict  # placement, host, pid (+ Ray node id and GPU ids on a worker)
+    peak_rss_mb: dict[str, int | None] = field(default_factory=dict)  # per phase, where it ran (MiB)
 
 
 def process() -> dict:
@@ -102,16 +103,17 @@ def compute(request: HeavyRequest, backend: Backend, where: dict, shards: ShardS
     check_parameters(request.emb_dir, shards.n_rows, request.clusters, request.tsne)  # also on a GPU worker
     batch_size = auto_batch_size(shards.dim) if request.batch_size == "auto" else int(request.batch_size)
     timings: dict[str, float] = {}
+    peaks: dict[str, int | None] = {}
     at = describe(where, backend.name)
-    with _phase("pca", timings, at):
+    with _phase("pca", timings, at, peaks):
         reduced = reduce(shards, request.n_components, batch_size, backend)
     x = reduced.x
-    with _phase("kmeans", timings, at):
+    with _phase("kmeans", timings, at, peaks):
         clusters = fit_clusters(x, request.clusters, backend, request.seed)
         groups = fit_groups(x, clusters, request.seed)
-    with _phase("tsne", timings, at):
+    with _phase("tsne", timings, at, peaks):
         y, tsne_params = embed(x, request.tsne, backend, request.seed)
-    with _phase("metrics", timings, at):
+    with _phase("metrics", timings, at, peaks):
         scores = {
             "knn_preservation_10": metrics.knn_preservation(x, y, 10, request.knn_sample, request.seed),
             "silhouette": metrics.silhouette(x, clusters.labels, request.silhouette_sample, request.seed),
@@ -131,12 +133,17 @@ def compute(request: HeavyRequest, backend: Backend, where: dict, shards: ShardS
         backend=backend.name,
         timings=timings,
         where=where,
+        peak_rss_mb=peaks,
     )
 
 
 @contextmanager
-def _phase(name: str, timings: dict[str, float], at: str):
+def _phase(name: str, timings: dict[str, float], at: str, peaks: dict[str, int | None]):
+    from embednv.runtime import peak_rss_mb, reset_peak_rss
+
+    reset_peak_rss()  # this phase's own peak, not the largest so far
     start = time.perf_counter()
     yield
     timings[name] = time.perf_counter() - start
+    peaks[name] = peak_rss_mb()
     log.info("%s: %.1f s, %s", name, timings[name], at)

@@ -14,7 +14,9 @@ hash) and no connections, so the page cannot fetch anything even if a string did
 The page: pan (drag), zoom (wheel), hover (id, cluster, label, note text when shown); search by
 id, cluster top term or known label; a cluster panel (size, top terms, exemplar ids, label mix)
 from a click on a point or a legend entry; box and lasso selection with a CSV download of the
-selected ids; colour by cluster or by known label. `window.embednvMap` is its scripting API
+selected ids and a JSON download of the region (map coordinates, for `cohort --region`); colour
+by cluster or by known label. Above the point budget (`drawn.py`) it draws a sample and says so;
+search still finds a note not drawn and names its cluster. `window.embednvMap` is its scripting API
 (tests drive it; a console user can too).
 """
 
@@ -51,14 +53,16 @@ def render_html(
     texts: Sequence[str | None] | None = None,
     summary: ClusterSummary | None = None,
     groups: tuple[ClusterSummary, np.ndarray] | None = None,
+    drawn: np.ndarray | None = None,
 ) -> None:
     """Write the interactive map; `texts` (shown on hover) only when the user asked for them.
 
     `summary` (what clusters.parquet holds) fills the cluster panel; without it the panel shows
     sizes only. `groups` (the coarse level's summary and each cluster's parent) adds "colour by
-    group": the coarse regions, named, with the clusters' names on top.
+    group": the coarse regions, named, with the clusters' names on top. `drawn` (rows, from
+    `drawn.drawn_rows`) draws only those; the others' ids and clusters are carried for search.
     """
-    page = page_html(map_payload(ids, y, labels, names, title, known, texts, summary, groups), title)
+    page = page_html(map_payload(ids, y, labels, names, title, known, texts, summary, groups, drawn), title)
     Path(path).write_text(page, encoding="utf-8")
 
 
@@ -72,9 +76,10 @@ def map_payload(
     texts: Sequence[str | None] | None = None,
     summary: ClusterSummary | None = None,
     groups: tuple[ClusterSummary, np.ndarray] | None = None,
+    drawn: np.ndarray | None = None,
 ) -> dict:
     """The JSON document the page reads: everything it shows, nothing it does not."""
-    k, n = len(names), len(y)
+    k, n_total = len(names), len(y)
     labels = np.asarray(labels)
     sizes = summary.sizes if summary is not None else np.bincount(labels, minlength=k)
     medians = summary.medians if summary is not None else cluster_medians(y, labels, k)
@@ -94,17 +99,25 @@ def map_payload(
         if groups is not None:
             entry["group"] = int(groups[1][c])
         clusters.append(entry)
+    rows = np.arange(n_total) if drawn is None else np.asarray(drawn)
+    undrawn = None
+    if drawn is not None:  # the notes not drawn: ids and clusters only, so that search still finds them
+        rest = np.setdiff1d(np.arange(n_total), rows)
+        undrawn = {"ids": [_text(ids[i]) for i in rest], "cluster": _typed(labels[rest].astype(_uint_for(k)))}
+    n = len(rows)
     return {
         "title": _text(title),
-        "n": n,
+        "n": n,  # points drawn
+        "n_total": n_total,  # notes on the map
         "point_size": 6 if n <= 10_000 else 4 if n <= 100_000 else 2,  # CSS pixels
-        "xy": _typed(np.asarray(y, dtype=np.float32).reshape(n, 2)),  # x0, y0, x1, y1, ...
-        "cluster": _typed(labels.astype(_uint_for(k))),
-        "ids": [_text(v) for v in ids],
+        "xy": _typed(np.asarray(y, dtype=np.float32).reshape(n_total, 2)[rows]),  # x0, y0, x1, y1, ...
+        "cluster": _typed(labels[rows].astype(_uint_for(k))),
+        "ids": [_text(ids[i]) for i in rows],
+        "undrawn": undrawn,
         "clusters": clusters,
-        "labels": _label_payload(known) if known is not None else None,
+        "labels": _label_payload(known, rows) if known is not None else None,
         "groups": _group_payload(*groups) if groups is not None else None,
-        "texts": [_short_text(t) for t in texts] if texts is not None else None,
+        "texts": [_short_text(texts[i]) for i in rows] if texts is not None else None,
     }
 
 
@@ -129,9 +142,10 @@ def _group_payload(summary: ClusterSummary, parent: np.ndarray) -> list[dict]:
     ]
 
 
-def _label_payload(known: Sequence) -> dict:
-    """Known labels as codes into `values` (most frequent first; code len(values) = no label),
-    and the colour groups of "colour by label": one per frequent label, then the rest, then none."""
+def _label_payload(known: Sequence, rows: np.ndarray | None = None) -> dict:
+    """Known labels as codes into `values` (most frequent first; code len(values) = no label) for the
+    drawn `rows`, and the colour groups of "colour by label" with every note's count: one per frequent
+    label, then the rest, then none."""
     counts = Counter(_text(v) for v in known if v is not None)
     values = [lab for lab, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     code_of = {lab: i for i, lab in enumerate(values)}
@@ -157,7 +171,7 @@ def _label_payload(known: Sequence) -> dict:
         group_of_value.append(0)  # no point has the "no label" code; the slot only keeps the list whole
     return {
         "values": values,
-        "codes": _typed(codes.astype(_uint_for(len(values) + 1))),
+        "codes": _typed((codes if rows is None else codes[rows]).astype(_uint_for(len(values) + 1))),
         "group_of_value": group_of_value,
         "groups": groups,
     }
@@ -241,6 +255,7 @@ _PAGE = """<!DOCTYPE html>
 <body>
 <header id="bar">
   <h1 id="title"></h1>
+  <span id="drawn-note" hidden></span>
   <input id="search" type="search" placeholder="search: id, term or label" autocomplete="off" spellcheck="false">
   <span id="match-count" aria-live="polite"></span>
   <label id="colour-label">colour by <select id="colour-by"><option value="cluster">cluster</option></select></label>
@@ -253,6 +268,7 @@ _PAGE = """<!DOCTYPE html>
   <span id="selection" hidden>
     <span id="selection-count"></span>
     <button type="button" id="export-csv">download ids (CSV)</button>
+    <button type="button" id="export-region" title="for embednv cohort MAP_DIR --region region.json">download region (JSON)</button>
     <button type="button" id="clear-selection">clear</button>
   </span>
 </header>

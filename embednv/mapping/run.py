@@ -17,8 +17,9 @@ from typing import Literal
 from embednv import directories as dirs
 from embednv.errors import MapError
 from embednv.mapping import outputs as out
+from embednv.mapping.drawn import POINT_BUDGET
 from embednv.mapping.tsne_params import TSNEParams
-from embednv.runtime import library_versions
+from embednv.runtime import library_versions, peak_rss_mb, reset_peak_rss
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class MapConfig:
     labels: str | Path | None = None  # file with known labels; defaults to `texts`
     labels_column: str | None = None  # e.g. "medical_specialty": NMI/ARI and composition
     show_text: bool = False  # put note text in map.html hovers (PHI: off unless asked)
+    html_points: int = POINT_BUDGET  # map.html draws every note up to this many, else a sample (drawn.py)
     overwrite: bool = False  # replace map files already in out_dir
     n_components: int = 50  # PCA dims before k-means and t-SNE: denoises, and speeds up kNN
     batch_size: int | Literal["auto"] = "auto"  # rows per record batch; auto ~16 MiB of floats
@@ -59,10 +61,12 @@ class MapResult:
 
 def run_map(config: MapConfig) -> MapResult:
     """Build the map of `config.emb_dir` into `config.out_dir` and return what was done."""
-    from embednv.mapping import annotations, metrics, render, render_html, terms
+    from embednv.mapping import annotations, metrics, render, render_html
     from embednv.mapping.checks import check_parameters
     from embednv.mapping.clusters import N_INIT, auto_clusters
     from embednv.mapping.compute import HeavyRequest, process
+    from embednv.mapping.drawn import drawn_rows
+    from embednv.mapping.note_columns import read_note_columns
     from embednv.mapping.out_dir import check_out, prepare
     from embednv.mapping.placement import Stage
     from embednv.mapping.reader import open_shards
@@ -88,23 +92,29 @@ def run_map(config: MapConfig) -> MapResult:
     heavy = stage.run(HeavyRequest.of(config), shards)
     out_dir = prepare(Path(config.out_dir))  # only now: a map that fails leaves the directory as it was
     timings: dict[str, float] = dict(heavy.timings)
+    peaks: dict[str, int | None] = dict(heavy.peak_rss_mb)  # measured where each phase ran
     ids, y, n, tsne_params = heavy.ids, heavy.y, len(heavy.y), heavy.tsne
     clusters, groups = heavy.clusters, heavy.groups
 
-    texts = known = top_terms = composition = group_terms = group_composition = None
-    with _phase("annotations", timings):
-        for path, columns in wanted.items():
-            table = annotations.read_columns(path, shards.id_column, columns)
-            if config.texts and path == str(config.texts):
-                texts = annotations.align(ids, table, shards.id_column, config.text_column, path).to_pylist()
-            if config.labels_column and path == str(labels_path):
-                known = annotations.align(ids, table, shards.id_column, config.labels_column, path).to_pylist()
-    if texts is not None:
-        with _phase("terms", timings):
-            top_terms = terms.cluster_terms(texts, clusters.labels, clusters.k)
-            group_terms = terms.cluster_terms(texts, groups.labels, groups.k)
+    top_terms = composition = group_terms = group_composition = None
+    with _phase("annotations", timings, peaks):  # texts and labels streamed: memory does not grow with the notes' text
+        notes = read_note_columns(
+            ids,
+            shards.id_column,
+            clusters.labels,
+            clusters.k,
+            texts=(config.texts, config.text_column) if config.texts else None,
+            labels=(labels_path, config.labels_column) if config.labels_column else None,
+            show_text=config.show_text,
+            seed=config.seed,
+        )
+    known = notes.known
+    if notes.term_counts is not None:
+        with _phase("terms", timings, peaks):
+            top_terms = notes.term_counts.top()
+            group_terms = notes.term_counts.top(parent=groups.parent)
 
-    with _phase("labels", timings):
+    with _phase("labels", timings, peaks):
         scores = {"n": n, "k": clusters.k, **heavy.scores}
         if known is not None:
             scores.update(metrics.label_agreement(known, clusters.labels))
@@ -121,7 +131,7 @@ def run_map(config: MapConfig) -> MapResult:
     ]
     title = f"{n:,} notes, {clusters.k} clusters"
     id_list = ids.to_pylist()
-    with _phase("write", timings):
+    with _phase("write", timings, peaks):
         out.write_map(out_dir / dirs.MAP_FILE, shards.id_column, ids, y, clusters.labels, groups.labels)
         group_summary = _summary(y, groups, id_list, group_names, group_terms, group_composition)
         summary = _summary(y, clusters, id_list, names, top_terms, composition)
@@ -129,9 +139,10 @@ def run_map(config: MapConfig) -> MapResult:
             out_dir / dirs.CLUSTERS_FILE, out_dir / dirs.CLUSTERS_MD, group_summary, summary, groups.parent, ids.type
         )
         out.write_json(out_dir / dirs.METRICS_FILE, scores)
-    with _phase("render", timings):
+    with _phase("render", timings, peaks):
+        drawn = drawn_rows(clusters.labels, clusters.exemplars + groups.exemplars, config.html_points, config.seed)
         with out.atomic_path(out_dir / dirs.PNG_FILE) as tmp:
-            drawn = render.render_png(tmp, y, clusters.labels, names, title)
+            png = render.render_png(tmp, y, clusters.labels, names, title)
         with out.atomic_path(out_dir / dirs.HTML_FILE) as tmp:
             render_html.render_html(
                 tmp,
@@ -141,9 +152,10 @@ def run_map(config: MapConfig) -> MapResult:
                 names,
                 title,
                 known,
-                texts if config.show_text else None,
+                notes.hover,
                 summary,
                 groups=(group_summary, groups.parent),
+                drawn=drawn,
             )
 
     manifest = {
@@ -180,8 +192,15 @@ def run_map(config: MapConfig) -> MapResult:
             "groups_method": "k-means of the cluster centroids weighted by size; auto = clamp(round(sqrt(k)), 2, 10)",
         },
         "tsne": {**asdict(tsne_params), "as_run": heavy.tsne_as_run},
-        "render": {"png": drawn, "html": "canvas 2-D, script inlined", "show_text": config.show_text},
+        "render": {
+            "png": png,
+            "html": "canvas 2-D, script inlined",
+            "show_text": config.show_text,
+            "html_point_budget": config.html_points,
+            "html_points_drawn": n if drawn is None else len(drawn),  # above the budget: a sample (drawn.py)
+        },
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "peak_rss_mb": peaks,  # per phase, in the process that ran it (heavy phases: placement's host)
         "versions": library_versions(),
     }
     out.write_json(out_dir / dirs.MANIFEST, manifest)
@@ -212,10 +231,13 @@ def _summary(y, level, id_list: list, names: list[str], top_terms, composition) 
 
 
 @contextmanager
-def _phase(name: str, timings: dict[str, float]):
+def _phase(name: str, timings: dict[str, float], peaks: dict[str, int | None]):
+    """Time a phase and record this process's peak resident memory while it ran (MiB)."""
+    reset_peak_rss()
     start = time.perf_counter()
     yield
     timings[name] = time.perf_counter() - start
+    peaks[name] = peak_rss_mb()
     log.info("%s: %.1f s", name, timings[name])
 
 

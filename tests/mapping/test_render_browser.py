@@ -4,6 +4,7 @@ hostile strings that stay text."""
 
 import csv
 import io
+import json
 import os
 import shutil
 from contextlib import contextmanager
@@ -11,6 +12,9 @@ from contextlib import contextmanager
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import typer
+from matplotlib.path import Path as Polygon
+from typer.testing import CliRunner
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
@@ -191,8 +195,6 @@ def _download_csv(page) -> str:
 
 
 def test_box_and_lasso_selection_count_and_download_the_selected_ids(planted_page, browser):
-    from matplotlib.path import Path as Polygon
-
     table = planted_page["table"]
     c3 = table[table.cluster == 3]
     lo, hi = (float(c3.x.min()), float(c3.y.min())), (float(c3.x.max()), float(c3.y.max()))
@@ -370,3 +372,83 @@ def test_hostile_labels_stay_text_bidi_is_shown_and_csv_formulas_behind_spaces_a
     assert not any(c in shown for c in "\u202e\u2067") and "t\\u202et" in shown
     cells = [row[0] for row in csv.reader(io.StringIO(text))][1:]
     assert cells == ["' =1+1", "'＝1+1", "'\t=1", "'\u00a0@SUM(A1)", "a\\u202eb", "plain"]
+
+
+@pytest.fixture(scope="module")
+def sampled_map(planted_map, tmp_path_factory):
+    """The planted map again with a point budget of 120: the page draws 120 of the 600 notes."""
+    import dataclasses
+
+    from embednv.mapping.run import run_map
+
+    config = dataclasses.replace(
+        planted_map["config"], out_dir=tmp_path_factory.mktemp("sampled") / "map", html_points=120
+    )
+    run_map(config)
+    return config.out_dir
+
+
+def test_above_the_point_budget_a_sample_is_drawn_search_finds_any_id_and_a_region_gives_every_note(
+    sampled_map, browser, tmp_path
+):
+    from embednv.cohort_cli import cohort_command
+    from embednv.region import read_region
+
+    table = pq.read_table(sampled_map / "map.parquet").to_pandas()
+    clusters = pq.read_table(sampled_map / "clusters.parquet", filters=[("level", "=", "cluster")]).to_pylist()
+    with opened(browser, sampled_map / "map.html") as page:
+        n, total, note = (
+            page.evaluate("embednvMap.n"),
+            page.evaluate("embednvMap.nTotal"),
+            page.inner_text("#drawn-note"),
+        )
+        exemplars = [page.evaluate(f"embednvMap.search('{i}').count") for c in clusters for i in c["exemplar_ids"]]
+        undrawn_id = next(i for i in table.note_id if page.evaluate(f"embednvMap.search('{i}').count") == 0)
+        info = page.evaluate(f"embednvMap.search('{undrawn_id}')")
+        found_text, panel = page.inner_text("#match-count"), page.inner_text("#panel-title")
+        page.evaluate("embednvMap.search('')")
+        # A lasso around the middle of the map, as the mouse would draw it: a hexagon in map coordinates.
+        cx, cy = float(table.x.median()), float(table.y.median())
+        r = float(table.x.max() - table.x.min()) / 4
+        polygon = [[cx + r * np.cos(a), cy + r * np.sin(a)] for a in np.linspace(0, 2 * np.pi, 7)[:-1]]
+        page.evaluate("(p) => embednvMap.selectLasso(p)", polygon)
+        count_text, selected = page.inner_text("#selection-count"), page.evaluate("embednvMap.selected()")
+        selected_ids = [
+            int(row["id"]) for row in csv.DictReader(io.StringIO(page.evaluate("embednvMap.selectionCsv()")))
+        ]
+        with page.expect_download() as download:
+            page.click("#export-region")
+        region_path = tmp_path / "region.json"
+        region_path.write_bytes(open(download.value.path(), "rb").read())
+        assert download.value.suggested_filename == "region.json"
+    assert (n, total) == (120, 600) and note == "drawn: 120 of 600 notes (each cluster's share, every exemplar)"
+    assert exemplars == [1] * 5 * len(clusters)  # every exemplar is drawn (a search by id finds one point)
+    page_ids = [int(i) for i in _page_ids(sampled_map)]
+    drawn_clusters = np.bincount(table.set_index("note_id").cluster[page_ids], minlength=len(clusters))
+    assert len(page_ids) == 120 and (np.abs(drawn_clusters - [c["size"] * 120 / 600 for c in clusters]) <= 2).all()
+    undrawn_cluster = int(table.cluster[table.note_id == undrawn_id].iloc[0])
+    name = clusters[undrawn_cluster]["name"]
+    assert info["undrawn"] == {"id": str(undrawn_id), "cluster": undrawn_cluster} and info["count"] == 0
+    assert found_text == f"0 matches (id {undrawn_id}: not drawn; in cluster {name})" and panel == name
+    # Every note inside the region, drawn or not, from map.parquet: the page's selection is exactly the drawn ones.
+    region = read_region(str(region_path))
+    assert region.shape == "lasso" and region.polygon.tolist() == polygon  # map coordinates, exactly
+    app = typer.Typer()
+    app.command("cohort")(cohort_command)
+    app.callback()(lambda: None)
+    result = CliRunner().invoke(app, ["cohort", str(sampled_map), "--region", str(region_path)])
+    assert result.exit_code == 0, result.output
+    inside = [int(v.strip('"')) for v in result.stdout.split()[1:]]
+    expected = table.note_id[Polygon(np.array(polygon)).contains_points(table[["x", "y"]].to_numpy())].tolist()
+    assert inside == expected and len(inside) > 2 * len(selected) > 0
+    assert len(selected_ids) == len(selected) and sorted(selected_ids) == sorted(set(inside) & set(page_ids))
+    assert count_text == f"{len(selected)} selected of the drawn points (the region JSON covers every note)"
+
+
+def _page_ids(map_dir) -> list[str]:
+    """The drawn ids as map.html carries them (its JSON block)."""
+    html_text = (map_dir / "map.html").read_text(encoding="utf-8")
+    start = html_text.index('<script type="application/json" id="map-data">') + len(
+        '<script type="application/json" id="map-data">'
+    )
+    return json.loads(html_text[start : html_text.index("</script>", start)])["ids"]

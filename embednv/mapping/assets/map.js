@@ -17,6 +17,8 @@
 
   const n = D.n, xy = decode(D.xy), cluster = decode(D.cluster), ids = D.ids, texts = D.texts;
   const clusters = D.clusters, L = D.labels, CG = D.groups;  // CG: the coarse level, groups of clusters
+  // Above the point budget only a sample is drawn: N notes on the map, n drawn; U: the others' ids and clusters.
+  const N = D.n_total || n, U = D.undrawn, undrawnCluster = U ? decode(U.cluster) : null;
   const labelCode = L ? decode(L.codes) : null;
   const FADED = [214, 214, 214], OUTLINE = [40, 40, 40];
 
@@ -249,7 +251,7 @@
     $("panel-group").hidden = !(CG && c.group != null);
     $("panel-group").textContent = CG && c.group != null ? `in ${CG[c.group].name}` : "";
     $("panel-size").textContent = c.size.toLocaleString("en-US");
-    $("panel-share").textContent = (100 * c.size / Math.max(n, 1)).toFixed(1) + "%";
+    $("panel-share").textContent = (100 * c.size / Math.max(N, 1)).toFixed(1) + "%";
     $("panel-terms").textContent = c.terms.length ? c.terms.join(", ") : "(no note text given)";
     const ol = $("panel-exemplars");
     ol.replaceChildren();
@@ -277,13 +279,20 @@
 
   // ---- search: an id (exact), a cluster's top term or a known label (substring) --------------
   let match = null, matchInfo = null;
-  let idIndex = null;
+  let idIndex = null, undrawnIndex = null;
+  function findUndrawn(q) {  // a note that is on the map but not drawn: its position in U, or -1
+    if (!U) return -1;
+    if (!undrawnIndex) { undrawnIndex = new Map(); U.ids.forEach((id, j) => { const key = id.toLowerCase(); if (!undrawnIndex.has(key)) undrawnIndex.set(key, j); }); }
+    const j = undrawnIndex.get(q);
+    return j === undefined ? -1 : j;
+  }
   function search(query) {
     const q = String(query).trim().toLowerCase();
     if (!q) { match = null; matchInfo = null; $("match-count").textContent = ""; schedule(); return null; }
     if (!idIndex) { idIndex = new Map(); ids.forEach((id, i) => { const key = id.toLowerCase(); if (!idIndex.has(key)) idIndex.set(key, []); idIndex.get(key).push(i); }); }
     const m = new Uint8Array(n);
     const byId = idIndex.get(q) || [];
+    const u = byId.length ? -1 : findUndrawn(q);
     for (const i of byId) m[i] = 1;
     const termClusters = new Uint8Array(clusters.length);
     clusters.forEach((c, k) => { if (c.terms.some((t) => t.toLowerCase().includes(q))) termClusters[k] = 1; });
@@ -300,12 +309,15 @@
       query: q, count: count, ids: byId.length,
       clusters: Array.from(termClusters.keys()).filter((k) => termClusters[k]),
       labels: L ? L.values.filter((v, j) => labelHit[j]) : [], labelled: byLabel,
+      undrawn: u >= 0 ? { id: U.ids[u], cluster: undrawnCluster[u] } : null,
     };
     const parts = [];
     if (byId.length) parts.push(`id ${byId.length}`);
+    if (u >= 0) parts.push(`id ${U.ids[u]}: not drawn; in cluster ${clusters[undrawnCluster[u]].name}`);
     if (matchInfo.clusters.length) parts.push(`term: ${matchInfo.clusters.length} cluster${matchInfo.clusters.length === 1 ? "" : "s"}`);
     if (matchInfo.labels.length) parts.push(`label: ${matchInfo.labels.length} label${matchInfo.labels.length === 1 ? "" : "s"}`);
     $("match-count").textContent = `${count.toLocaleString("en-US")} match${count === 1 ? "" : "es"}` + (parts.length ? ` (${parts.join("; ")})` : "");
+    if (u >= 0) openCluster(undrawnCluster[u]);
     schedule();
     return matchInfo;
   }
@@ -321,7 +333,9 @@
     if (mask) for (let i = 0; i < n; i++) selectedCount += mask[i];
     lastShape = mask ? how : null;
     $("selection").hidden = !mask;
-    $("selection-count").textContent = mask ? `${selectedCount.toLocaleString("en-US")} selected` : "";
+    $("export-region").hidden = !(mask && (how.kind === "box" || how.kind === "lasso"));
+    const of = N > n ? " of the drawn points (the region JSON covers every note)" : "";
+    $("selection-count").textContent = mask ? `${selectedCount.toLocaleString("en-US")} selected${of}` : "";
     schedule();
     return selectedCount;
   }
@@ -380,14 +394,22 @@
     }
     return rows.join("\r\n") + "\r\n";
   }
-  function downloadCsv() {
-    const url = URL.createObjectURL(new Blob([selectionCsv()], { type: "text/csv;charset=utf-8" }));
+  // The selected region in map coordinates, for `embednv cohort MAP_DIR --region region.json`: every
+  // note inside it, drawn or not (a box keeps its edges, as here; a lasso is read with the same even-odd rule).
+  function regionJson() {
+    if (!lastShape || (lastShape.kind !== "box" && lastShape.kind !== "lasso")) return null;
+    const r = lastShape.rect, poly = lastShape.kind === "box" ? [[r[0], r[1]], [r[2], r[1]], [r[2], r[3]], [r[0], r[3]]] : lastShape.polygon;
+    return JSON.stringify({ embednv_region: 1, shape: lastShape.kind, polygon: poly, drawn_selected: selectedCount, drawn: n, notes: N }) + "\n";
+  }
+  function download(text, type, name) {
+    const url = URL.createObjectURL(new Blob([text], { type: type }));
     const a = document.createElement("a");
-    a.href = url; a.download = "selected-ids.csv";
+    a.href = url; a.download = name;
     document.body.append(a); a.click(); a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10000);
   }
-  $("export-csv").addEventListener("click", downloadCsv);
+  $("export-csv").addEventListener("click", () => download(selectionCsv(), "text/csv;charset=utf-8", "selected-ids.csv"));
+  $("export-region").addEventListener("click", () => download(regionJson(), "application/json", "region.json"));
   $("clear-selection").addEventListener("click", () => setSelection(null));
 
   // ---- pointer: pan, zoom, click, box and lasso --------------------------------------------
@@ -453,6 +475,10 @@
 
   // ---- start -----------------------------------------------------------------------------------
   $("title").textContent = D.title;
+  if (N > n) {
+    $("drawn-note").hidden = false;
+    $("drawn-note").textContent = `drawn: ${n.toLocaleString("en-US")} of ${N.toLocaleString("en-US")} notes (each cluster's share, every exemplar)`;
+  }
   if (CG) {
     const opt = document.createElement("option");
     opt.value = "group"; opt.textContent = "group of clusters";
@@ -488,6 +514,8 @@
     selected: selectedIndices,
     selection: () => lastShape,
     selectionCsv: selectionCsv,
+    regionJson: regionJson,
+    nTotal: N,
     setColourBy: setColourBy,
     colourBy: () => colourBy,
     setMode: setMode,
