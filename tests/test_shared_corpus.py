@@ -42,7 +42,7 @@ def subset(mtsamples_path, tmp_path_factory):
     empty = pc.or_kleene(
         pc.is_null(table["transcription"]), pc.equal(pc.utf8_trim_whitespace(table["transcription"]), "")
     )
-    picked = pa.concat_tables([table.filter(empty), table.filter(pc.invert(empty)).slice(0, 150)])
+    picked = pa.concat_tables([table.filter(empty), table.filter(pc.invert(empty)).slice(0, 60)])
     path = tmp_path_factory.mktemp("mtsamples") / "subset.parquet"
     pq.write_table(picked, path)
     return path, picked

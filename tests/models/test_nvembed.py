@@ -96,14 +96,23 @@ class Float64Weights:
 
 
 def reference_embed(checkpoint: Path, ids: list[int], n_skip: int) -> np.ndarray:
-    """NV-Embed forward for one unpadded sequence in float64, written from the paper/official code
-    with explicit loops and softmaxes, reading the raw safetensors and config.json only."""
+    """NV-Embed forward for one unpadded sequence in float64: `reference_embed_all` of one."""
+    return reference_embed_all(checkpoint, [ids], n_skip)[0]
+
+
+def reference_embed_all(checkpoint: Path, sequences: list[list[int]], n_skip: int) -> np.ndarray:
+    """NV-Embed forward for unpadded sequences in float64, written from the paper/official code
+    with explicit loops and softmaxes, reading the raw safetensors and config.json only. Every
+    step but self-attention, RoPE and pooling works row by row, so the sequences' tokens are
+    stacked and each weight is read, and the latents' keys and values made, once for all."""
     raw = json.loads((checkpoint / "config.json").read_text())
     text, lat = raw["text_config"], raw["latent_attention_config"]
     lat = {**LATENT_OFFICIAL, **lat}  # the official class defaults where the config is silent
     w = Float64Weights(checkpoint)
     d, nh, nkv = text["hidden_size"], text["num_attention_heads"], text["num_key_value_heads"]
-    hd, eps, theta, T = d // nh, text["rms_norm_eps"], text["rope_theta"], len(ids)
+    hd, eps, theta = d // nh, text["rms_norm_eps"], text["rope_theta"]
+    starts = np.cumsum([0] + [len(ids) for ids in sequences])
+    spans = [slice(a, b) for a, b in zip(starts[:-1], starts[1:])]
 
     def rms_norm(x, weight):
         return weight * (x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps))
@@ -117,9 +126,9 @@ def reference_embed(checkpoint: Path, ids: list[int], n_skip: int) -> np.ndarray
         e = torch.exp(s - s.max(-1, keepdim=True).values)
         return e / e.sum(-1, keepdim=True)
 
-    def rope(v):  # v (T, hd): rotate the pair (i, i + hd/2) by angle pos * theta^(-2i/hd)
+    def rope(v):  # v (T, hd), one sequence: rotate the pair (i, i + hd/2) by angle pos * theta^(-2i/hd)
         out, half = v.clone(), hd // 2
-        for pos in range(T):
+        for pos in range(v.shape[0]):
             for i in range(half):
                 a = pos * theta ** (-2 * i / hd)
                 x1, x2 = v[pos, i], v[pos, i + half]
@@ -127,18 +136,21 @@ def reference_embed(checkpoint: Path, ids: list[int], n_skip: int) -> np.ndarray
                 out[pos, i + half] = x1 * math.sin(a) + x2 * math.cos(a)
         return out
 
-    x = w["embedding_model.embed_tokens.weight"][ids]  # (T, d)
+    x = w["embedding_model.embed_tokens.weight"][[i for ids in sequences for i in ids]]  # (sum of T, d)
     for layer in range(text["num_hidden_layers"]):
         p = f"embedding_model.layers.{layer}."
         h = rms_norm(x, w[p + "input_layernorm.weight"])
         q, k, v = (h @ w[p + f"self_attn.{n}_proj.weight"].T for n in "qkv")
-        heads = []
-        for head in range(nh):
-            kv = head // (nh // nkv)  # query head -> its KV group
-            qh = rope(q[:, head * hd : (head + 1) * hd])
-            kh = rope(k[:, kv * hd : (kv + 1) * hd])
-            heads.append(softmax(qh @ kh.T / math.sqrt(hd)) @ v[:, kv * hd : (kv + 1) * hd])  # no causal mask
-        x = x + torch.cat(heads, -1) @ w[p + "self_attn.o_proj.weight"].T
+        attended = []
+        for t in spans:  # each sequence attends to itself only
+            heads = []
+            for head in range(nh):
+                kv = head // (nh // nkv)  # query head -> its KV group
+                qh = rope(q[t, head * hd : (head + 1) * hd])
+                kh = rope(k[t, kv * hd : (kv + 1) * hd])
+                heads.append(softmax(qh @ kh.T / math.sqrt(hd)) @ v[t, kv * hd : (kv + 1) * hd])  # no causal mask
+            attended.append(torch.cat(heads, -1))
+        x = x + torch.cat(attended) @ w[p + "self_attn.o_proj.weight"].T
         h = rms_norm(x, w[p + "post_attention_layernorm.weight"])
         gate, up = h @ w[p + "mlp.gate_proj.weight"].T, h @ w[p + "mlp.up_proj.weight"].T
         x = x + (gate * torch.sigmoid(gate) * up) @ w[p + "mlp.down_proj.weight"].T
@@ -162,8 +174,8 @@ def reference_embed(checkpoint: Path, ids: list[int], n_skip: int) -> np.ndarray
     value, gate = y[:, : 4 * d], y[:, 4 * d :]
     y = value * 0.5 * gate * (1 + torch.erf(gate / math.sqrt(2)))
     x = x + y @ w[p + "1.fn.net.2.weight"].T + w[p + "1.fn.net.2.bias"]
-    pooled = x[n_skip:].mean(0)
-    return (pooled / pooled.norm()).numpy()
+    pooled = torch.stack([x[t][n_skip:].mean(0) for t in spans])
+    return (pooled / pooled.norm(dim=-1, keepdim=True)).numpy()
 
 
 # ----------------------------------------------------------------------------- numerics
@@ -174,7 +186,7 @@ def test_matches_independent_reference(checkpoint, tokenizer, encoder):
     sequences = [row[mask.bool()].tolist() for row, mask in zip(ids["input_ids"], ids["attention_mask"])]
     got = encoder.embed(sequences)
     assert got.shape == (3, 64) and got.dtype == np.float32
-    want = np.stack([reference_embed(checkpoint, s, encoder.n_pool_skip) for s in sequences])
+    want = reference_embed_all(checkpoint, sequences, encoder.n_pool_skip)
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
@@ -292,7 +304,7 @@ def test_no_padded_token_enters_a_matmul_and_attention_takes_no_mask(checkpoint,
     backbone = [c for c in log.named("scaled_dot_product") if c[1][0][1] == cfg.text.num_attention_heads]
     assert [c[1][0][0] for c in backbone] == [1, 2, 1] * 2  # the two windows of 53 tokens share one call
     assert all(c[1][1][1] == cfg.text.num_key_value_heads and c[2]["enable_gqa"] for c in backbone)
-    want = np.stack([reference_embed(checkpoint, s, encoder.pool_skip(INSTRUCTION)) for s in UNEQUAL])
+    want = reference_embed_all(checkpoint, UNEQUAL, encoder.pool_skip(INSTRUCTION))
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
@@ -375,7 +387,9 @@ def test_real_width_matches_the_reference(tmp_path, monkeypatch):
     from bench.checkpoint import OFFICIAL_CONFIG, write_random_checkpoint
 
     text = {**OFFICIAL_CONFIG["text_config"], "num_hidden_layers": 1, "vocab_size": 256}
-    write_random_checkpoint(tmp_path, {**OFFICIAL_CONFIG, "text_config": text}, shards=2, dtype=torch.float32)
+    write_random_checkpoint(
+        tmp_path, {**OFFICIAL_CONFIG, "text_config": text}, shards=2
+    )  # bfloat16, as the official files
     monkeypatch.setattr(nvembed, "CHUNK_BYTES", 7 * 8 * 4096 * 4)
     n_skip = 4
     sequences = [UNEQUAL[1][:11], UNEQUAL[2][:9]]
@@ -384,7 +398,7 @@ def test_real_width_matches_the_reference(tmp_path, monkeypatch):
         got = model(Packed.from_sequences(sequences, n_skip)).numpy()
     del model
     gc.collect()  # the reference reads one weight at a time: never two copies of the model in memory
-    want = np.stack([reference_embed(tmp_path, s, n_skip) for s in sequences])
+    want = reference_embed_all(tmp_path, sequences, n_skip)
     np.testing.assert_allclose(np.sum(got * want, axis=1), 1.0, atol=1e-4)
     np.testing.assert_allclose(got, want, atol=1e-5)
 
