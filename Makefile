@@ -15,7 +15,7 @@ MODEL ?= auto
 MAP_OUT ?= out/map
 ARGS ?=
 
-.PHONY: setup gpu-extra official-tokenizer device-wheels device-env device-files test test-fast lint embed-corpus map-corpus bench bench-map bench-index bench-1m bench-ops check-fullsize clean browser
+.PHONY: setup gpu-extra official-tokenizer device-wheels device-env device-files test test-fast lint embed-corpus map-corpus bench bench-map bench-index bench-map-update bench-1m bench-ops check-fullsize clean browser
 
 setup: $(STAMP)
 
@@ -138,6 +138,7 @@ bench: setup
 	$(PY) bench/run_all.py $(ARGS)
 	$(MAKE) bench-map
 	$(MAKE) bench-index
+	$(MAKE) bench-map-update
 
 # The map as users run it: the default `embednv map` at 10k, 50k, 100k points and map.html in
 # headless Chromium at 10k and 100k (about 15 minutes); merged into docs/benchmarks.md.
@@ -150,6 +151,12 @@ bench-map: setup browser
 # and recall@50 against the exact scan (about 6 minutes on 2 cores); merged into docs/benchmarks.md.
 bench-index: setup
 	$(PY) bench/cohort_index.py --json docs/benchmarks-index.json
+	$(PY) bench/run_all.py --render
+
+# Placement on a fitted map: `map --update` of 1,100 MTSamples notes vs a full refit, and a map fitted
+# on a sample then placed vs a full fit at 100k (about 8 minutes on 2 cores); merged into docs/benchmarks.md.
+bench-map-update: setup
+	$(PY) bench/map_update.py --json docs/benchmarks-map-update.json
 	$(PY) bench/run_all.py --render
 
 # The 1M-note scale run (about 14 minutes on 2 cores, with 100k beside it for the per-process

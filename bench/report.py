@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from bench.common import md_table
 from bench.report_index import INDEX_COMMAND, index_section
+from bench.report_map_update import MAP_UPDATE_COMMAND, map_update_section
 from bench.report_model import MODEL_COMMAND, model_section
 from bench.report_separate import FULLSIZE_COMMAND, fullsize_section, gpu_section, operations_section
 
@@ -40,6 +41,9 @@ def markdown(doc: dict) -> str:
         _scale(jobs["scale"], skipped("scale"), doc.get("separate_scale")),
         _map(jobs["map"], skipped("map")),
         index_section(jobs.get("index", {"status": "pending", "command": INDEX_COMMAND, "error": "not measured yet"})),
+        map_update_section(
+            jobs.get("map_update", {"status": "pending", "command": MAP_UPDATE_COMMAND, "error": "not measured yet"})
+        ),
         gpu_section(jobs["gpu"]),
         model_section(
             jobs.get("nvembed_model", {"status": "pending", "command": MODEL_COMMAND, "error": "not run yet"})

@@ -34,7 +34,10 @@ log = logging.getLogger(__name__)
 
 METHODS = ("auto", "opentsne", "knn")
 KNN_K = 10  # reference neighbours averaged by the knn method
-QUERY_ROWS = 65_536  # new points per kNN query batch: bounds the (batch, k) distance arrays
+QUERY_ROWS = 65_536  # new points per kNN query batch on CPU: bounds the (batch, k) distance arrays
+# On cuML a batch of 4,096 queries against a 100k-point reference is 1.6 GB of distances even if
+# its brute-force search did not tile them (it does: RAFT); the GPU memory plan in docs/map.md counts that.
+GPU_QUERY_ROWS = 4_096
 
 
 @dataclass(frozen=True)
@@ -121,8 +124,9 @@ def place_knn(ref_x: np.ndarray, ref_y: np.ndarray, new_x: np.ndarray, k: int = 
     k = min(k, len(ref_x))
     out = np.empty((len(new_x), 2), dtype=np.float32)
     search = nearest_search(ref_x, k, backend)
-    for start in range(0, len(new_x), QUERY_ROWS):
-        rows = slice(start, start + QUERY_ROWS)
+    step = GPU_QUERY_ROWS if getattr(backend, "name", "cpu") == "cuml" else QUERY_ROWS
+    for start in range(0, len(new_x), step):
+        rows = slice(start, start + step)
         dist, idx = search(new_x[rows])  # (b, k) each, nearest first
         d2 = dist.astype(np.float64) ** 2
         spread = d2[:, -1:] - d2[:, :1]

@@ -88,9 +88,11 @@ def test_placed_notes_land_among_their_topic_with_the_nearest_centroid(updated):
     stayed = [i for i in updated["ids"] if i not in moved]
     reference = np.array([after[i][:2] for i in stayed])
     placed = sorted(moved)
-    nearest = NearestNeighbors(n_neighbors=1).fit(reference).kneighbors(
-        np.array([after[i][:2] for i in placed]), return_distance=False
-    )[:, 0]
+    nearest = (
+        NearestNeighbors(n_neighbors=1)
+        .fit(reference)
+        .kneighbors(np.array([after[i][:2] for i in placed]), return_distance=False)[:, 0]
+    )
     assert all(topics[stayed[j]] == topics[i] for i, j in zip(placed, nearest))
     # Cluster = nearest centroid of the saved basis, computed here directly from the vectors.
     state = np.load(updated["out"] / "_pca.npz")
@@ -124,7 +126,9 @@ def test_manifest_counts_the_update_and_every_file_is_rewritten(updated):
 def test_a_second_update_with_nothing_new_moves_nothing(updated):
     import dataclasses
 
-    config = MapConfig(emb_dir=updated["emb"], out_dir=updated["out"], clusters=4, tsne=FAST, backend="cpu", update=True)
+    config = MapConfig(
+        emb_dir=updated["emb"], out_dir=updated["out"], clusters=4, tsne=FAST, backend="cpu", update=True
+    )
     run_map(dataclasses.replace(config))
     assert read_map(updated["out"]) == updated["after"]
     last = json.loads((updated["out"] / "_manifest.json").read_text())["since_fit"]["updates"][-1]
