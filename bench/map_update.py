@@ -284,6 +284,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--large", type=int, default=100_000, help="notes of the synthetic sample-then-place run")
     ap.add_argument("--large-sample", type=int, default=10_000, help="its t-SNE sample (10%%, as 100k of 1M)")
+    ap.add_argument("--no-mtsamples", action="store_true", help="skip the MTSamples sections (a quick smoke run)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -298,7 +299,7 @@ def main() -> None:
         "load_average_1m_at_start": round(load, 2),
         "held_out": HELD_OUT,
     }
-    if mtsamples_path() is not None:
+    if not args.no_mtsamples and mtsamples_path() is not None:
         doc["update"] = update_section(work)
         import pyarrow.parquet as pq
 

@@ -39,6 +39,7 @@ def updated(tmp_path, shards):
     shards(emb, pa.array(ids), x, n_shards=2)
     config = MapConfig(emb_dir=emb, out_dir=out, clusters=4, tsne=FAST, backend="cpu", seed=0)
     run_map(config)
+    assert json.loads((emb / "_manifest.json").read_text())["maps"] == [str(out.resolve())]
     before = read_map(out)
     # The corpus grows and changes: 20 notes withdrawn, 10 re-embedded in another topic, 60 new.
     new_x, new_topics = corpus(60, seed=2)
