@@ -154,9 +154,10 @@ bench-index: setup
 	$(PY) bench/run_all.py --render
 
 # Placement on a fitted map: `map --update` of 1,100 MTSamples notes vs a full refit, and a map fitted
-# on a sample then placed vs a full fit at 100k (about 8 minutes on 2 cores); merged into docs/benchmarks.md.
+# on a sample then placed vs a full fit at 100k (about 8 minutes on 2 cores, plus a few minutes the first time to
+# embed MTSamples with MiniLM, kept in .bench/map-update); merged into docs/benchmarks.md.
 bench-map-update: setup
-	$(PY) bench/map_update.py --json docs/benchmarks-map-update.json
+	$(PY) bench/map_update.py --workdir .bench/map-update --json docs/benchmarks-map-update.json
 	$(PY) bench/run_all.py --render
 
 # The 1M-note scale run (about 14 minutes on 2 cores, with 100k beside it for the per-process

@@ -102,13 +102,17 @@ def embed_mtsamples(work: Path):
     return notes, emb
 
 
+QUICK = False  # --quick: short t-SNE runs (a smoke test of the script, not figures)
+
+
 def fit(emb: Path, out: Path, **kw):
     """`embednv map` (library call) into a fresh `out`; returns (result, seconds)."""
     from embednv.mapping.run import MapConfig, run_map
     from embednv.mapping.tsne_params import TSNEParams
 
     shutil.rmtree(out, ignore_errors=True)
-    config = MapConfig(emb_dir=emb, out_dir=out, backend="cpu", seed=SEED, tsne=TSNEParams(multiscale=False), **kw)
+    tsne = TSNEParams(multiscale=False, **({"early_exaggeration_iter": 100, "n_iter": 150} if QUICK else {}))
+    config = MapConfig(emb_dir=emb, out_dir=out, backend="cpu", seed=SEED, tsne=tsne, **kw)
     start = time.perf_counter()
     result = run_map(config)
     return result, time.perf_counter() - start, config
@@ -285,14 +289,19 @@ def main() -> None:
     ap.add_argument("--large", type=int, default=100_000, help="notes of the synthetic sample-then-place run")
     ap.add_argument("--large-sample", type=int, default=10_000, help="its t-SNE sample (10%%, as 100k of 1M)")
     ap.add_argument("--no-mtsamples", action="store_true", help="skip the MTSamples sections (a quick smoke run)")
+    ap.add_argument("--quick", action="store_true", help="250 t-SNE iterations, not 750: a smoke test only")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    global QUICK
+    QUICK = args.quick
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="embednv-map-update-"))
     work.mkdir(parents=True, exist_ok=True)
     started, load = time.perf_counter(), os.getloadavg()[0]
     doc = {
-        "command": "python bench/map_update.py" + (f" --large {args.large}" if args.large != 100_000 else ""),
+        "command": "python bench/map_update.py"
+        + (f" --large {args.large}" if args.large != 100_000 else "")
+        + (" --quick" if args.quick else ""),
         "git_commit": git_commit(),
         "generated_at": now(),
         "machine": machine_info(),

@@ -342,12 +342,12 @@ def test_nvembed_model_quick_run_and_its_section(tmp_path):
 
 
 def test_map_update_bench_small_run_and_its_section(tmp_path):
-    """bench/map_update.py's sample-then-place pair at 1,500 notes (real `embednv map` runs), and its section."""
+    """bench/map_update.py's sample-then-place pair at 1,000 notes (real `embednv map` runs, short t-SNE), and its section."""
     sys.path.insert(0, str(REPO))
     from bench.report_map_update import map_update_section
 
     out = subprocess.run(
-        [sys.executable, "bench/map_update.py", "--large", "1500", "--large-sample", "500", "--no-mtsamples"]
+        [sys.executable, "bench/map_update.py", "--large", "1000", "--large-sample", "300", "--no-mtsamples", "--quick"]
         + ["--json", str(tmp_path / "update.json")],
         capture_output=True,
         text=True,
@@ -357,9 +357,9 @@ def test_map_update_bench_small_run_and_its_section(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     doc = json.loads((tmp_path / "update.json").read_text())
     pair = doc["sampled_large"]
-    assert pair["n"] == 1500 and pair["sampled_manifest"]["fitted"] + pair["sampled_manifest"]["placed"] == 1500
+    assert pair["n"] == 1000 and pair["sampled_manifest"]["fitted"] + pair["sampled_manifest"]["placed"] == 1000
     assert pair["full"]["map_nmi"] > 0.9 and pair["sampled"]["map_nmi"] > 0.9  # 30 planted clusters, both maps
     text = map_update_section({"status": "ok", "result": doc})
-    assert "**Map update not measured**" in text and "1,500 synthetic 384-d notes" in text
+    assert "**Map update not measured**" in text and "1,000 synthetic 384-d notes" in text
     assert "| kNN preservation@10, placed notes |" in text
     assert "run `make bench-map-update`" in map_update_section({"status": "pending", "error": "not measured yet"})
