@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import shutil
 import sys
@@ -283,6 +284,20 @@ def synthetic(emb: Path, n: int, dim: int = 384):
     return labels.tolist()
 
 
+def mtsamples_pair(work: Path) -> dict:
+    import pyarrow.parquet as pq
+
+    notes = work / "mtsamples-unique.parquet"
+    known = dict(zip(*pq.read_table(notes, columns=["note_id", "medical_specialty"]).to_pydict().values()))
+    ids, _ = read_emb(work / "mtsamples-emb")
+    return sampled_pair(work / "mtsamples-emb", work, "mts", 1_000, [known[i] for i in ids.to_pylist()])
+
+
+def large_pair(work: Path, n: int, sample: int) -> dict:
+    labels = synthetic(work / "large-emb", n)
+    return sampled_pair(work / "large-emb", work, "large", sample, labels, clusters=30)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", type=Path, default=None)
@@ -308,20 +323,16 @@ def main() -> None:
         "load_average_1m_at_start": round(load, 2),
         "held_out": HELD_OUT,
     }
+    doc["update"] = doc["sampled_mtsamples"] = None
+    sections = []
     if not args.no_mtsamples and mtsamples_path() is not None:
-        doc["update"] = update_section(work)
-        import pyarrow.parquet as pq
-
-        notes = work / "mtsamples-unique.parquet"
-        known = dict(zip(*pq.read_table(notes, columns=["note_id", "medical_specialty"]).to_pydict().values()))
-        ids, _ = read_emb(work / "mtsamples-emb")
-        doc["sampled_mtsamples"] = sampled_pair(
-            work / "mtsamples-emb", work, "mts", 1_000, [known[i] for i in ids.to_pylist()]
-        )
-    else:
-        doc["update"] = doc["sampled_mtsamples"] = None
-    labels = synthetic(work / "large-emb", args.large)
-    doc["sampled_large"] = sampled_pair(work / "large-emb", work, "large", args.large_sample, labels, clusters=30)
+        sections += [("update", lambda: update_section(work)), ("sampled_mtsamples", lambda: mtsamples_pair(work))]
+    sections.append(("sampled_large", lambda: large_pair(work, args.large, args.large_sample)))
+    for key, section in sections:
+        doc[key] = section()
+        if args.json:  # each section as it finishes: a run cut short keeps what it measured
+            partial = {**doc, "seconds": time.perf_counter() - started, "load_average_1m_at_end": os.getloadavg()[0]}
+            Path(args.json).write_text(json.dumps(partial, indent=2, default=str) + "\n")
     doc["seconds"] = time.perf_counter() - started
     doc["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
     emit(doc, args.json)
