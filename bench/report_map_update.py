@@ -26,6 +26,11 @@ def map_update_section(job: dict) -> str:
         f"{m['load_average_1m_at_start']} at the start, {doc['load_average_1m_at_end']} at the end, on "
         f"{m['logical_cores']} cores, {doc['seconds'] / 60:.0f} minutes). Single-scale t-SNE on every side.",
     ]
+    for run in doc.get("runs", []):  # a document put together from separate runs says so, run by run
+        parts[-1] += (
+            f" {run['part']}: commit {run['git_commit']}, {run['generated_at']}, load {run['load_average_1m_at_start']} "
+            f"to {run['load_average_1m_at_end']}, {run['seconds'] / 60:.0f} minutes{'; ' + run['note'] if run.get('note') else ''}."
+        )
     update = doc.get("update")
     if update is None:
         parts += ["", "**Map update not measured**: MTSamples was not found at `../shared/data/`."]

@@ -173,7 +173,16 @@ def _layout(x: np.ndarray, labels: np.ndarray, request: HeavyRequest, backend: B
     y[rest] = place(x[rows], y_fit, x[rest], method, request.seed, params.n_jobs, backend)
     timings["place"] = time.perf_counter() - start
     log.info("place: %.1f s for %d notes, %s", timings["place"], int(rest.sum()), at)
-    return y, params, {"fitted": len(rows), "placed": int(rest.sum()), "floor": f"min({SAMPLE_FLOOR}, sample / (2 x clusters))", "method": method}
+    return (
+        y,
+        params,
+        {
+            "fitted": len(rows),
+            "placed": int(rest.sum()),
+            "floor": f"min({SAMPLE_FLOOR}, sample / (2 x clusters))",
+            "method": method,
+        },
+    )
 
 
 @contextmanager

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
-# Full fits up to 200k notes: a single-scale openTSNE fit of 100k took 132 s on 2 cores (and
-# grows ~n log n), while placing 100k notes onto a 100k map took far less (docs/benchmarks.md,
-# "Map update"). Above it, the fit is on 100k notes whatever n.
+# Full fits up to 200k notes: a single-scale openTSNE fit of 100k took 132 s on 2 quiet cores
+# (630 s at a load average of 6 to 9), while a 10k fit plus placing the other 90k took 106 s in
+# the same run (bench/map_update.py). The sampled map keeps fewer neighbours (kNN preservation
+# 0.84x the full fit's at 100k, 0.80x on MTSamples): so only where a full fit stops being
+# affordable, above 200k notes; there the fit is on 100k notes whatever n.
 SAMPLE_ABOVE = 200_000
 SAMPLE_SIZE = 100_000
 SAMPLE_FLOOR = 200  # notes of each cluster in the sample at least (all of a smaller cluster)
