@@ -15,7 +15,7 @@ MODEL ?= auto
 MAP_OUT ?= out/map
 ARGS ?=
 
-.PHONY: setup gpu-extra official-tokenizer device-wheels device-env device-files test test-fast lint embed-corpus map-corpus bench bench-map bench-index bench-update bench-map-1m bench-1m bench-ops check-fullsize clean browser
+.PHONY: setup gpu-extra official-tokenizer device-wheels device-env device-files test test-fast lint embed-corpus map-corpus bench bench-map bench-index bench-update bench-map-update bench-map-1m bench-1m bench-ops check-fullsize clean browser
 
 setup: $(STAMP)
 
@@ -139,6 +139,7 @@ bench: setup
 	$(MAKE) bench-map
 	$(MAKE) bench-index
 	$(MAKE) bench-update
+	$(MAKE) bench-map-update
 
 # The map as users run it: the default `embednv map` at 10k, 50k, 100k points and map.html in
 # headless Chromium at 10k and 100k (about 15 minutes); merged into docs/benchmarks.md.
@@ -164,6 +165,13 @@ bench-update: setup
 # holds a 2-core machine for long (the 1M map's t-SNE above all). Then merged into docs/benchmarks.md.
 bench-map-1m: setup
 	$(PY) bench/bench_map_1m.py --json docs/benchmarks-map-1m.json
+	$(PY) bench/run_all.py --render
+
+# Placement on a fitted map: `map --update` of 1,100 MTSamples notes vs a full refit, and a map fitted
+# on a sample then placed vs a full fit at 100k (about 8 minutes on 2 cores, plus a few minutes the first time to
+# embed MTSamples with MiniLM, kept in .bench/map-update); merged into docs/benchmarks.md.
+bench-map-update: setup
+	$(PY) bench/map_update.py --workdir .bench/map-update --json docs/benchmarks-map-update.json
 	$(PY) bench/run_all.py --render
 
 # The 1M-note scale run (about 14 minutes on 2 cores, with 100k beside it for the per-process

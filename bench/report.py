@@ -14,6 +14,7 @@ from __future__ import annotations
 from bench.common import md_table
 from bench.report_index import INDEX_COMMAND, index_section
 from bench.report_map_1m import MAP_1M_COMMAND, map_1m_section
+from bench.report_map_update import MAP_UPDATE_COMMAND, map_update_section
 from bench.report_model import MODEL_COMMAND, model_section
 from bench.report_separate import FULLSIZE_COMMAND, fullsize_section, gpu_section, operations_section
 from bench.report_update import UPDATE_COMMAND, update_section
@@ -44,6 +45,9 @@ def markdown(doc: dict) -> str:
         index_section(jobs.get("index", {"status": "pending", "command": INDEX_COMMAND, "error": "not measured yet"})),
         update_section(
             jobs.get("update", {"status": "pending", "command": UPDATE_COMMAND, "error": "not measured yet"})
+        ),
+        map_update_section(
+            jobs.get("map_update", {"status": "pending", "command": MAP_UPDATE_COMMAND, "error": "not measured yet"})
         ),
         gpu_section(jobs["gpu"]),
         model_section(

@@ -42,6 +42,7 @@ from bench.common import REPO, git_commit, library_versions, log, machine_info, 
 from bench.report import markdown  # noqa: E402
 from bench.report_index import INDEX_COMMAND, INDEX_FILE  # noqa: E402
 from bench.report_map_1m import MAP_1M_COMMAND, MAP_1M_FILE  # noqa: E402
+from bench.report_map_update import MAP_UPDATE_COMMAND, MAP_UPDATE_FILE  # noqa: E402
 from bench.report_model import MODEL_COMMAND, MODEL_FILE  # noqa: E402
 from bench.report_separate import (  # noqa: E402
     FULLSIZE_COMMAND,
@@ -102,6 +103,7 @@ def separate_jobs(out_dir: Path, gpu_json: Path | None = None) -> dict:
         "map_html": separate_job(out_dir / MAP_HTML_FILE, MAP_COMMAND, "not measured yet"),
         "index": separate_job(out_dir / INDEX_FILE, INDEX_COMMAND, "not measured yet"),
         "map_1m": separate_job(out_dir / MAP_1M_FILE, MAP_1M_COMMAND, "not measured yet"),
+        "map_update": separate_job(out_dir / MAP_UPDATE_FILE, MAP_UPDATE_COMMAND, "not measured yet"),
         "nvembed_model": separate_job(out_dir / MODEL_FILE, MODEL_COMMAND, "not measured yet"),
         "update": separate_job(out_dir / UPDATE_FILE, UPDATE_COMMAND, "not measured yet"),
     }

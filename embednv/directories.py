@@ -36,7 +36,19 @@ STATS_KEY = b"embednv.stats"  # per-shard token counts, kept in the Parquet foot
 # A map: one row per note, the clusters, and the pages people open; the manifest is written last.
 MAP_FILE, CLUSTERS_FILE, CLUSTERS_MD = "map.parquet", "clusters.parquet", "clusters.md"
 PNG_FILE, HTML_FILE, METRICS_FILE = "map.png", "map.html", "metrics.json"
-MAP_FILES = (MANIFEST, MAP_FILE, CLUSTERS_FILE, CLUSTERS_MD, PNG_FILE, HTML_FILE, METRICS_FILE)  # manifest first
+# What `map --update` and `forget` need (mapping/state.py): hidden names, outside `*.parquet` readers' globs.
+PCA_STATE, POINTS_STATE = "_pca.npz", "_points.parquet"
+MAP_FILES = (
+    MANIFEST,
+    MAP_FILE,
+    CLUSTERS_FILE,
+    CLUSTERS_MD,
+    PNG_FILE,
+    HTML_FILE,
+    METRICS_FILE,
+    PCA_STATE,
+    POINTS_STATE,
+)  # manifest first
 MAP_TOOL = "embednv map"  # the `tool` of map manifests written before they said their `kind`
 
 

@@ -403,3 +403,27 @@ def test_the_update_section_judges_the_count_and_the_share():
     wrong = update_section({"status": "ok", "result": doc | {"embedded": 12, "share_beyond_startup": 0.05}})
     assert "**WRONG**" in wrong and "**MISSED**" in wrong
     assert "run `make bench-update`" in update_section({"status": "pending", "error": "not measured yet"})
+
+
+def test_map_update_bench_small_run_and_its_section(tmp_path):
+    """bench/map_update.py's sample-then-place pair at 1,000 notes (real `embednv map` runs, short t-SNE), and its section."""
+    sys.path.insert(0, str(REPO))
+    from bench.report_map_update import map_update_section
+
+    out = subprocess.run(
+        [sys.executable, "bench/map_update.py", "--large", "1000", "--large-sample", "300", "--no-mtsamples", "--quick"]
+        + ["--json", str(tmp_path / "update.json")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    doc = json.loads((tmp_path / "update.json").read_text())
+    pair = doc["sampled_large"]
+    assert pair["n"] == 1000 and pair["sampled_manifest"]["fitted"] + pair["sampled_manifest"]["placed"] == 1000
+    assert pair["full"]["map_nmi"] > 0.9 and pair["sampled"]["map_nmi"] > 0.9  # 30 planted clusters, both maps
+    text = map_update_section({"status": "ok", "result": doc})
+    assert "**Map update not measured**" in text and "1,000 synthetic 384-d notes" in text
+    assert "| kNN preservation@10, placed notes |" in text
+    assert "run `make bench-map-update`" in map_update_section({"status": "pending", "error": "not measured yet"})

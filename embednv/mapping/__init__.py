@@ -9,6 +9,13 @@ One phase per module, composed by `run.run_map` (the CLI calls it through `cli.m
     terms    class-based TF-IDF terms per cluster from the note texts
     metrics  kNN preservation, silhouette, NMI/ARI against known labels
     render   map.png (density-aware) and map.html (self-contained, offline)
+    publish  every file a map shows, from its points (a fit, an update and a forget all write through it)
+    state    what a map keeps for later placement: the PCA basis, centroids, each note's 50-d coordinates
+    place    new notes onto a fitted map without moving the old ones (openTSNE transform, kNN position)
+    sample   above 200k notes: t-SNE on a stratified sample, the rest placed
+    update   `map --update`: new and changed notes placed, gone ones removed
+    forget   `forget_from_map`: notes removed from every file of a map
+    registry the maps made from an embeddings directory (its manifest's "maps")
 
 `compute` runs pca, clusters and tsne (and the metrics on the 50-d vectors) as one function;
 `placement` decides whether it runs in this process or, through `ray_stage`, as one Ray task

@@ -17,6 +17,8 @@ from embednv.errors import ConfigError
 BACKEND_CHOICES = ("auto", "cuml", "cpu")
 PLACEMENT_CHOICES = ("auto", "local", "gpu-worker")  # embednv.mapping.placement.PLACEMENTS (kept typer-only here)
 MULTISCALE_CHOICES = {"auto": "auto", "on": True, "off": False}
+PLACE_METHODS = ("auto", "opentsne", "knn")  # embednv.mapping.place.METHODS
+SAMPLE_ABOVE, SAMPLE_SIZE = 200_000, 100_000  # embednv.mapping.sample's (kept typer-only here; a test checks)
 
 
 def map_command(
@@ -80,6 +82,30 @@ def map_command(
         ),
     ] = 1_000_000,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the map files already in --out.")] = False,
+    update: Annotated[
+        bool,
+        typer.Option(
+            "--update",
+            help="Place the notes of EMB_DIR not on the map in --out yet (and changed ones again), drop those "
+            "no longer in EMB_DIR; the notes already on the map do not move. No refit.",
+        ),
+    ] = False,
+    sample_above: Annotated[
+        int,
+        typer.Option(
+            "--sample-above",
+            help="Above this many notes, fit t-SNE on a sample (--sample-size, every cluster kept) and place the rest.",
+        ),
+    ] = SAMPLE_ABOVE,
+    sample_size: Annotated[int, typer.Option("--sample-size", help="Notes in that t-SNE sample.")] = SAMPLE_SIZE,
+    place_method: Annotated[
+        str,
+        typer.Option(
+            "--place-method",
+            help="auto|opentsne|knn: how notes are placed on a fitted map; auto = openTSNE's transform on CPU, "
+            "kNN-weighted position on cuML.",
+        ),
+    ] = "auto",
     debug: Annotated[bool, typer.Option("--debug", help="Debug logging and full tracebacks.")] = False,
 ) -> None:
     """Map note embeddings: PCA, k-means cohorts, t-SNE, cluster terms, PNG and offline HTML."""
@@ -92,6 +118,14 @@ def map_command(
             raise ConfigError(f"Invalid --backend {backend!r}. Valid: {', '.join(BACKEND_CHOICES)}")
         if placement not in PLACEMENT_CHOICES:
             raise ConfigError(f"Invalid --placement {placement!r}. Valid: {', '.join(PLACEMENT_CHOICES)}")
+        if place_method not in PLACE_METHODS:
+            raise ConfigError(f"Invalid --place-method {place_method!r}. Valid: {', '.join(PLACE_METHODS)}")
+        if update and overwrite:
+            raise ConfigError("--update places notes on the map in --out; --overwrite replaces it: give one")
+        if sample_size < 2 or sample_above < 0:
+            raise ConfigError(
+                f"--sample-size must be at least 2 and --sample-above at least 0, got {sample_size}, {sample_above}"
+            )
         if multiscale not in MULTISCALE_CHOICES:
             raise ConfigError(f"Invalid --multiscale {multiscale!r}. Valid: {', '.join(MULTISCALE_CHOICES)}")
         if html_points < 1:
@@ -113,12 +147,19 @@ def map_command(
             show_text=show_text,
             html_points=html_points,
             overwrite=overwrite,
+            update=update,
+            sample_above=sample_above,
+            sample_size=sample_size,
+            place_method=place_method,
         )
         result = run_map(config)
     except (KeyboardInterrupt, typer.Exit):
         raise
     except Exception as error:  # noqa: BLE001 - the edge: one line for the user
         fail(error, debug)
+    if update:
+        say(f"map of {result.n:,} notes updated in {result.out_dir}")
+        return
     say(f"map of {result.n:,} notes ({result.k} clusters, {result.backend}) written to {result.out_dir}")
 
 

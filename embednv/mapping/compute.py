@@ -42,6 +42,9 @@ class HeavyRequest:
     batch_size: int | Literal["auto"]
     knn_sample: int
     silhouette_sample: int
+    sample_above: int  # above this many notes, fit t-SNE on a stratified sample and place the rest (sample.py)
+    sample_size: int
+    place_method: str  # auto|opentsne|knn (place.py)
 
     @classmethod
     def of(cls, config: Any) -> HeavyRequest:
@@ -68,6 +71,10 @@ class Heavy:
     backend: str
     timings: dict[str, float]  # seconds per phase, measured where the phase ran
     where: dict  # placement, host, pid (+ Ray node id and GPU ids on a worker)
+    x: np.ndarray  # (n, 50) float32 PCA coordinates: kept in the map (`state.py`) for `--update`; 200 bytes a note
+    pca_components: np.ndarray  # (50, dim) float32
+    pca_mean: np.ndarray  # (dim,) float64
+    sampled: dict | None = None  # when t-SNE was fitted on a sample: its size, floor, and how the rest was placed
     peak_rss_mb: dict[str, int | None] = field(default_factory=dict)  # per phase, where it ran (MiB)
 
 
@@ -97,7 +104,6 @@ def compute(request: HeavyRequest, backend: Backend, where: dict, shards: ShardS
     from embednv.mapping.clusters import fit_clusters, fit_groups
     from embednv.mapping.pca import auto_batch_size, reduce
     from embednv.mapping.reader import open_shards
-    from embednv.mapping.tsne import embed
 
     shards = shards or open_shards(request.emb_dir)
     check_parameters(request.emb_dir, shards.n_rows, request.clusters, request.tsne)  # also on a GPU worker
@@ -112,7 +118,7 @@ def compute(request: HeavyRequest, backend: Backend, where: dict, shards: ShardS
         clusters = fit_clusters(x, request.clusters, backend, request.seed)
         groups = fit_groups(x, clusters, request.seed)
     with _phase("tsne", timings, at, peaks):
-        y, tsne_params = embed(x, request.tsne, backend, request.seed)
+        y, tsne_params, sampled = _layout(x, clusters.labels, request, backend, timings, at)
     with _phase("metrics", timings, at, peaks):
         scores = {
             "knn_preservation_10": metrics.knn_preservation(x, y, 10, request.knn_sample, request.seed),
@@ -134,6 +140,51 @@ def compute(request: HeavyRequest, backend: Backend, where: dict, shards: ShardS
         timings=timings,
         where=where,
         peak_rss_mb=peaks,
+        x=x,
+        pca_components=reduced.components,
+        pca_mean=reduced.mean,
+        sampled=sampled,
+    )
+
+
+def _layout(x: np.ndarray, labels: np.ndarray, request: HeavyRequest, backend: Backend, timings: dict, at: str):
+    """t-SNE of every point, or (above `request.sample_above`) of a stratified sample with the
+    rest placed onto it: ((n, 2) float32, resolved t-SNE parameters, what was sampled or None)."""
+    from embednv.mapping.place import place, resolve_method
+    from embednv.mapping.sample import SAMPLE_FLOOR, stratified_sample
+    from embednv.mapping.tsne import embed
+
+    n = len(x)
+    if n <= request.sample_above or request.sample_size >= n:
+        y, params = embed(x, request.tsne, backend, request.seed)
+        return y, params, None
+    method = resolve_method(request.place_method, backend.name)
+    rows = stratified_sample(labels, request.sample_size, request.seed)
+    log.info(
+        "t-SNE on a sample of %d of %d notes (every cluster, >= %d each), the rest placed by %s",
+        len(rows),
+        n,
+        SAMPLE_FLOOR,
+        method,
+    )
+    y_fit, params = embed(x[rows], request.tsne, backend, request.seed)
+    rest = np.ones(n, dtype=bool)
+    rest[rows] = False
+    start = time.perf_counter()
+    y = np.empty((n, 2), dtype=np.float32)
+    y[rows] = y_fit
+    y[rest] = place(x[rows], y_fit, x[rest], method, request.seed, params.n_jobs, backend)
+    timings["place"] = time.perf_counter() - start
+    log.info("place: %.1f s for %d notes, %s", timings["place"], int(rest.sum()), at)
+    return (
+        y,
+        params,
+        {
+            "fitted": len(rows),
+            "placed": int(rest.sum()),
+            "floor": f"min({SAMPLE_FLOOR}, sample / (2 x clusters))",
+            "method": method,
+        },
     )
 
 

@@ -164,6 +164,8 @@ class Reduced:
     ids: pa.Array  # original id type
     x: np.ndarray  # (n, n_components) float32
     explained_variance_ratio: np.ndarray  # (n_components,)
+    components: np.ndarray  # (n_components, dim) float32: the basis `map --update` projects new notes with
+    mean: np.ndarray  # (dim,) float64
 
 
 def reduce(shards: ShardSet, n_components: int, batch_size: int, backend: Backend) -> Reduced:
@@ -189,4 +191,10 @@ def reduce(shards: ShardSet, n_components: int, batch_size: int, backend: Backen
     x = np.concatenate(parts)
     assert len(x) == pca.n_seen, f"second pass read {len(x)} rows, first read {pca.n_seen}"
     log.info("PCA %d -> %d dims keeps %.1f%% of the variance", shards.dim, k, 100 * pca.explained_variance_ratio_.sum())
-    return Reduced(ids=pa.concat_arrays(ids), x=x, explained_variance_ratio=pca.explained_variance_ratio_)
+    return Reduced(
+        ids=pa.concat_arrays(ids),
+        x=x,
+        explained_variance_ratio=pca.explained_variance_ratio_,
+        components=pca.components_,
+        mean=pca.mean_,
+    )

@@ -49,11 +49,17 @@ def test_missing_directory_is_one_line_and_exit_2(tmp_path):
         (["--perplexity", "high"], "error: Invalid --perplexity 'high': expected 'auto' or a number"),
         (["--backend", "gpu"], "error: Invalid --backend 'gpu'. Valid: auto, cuml, cpu"),
         (["--multiscale", "yes"], "error: Invalid --multiscale 'yes'. Valid: auto, on, off"),
+        (["--place-method", "umap"], "error: Invalid --place-method 'umap'. Valid: auto, opentsne, knn"),
+        (
+            ["--update", "--overwrite"],
+            "error: --update places notes on the map in --out; --overwrite replaces it: give one",
+        ),
+        (["--update"], "error: --update needs a finished map in --out {out}; make one first without --update"),
     ],
 )
 def test_bad_options_are_one_line(planted, tmp_path, args, message):
     result = _invoke(planted["emb_dir"], "--out", tmp_path / "m", *args)
-    assert (result.exit_code, _error_line(result)) == (2, message)
+    assert (result.exit_code, _error_line(result)) == (2, message.format(out=tmp_path / "m"))
 
 
 def test_backend_cuml_without_cuml(planted, tmp_path, monkeypatch):

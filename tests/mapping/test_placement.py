@@ -169,3 +169,21 @@ def test_a_worker_error_of_ours_is_said_as_from_the_worker_in_one_line():
     unavailable = from_worker(BackendUnavailable("--backend cuml cannot run here: cuML is not installed"), "s3://b/e")
     assert type(unavailable) is BackendUnavailable and "mounts" not in str(unavailable)
     assert from_worker(ZeroDivisionError("bug"), "/x") is None  # not ours: Ray's error, traceback and all, stays
+
+
+def test_sampled_map_on_cuml_places_the_rest_by_knn(planted_map, fake_cuml, tmp_path):
+    """cuML has no t-SNE transform: a sampled map on it places the rest by the kNN position, with cuML's kNN."""
+    import pyarrow.parquet as pq
+
+    from embednv.mapping.run import run_map
+
+    config = dataclasses.replace(
+        planted_map["config"], out_dir=tmp_path / "gpu", backend="cuml", placement="local", sample_above=300,
+        sample_size=200,
+    )  # fmt: skip
+    run_map(config)
+    calls = [name for name, _ in fake_cuml.CALLS]
+    assert calls.count("TSNE") == 1 and "NearestNeighbors" in calls
+    sampled = json.loads((tmp_path / "gpu" / "_manifest.json").read_text())["sampled"]
+    assert sampled["method"] == "knn" and sampled["fitted"] + sampled["placed"] == 600
+    assert pq.read_table(tmp_path / "gpu" / "map.parquet").num_rows == 600

@@ -1,4 +1,4 @@
-"""Test stand-in for cuML: KMeans and TSNE on the CPU, arguments checked as cuML 26.x checks them."""
+"""Test stand-in for cuML: KMeans, TSNE and NearestNeighbors on the CPU, arguments checked as cuML 26.x checks them."""
 
 __version__ = "0.0.0+fake"
 FAKE = True
