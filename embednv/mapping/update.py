@@ -44,12 +44,12 @@ def update_map(config):
     from embednv.mapping import annotations, metrics
     from embednv.mapping.backends import get_backend
     from embednv.mapping.compute import process
+    from embednv.mapping.config import MapResult
     from embednv.mapping.drawn import POINT_BUDGET
     from embednv.mapping.place import nearest_centroid, place, resolve_method
     from embednv.mapping.publish import Notes, kept_terms, publish, recorded_notes
     from embednv.mapping.reader import iter_batches, open_shards
     from embednv.mapping.registry import register_map
-    from embednv.mapping.run import MapResult
     from embednv.mapping.state import HASH_COLUMN, pca_matrix, read_basis, read_points, shard_hashes, write_points
 
     started = time.perf_counter()
