@@ -25,12 +25,6 @@ log = logging.getLogger(__name__)
 DATASET_FORMATS = {"parquet": "parquet", "csv": "csv", "jsonl": "json"}  # embednv's names -> pyarrow.dataset's
 
 
-def read_columns(path: str | Path, id_column: str, columns: list[str]) -> pa.Table:
-    """Read `id_column` and `columns` from a Parquet/CSV/JSONL file or a directory of Parquet."""
-    dataset, wanted = _open(path, id_column, columns)
-    return dataset.to_table(columns=wanted)
-
-
 # Rows per record batch: at 4 KB a note, 8 MiB of text; large enough that the per-batch join and
 # vectorizer calls cost nothing next to tokenising.
 BATCH_ROWS = 2_048
@@ -79,7 +73,7 @@ def aligned_batches(
     """Yield `(map rows, the batch's rows for them)`, one record batch of the file at a time.
 
     Rows whose id is not on the map are dropped; an id that repeats in the file keeps its first
-    row, as `align` does. Ids of the map that the file lacks are counted and logged at the end.
+    row. Ids of the map that the file lacks are counted and logged at the end.
     """
     dataset, wanted = _open(path, id_column, columns)
     filled = np.zeros(ids.n, dtype=bool)
@@ -144,22 +138,3 @@ def _open(path: str | Path, id_column: str, columns: list[str]):
     if missing:
         raise MapError(f"{path} has no column(s) {missing}; it has {dataset.schema.names}")
     return dataset, wanted
-
-
-def align(ids: pa.Array, table: pa.Table, id_column: str, column: str, source: str | Path = "?") -> pa.Array:
-    """`table[column]` reordered to match `ids`; null where an id is absent (first row wins on duplicates)."""
-    import pyarrow.compute as pc
-
-    keys = table.column(id_column).combine_chunks()
-    if keys.type != ids.type:
-        try:
-            keys = keys.cast(ids.type)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-            raise MapError(
-                f"{source}: ids in {id_column!r} are {keys.type}, the embeddings' are {ids.type}: {e}"
-            ) from None
-    positions = pc.index_in(ids, value_set=keys)
-    found = len(ids) - positions.null_count
-    if found < len(ids):
-        log.warning("%s: %d of %d map ids have no %r", source, len(ids) - found, len(ids), column)
-    return table.column(column).combine_chunks().take(positions)

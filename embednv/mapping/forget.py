@@ -11,7 +11,6 @@ map's `--texts` file can still be read (without the forgotten notes), else the m
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -34,12 +33,12 @@ def forget_from_map(map_dir: str, ids: set[str]) -> int:
     from embednv.mapping.drawn import POINT_BUDGET
     from embednv.mapping.out_dir import _local
     from embednv.mapping.publish import kept_terms, publish, recorded_notes
-    from embednv.mapping.state import pca_matrix, read_basis, write_points
+    from embednv.mapping.state import map_manifest, pca_matrix, read_basis, read_json, write_points
 
     out_dir = _local(map_dir)
     if out_dir is None:
         raise MapError(f"forget: {map_dir} is not a local map directory")
-    manifest = _manifest(out_dir)
+    manifest = map_manifest(out_dir, f"forget: {out_dir} holds no finished map")
     id_column = manifest["inputs"]["id_column"]
     wanted = pa.array(sorted(str(i) for i in ids), pa.string())
     table = pq.read_table(out_dir / dirs.MAP_FILE)
@@ -66,7 +65,7 @@ def forget_from_map(map_dir: str, ids: set[str]) -> int:
         at = pc.index_in(kept_ids, value_set=points.column(id_column).combine_chunks())
         if at.null_count == 0:
             x = pca_matrix(points)[np.asarray(at, dtype=np.int64)]
-    old_scores = _read(out_dir / dirs.METRICS_FILE)
+    old_scores = read_json(out_dir / dirs.METRICS_FILE)
     scores = {k: old_scores.get(k) for k in ("knn_preservation_10", "silhouette", "inertia", "pca_explained_variance")}
     if x is not None and (out_dir / dirs.PCA_STATE).is_file():
         from embednv.mapping.update import _levels
@@ -133,16 +132,3 @@ def _hashes(points: pa.Table):
     from embednv.mapping.state import HASH_COLUMN
 
     return points.column(HASH_COLUMN).combine_chunks() if HASH_COLUMN in points.column_names else None
-
-
-def _manifest(out_dir: Path) -> dict:
-    from embednv.directories import MAP, manifest_kind
-
-    manifest = _read(out_dir / dirs.MANIFEST)
-    if not manifest or manifest_kind(manifest) != MAP:
-        raise MapError(f"forget: {out_dir} holds no finished map")
-    return manifest
-
-
-def _read(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}

@@ -101,3 +101,20 @@ def shard_hashes(shards, ids: pa.Array) -> pa.Array | None:
     hashes = pa.chunked_array([c for part in parts for c in part.chunks], first.field(EMB_HASH).type).combine_chunks()
     assert len(hashes) == len(ids), f"{len(hashes)} hashes for {len(ids)} ids"
     return hashes
+
+
+def read_json(path: Path) -> dict:
+    """A JSON file of the map directory, or {} when it is absent."""
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def map_manifest(out_dir: Path, refusal: str) -> dict:
+    """The manifest of the finished map in `out_dir`; MapError(`refusal`) when there is none."""
+    from embednv.directories import MANIFEST, MAP, manifest_kind
+
+    manifest = read_json(out_dir / MANIFEST)
+    if not manifest or manifest_kind(manifest) != MAP:
+        raise MapError(refusal)
+    return manifest

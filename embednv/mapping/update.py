@@ -50,13 +50,24 @@ def update_map(config):
     from embednv.mapping.publish import Notes, kept_terms, publish, recorded_notes
     from embednv.mapping.reader import iter_batches, open_shards
     from embednv.mapping.registry import register_map
-    from embednv.mapping.state import HASH_COLUMN, pca_matrix, read_basis, read_points, shard_hashes, write_points
+    from embednv.mapping.state import (
+        HASH_COLUMN,
+        map_manifest,
+        pca_matrix,
+        read_basis,
+        read_json,
+        read_points,
+        shard_hashes,
+        write_points,
+    )
 
     started = time.perf_counter()
     from embednv.mapping.out_dir import check_out
 
     out_dir = Path(config.out_dir)
-    manifest = _map_manifest(out_dir)
+    manifest = map_manifest(
+        out_dir, f"--update needs a finished map in --out {out_dir}; make one first without --update"
+    )
     # The same refusals as a fit (--out inside an input, an embeddings directory): it rewrites map files there.
     check_out(out_dir, True, config.emb_dir, {"--texts": config.texts, "--labels": config.labels})
     basis = read_basis(out_dir)
@@ -133,7 +144,7 @@ def update_map(config):
     log.info("place: %.1f s for %d notes (%s)", timings["place"], int(moving.sum()), method)
 
     clusters, groups = _levels(x, labels, basis)
-    old_scores = _read_json(out_dir / dirs.METRICS_FILE)
+    old_scores = read_json(out_dir / dirs.METRICS_FILE)
     scores = {
         "knn_preservation_10": metrics.knn_preservation(x, y, 10, config.knn_sample, config.seed),
         "silhouette": metrics.silhouette(x, labels, config.silhouette_sample, config.seed),
@@ -223,21 +234,6 @@ def _levels(x: np.ndarray, labels: np.ndarray, basis):
     centroids = np.stack([x[group_labels == c].mean(axis=0) if sizes[c] else np.zeros(x.shape[1]) for c in range(g)])
     groups = Groups(parent, group_labels, sizes, nearest_to_centroids(x, group_labels, centroids, N_EXEMPLARS))
     return clusters, groups
-
-
-def _map_manifest(out_dir: Path) -> dict:
-    from embednv.directories import MAP, manifest_kind
-
-    manifest = _read_json(out_dir / dirs.MANIFEST)
-    if not manifest or manifest_kind(manifest) != MAP:
-        raise MapError(f"--update needs a finished map in --out {out_dir}; make one first without --update")
-    return manifest
-
-
-def _read_json(path: Path) -> dict:
-    import json
-
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def _batch_rows(dim: int) -> int:

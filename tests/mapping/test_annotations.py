@@ -4,7 +4,7 @@ import pyarrow as pa
 import pytest
 
 from embednv.errors import MapError
-from embednv.mapping.annotations import align, check_columns, read_columns
+from embednv.mapping.annotations import IdIndex, aligned_batches, check_columns
 
 ROWS = [
     {"note_id": 3, "text": "three", "dept": "a"},
@@ -27,11 +27,20 @@ def notes(request, tmp_path):
     return path
 
 
-def test_reads_only_the_wanted_columns_and_aligns_to_the_map_ids(notes):
-    table = read_columns(notes, "note_id", ["text"])
-    assert table.column_names == ["note_id", "text"]
+def aligned(notes, ids: pa.Array, column: str, batch_rows: int = 2048) -> list:
+    """`column` of the file in map-row order through the streamed join; None where the file lacks an id."""
+    values = [None] * len(ids)
+    for rows, batch in aligned_batches(notes, "note_id", [column], IdIndex(ids), batch_rows):
+        assert batch.schema.names == ["note_id", column]  # only the wanted columns are read
+        for row, value in zip(rows, batch.column(column).to_pylist()):
+            values[row] = value
+    return values
+
+
+@pytest.mark.parametrize("batch_rows", [1, 2048])  # the repeat in another batch, and in the same one
+def test_reads_only_the_wanted_columns_and_aligns_to_the_map_ids(notes, batch_rows):
     ids = pa.array([1, 2, 3], pa.int32())  # the map's id type differs from the file's int64
-    assert align(ids, table, "note_id", "text").to_pylist() == ["one", None, "three"]  # first row wins
+    assert aligned(notes, ids, "text", batch_rows) == ["one", None, "three"]  # first row wins
 
 
 def test_missing_file_column_or_format_is_a_clear_error(notes, tmp_path):
@@ -45,11 +54,5 @@ def test_missing_file_column_or_format_is_a_clear_error(notes, tmp_path):
 
 
 def test_incompatible_id_types_are_reported(notes):
-    table = read_columns(notes, "note_id", ["text"])
     with pytest.raises(MapError, match="ids in 'note_id'"):
-        align(
-            pa.array([b"\x00"], pa.binary()),
-            table.set_column(0, "note_id", pa.array([[1], [2], [3]])),
-            "note_id",
-            "text",
-        )
+        aligned(notes, pa.array([[1], [2]], pa.list_(pa.int64())), "text")
