@@ -113,7 +113,7 @@ device-files: setup official-tokenizer device-wheels
 # EMBEDNV_REQUIRE_OFFICIAL_TOKENIZER: under make test a missing side venv fails those tests, not skips them.
 # EMBEDNV_REQUIRE_DEVICE_ENV: likewise for .venv-device, where the GPU script's dry run runs.
 test: setup official-tokenizer device-env browser lint
-	EMBEDNV_REQUIRE_OFFICIAL_TOKENIZER=1 EMBEDNV_REQUIRE_DEVICE_ENV=1 $(PY) -m pytest -q $(ARGS)
+	EMBEDNV_REQUIRE_OFFICIAL_TOKENIZER=1 EMBEDNV_REQUIRE_DEVICE_ENV=1 $(PY) -m pytest -q --durations=25 $(ARGS)
 
 # The quick loop for a developer: every test that starts no Ray, runs no other process and drives no
 # browser (marked by tests/conftest.py from what each test does); `make test` stays the whole suite.

@@ -6,6 +6,7 @@ in-process); what only Ray does (actors, retries, a killed worker) is tested in 
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -211,7 +212,8 @@ def test_one_row_of_invalid_utf8_in_parquet_is_listed_and_the_rest_embedded(tmp_
 def test_embed_never_writes_into_a_map(finished, corpus, tmp_path):
     from embednv.mapping.run import MapConfig, run_map
 
-    out, _ = finished
+    out = tmp_path / "emb"  # a copy: the map records itself in the manifest of the embeddings it reads
+    shutil.copytree(finished[0], out)
     map_dir = tmp_path / "map"
     run_map(MapConfig(emb_dir=str(out), out_dir=map_dir, clusters=3, placement="local"))
     before = {p.name: p.read_bytes() for p in map_dir.iterdir()}

@@ -340,8 +340,23 @@ def test_embedder_and_cli_load_the_official_files(checkpoint, official, tmp_path
 
     notes = tmp_path / "notes.parquet"
     pq.write_table(pa.table({"note_id": list(NOTES), "text": list(NOTES.values())}), notes)
-    command = [sys.executable, "-m", "embednv.cli", "embed", str(notes), "--out", str(tmp_path / "out"),
-               "--model", str(checkpoint), "--device", "cpu", "--dtype", "float32"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "embednv.cli",
+        "embed",
+        str(notes),
+        "--out",
+        str(tmp_path / "out"),
+        "--model",
+        str(checkpoint),
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--executor",
+        "local",
+    ]  # fmt: skip  (the executors are compared in tests/embed/test_run.py)
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=600, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     )
