@@ -73,7 +73,8 @@ def ray_local():
 
     if not ray.is_initialized():
         with loopback_only():  # as a private run: nothing on this machine's network interfaces
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+            # address="local": a new instance, never one found through /tmp/ray (another test process's)
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
 
     init_ray()  # applies embednv's DataContext settings to the running instance
     yield ray
