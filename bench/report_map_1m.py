@@ -47,6 +47,10 @@ def map_1m_section(job: dict) -> str:
             "",
             md_table(["Notes", "Seconds", "RSS before (MiB)", "Peak RSS (MiB)"], rows),
         ]
+        again = doc.get("notes_measured")  # the notes phase measured again apart (`--skip-map`), replacing it
+        if again:
+            parts += ["", f"Driver memory from `{again['command']}` (commit {again['git_commit']}, "
+                      f"{again['generated_at']}, load {again['load']})."]  # fmt: skip
     run = doc.get("map")
     if run is None:
         parts += ["", f"The end-to-end map was not run (`--skip-map`); run `{MAP_1M_COMMAND}`."]
