@@ -25,7 +25,8 @@ def map_1m_section(job: dict) -> str:
         "",
         f"`{doc['command']}` (`{MAP_1M_COMMAND}`; commit {doc['git_commit']}, {doc['generated_at']}, load "
         f"{m['load_average_1m_at_start']} at the start, {m.get('load_average_1m_at_end')} at the end, on "
-        f"{m['logical_cores']} cores, {doc['seconds'] / 60:.0f} minutes).",
+        f"{m['logical_cores']} cores, {doc['seconds'] / 60:.0f} minutes)."
+        + (f" Conditions: {doc['conditions']}." if doc.get("conditions") else ""),
     ]
     ok = [r for r in doc["notes"] if "error" not in r]
     if ok:
