@@ -11,7 +11,6 @@ guard tests also run on the tiny fixture tokenizer, without the side venv.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -331,6 +330,8 @@ NOTES = {7: "  Patient seen today. BP  120/80.", 3: "患者 😀 <s> here", 11: 
 
 
 def test_embedder_and_cli_load_the_official_files(checkpoint, official, tmp_path):
+    from test_nvembed_pipeline import embed_cli
+
     from embednv import Embedder
 
     embedder = Embedder(model=str(checkpoint), device="cpu", dtype="float32")
@@ -340,29 +341,7 @@ def test_embedder_and_cli_load_the_official_files(checkpoint, official, tmp_path
 
     notes = tmp_path / "notes.parquet"
     pq.write_table(pa.table({"note_id": list(NOTES), "text": list(NOTES.values())}), notes)
-    command = [
-        sys.executable,
-        "-m",
-        "embednv.cli",
-        "embed",
-        str(notes),
-        "--out",
-        str(tmp_path / "out"),
-        "--model",
-        str(checkpoint),
-        "--device",
-        "cpu",
-        "--dtype",
-        "float32",
-        "--executor",
-        "local",
-    ]  # fmt: skip  (the executors are compared in tests/embed/test_run.py)
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=600, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = pq.read_table(tmp_path / "out").to_pylist()
-    got = {r["note_id"]: np.asarray(r["embedding"]) for r in rows}
+    got = embed_cli(notes, tmp_path / "out", checkpoint)  # the local executor (test_run.py compares the two)
     assert sorted(got) == sorted(NOTES)
     for row, note_id in enumerate(NOTES):
         np.testing.assert_allclose(got[note_id], expected[row], atol=1e-5)
