@@ -112,8 +112,17 @@ device-files: setup official-tokenizer device-wheels
 
 # EMBEDNV_REQUIRE_OFFICIAL_TOKENIZER: under make test a missing side venv fails those tests, not skips them.
 # EMBEDNV_REQUIRE_DEVICE_ENV: likewise for .venv-device, where the GPU script's dry run runs.
-test: setup official-tokenizer device-env browser lint
-	EMBEDNV_REQUIRE_OFFICIAL_TOKENIZER=1 EMBEDNV_REQUIRE_DEVICE_ENV=1 $(PY) -m pytest -q --durations=25 $(ARGS)
+# pytest-xdist workers, each taking whole test files (module fixtures such as a Ray head start once):
+# much of the suite waits on Ray, subprocesses and a browser, so two workers overlap on two cores.
+TEST_WORKERS ?= 2
+
+# The side environments and Chromium install side by side (downloads and unpacking overlap: about two
+# minutes less on a fresh machine); each one's output is printed whole when it ends.
+test: setup
+	@$(MAKE) --no-print-directory -j3 --output-sync=target official-tokenizer device-env browser
+	@$(MAKE) --no-print-directory lint
+	EMBEDNV_REQUIRE_OFFICIAL_TOKENIZER=1 EMBEDNV_REQUIRE_DEVICE_ENV=1 $(PY) -m pytest -q --durations=25 \
+	  -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 # The quick loop for a developer: every test that starts no Ray, runs no other process and drives no
 # browser (marked by tests/conftest.py from what each test does); `make test` stays the whole suite.
@@ -158,6 +167,7 @@ bench-index: setup
 # time beside the full run, bytes rewritten (about 12 minutes of MiniLM on 2 quiet cores); merged into docs/benchmarks.md.
 bench-update: setup
 	$(PY) bench/update.py --json docs/benchmarks-update.json
+	$(PY) bench/update.py --n 100000 --model probe --json docs/benchmarks-update-probe.json
 	$(PY) bench/run_all.py --render
 
 # embednv map --texts at 1M synthetic 384-d notes end to end, phase by phase (time, peak RSS), and the

@@ -44,7 +44,8 @@ def markdown(doc: dict) -> str:
         _map(jobs["map"], skipped("map")),
         index_section(jobs.get("index", {"status": "pending", "command": INDEX_COMMAND, "error": "not measured yet"})),
         update_section(
-            jobs.get("update", {"status": "pending", "command": UPDATE_COMMAND, "error": "not measured yet"})
+            jobs.get("update", {"status": "pending", "command": UPDATE_COMMAND, "error": "not measured yet"}),
+            jobs.get("update_probe"),
         ),
         map_update_section(
             jobs.get("map_update", {"status": "pending", "command": MAP_UPDATE_COMMAND, "error": "not measured yet"})

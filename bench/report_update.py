@@ -4,13 +4,26 @@ from __future__ import annotations
 
 from bench.common import md_table
 
-UPDATE_FILE = "benchmarks-update.json"
+UPDATE_FILE = "benchmarks-update.json"  # MiniLM, at the largest n that fits here
+UPDATE_PROBE_FILE = "benchmarks-update-probe.json"  # the probe encoder at the issue's 100k
 UPDATE_COMMAND = "make bench-update"  # part of make bench
+MODELS = {
+    "minilm": "MiniLM",
+    "probe": "the probe encoder (`bench/probe_encoder.py`: MiniLM's tokenizer and every step of a real run but "
+    "the model's arithmetic, so the full run is as cheap as a run can be and the update's share the largest)",
+}
 
 
-def update_section(job: dict) -> str:
-    """Notes embedded by `embed --update`, its time beside the full run's, and the bytes it rewrote (issue 22)."""
-    title = "## Updating embeddings: `embed --update`"
+def update_section(job: dict, probe: dict | None = None) -> str:
+    """Notes embedded by `embed --update`, its time beside the full run's, and the bytes it rewrote (issue 22);
+    `probe`, where measured, the same at 100k notes with the probe encoder, as a subsection."""
+    text = _one_run(job, "## Updating embeddings: `embed --update`")
+    if probe is not None and probe.get("status") == "ok":
+        text += "\n\n" + _one_run(probe, "### At 100k notes, the pipeline alone (probe encoder)")
+    return text
+
+
+def _one_run(job: dict, title: str) -> str:
     if job.get("status") != "ok":
         return f"{title}\n\n**Not measured** ({job.get('error')}): run `{job.get('command', UPDATE_COMMAND)}`."
     d = job["result"]
@@ -23,7 +36,8 @@ def update_section(job: dict) -> str:
             "",
             f"`{d['command']}` (commit {d['git_commit']}, {d['generated_at']}, load {m['load_average_1m_at_start']} at the "
             f"start, {m['load_average_1m_at_end']} at the end, on {m['logical_cores']} cores): a {d['n']:,}-note sample "
-            f"corpus embedded once with MiniLM (`--executor local`), then an export with {d['new']:,} new notes (1%) and "
+            f"corpus embedded once with {MODELS[d.get('model', 'minilm')]} (`--executor local`), "
+            f"then an export with {d['new']:,} new notes (1%) and "
             f"{d['changed']:,} changed (0.1%), then the same update again (nothing to embed: the fixed cost)."
             + _size_note(d),
             "",
@@ -66,7 +80,7 @@ def update_section(job: dict) -> str:
 
 def _size_note(d: dict) -> str:
     """Why n is below the issue's 100k, from this run's own rate."""
-    if d["n"] >= 100_000:
+    if d["n"] >= 100_000 or d.get("model", "minilm") != "minilm":
         return ""
     rate = d["n"] / d["full_seconds"]
     return (

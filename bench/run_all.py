@@ -52,7 +52,7 @@ from bench.report_separate import (  # noqa: E402
     MAP_COMMAND,
     OPERATIONS_COMMAND,
 )
-from bench.report_update import UPDATE_COMMAND, UPDATE_FILE  # noqa: E402
+from bench.report_update import UPDATE_COMMAND, UPDATE_FILE, UPDATE_PROBE_FILE  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 JOBS = ("padding", "throughput", "scale", "map")
@@ -106,6 +106,7 @@ def separate_jobs(out_dir: Path, gpu_json: Path | None = None) -> dict:
         "map_update": separate_job(out_dir / MAP_UPDATE_FILE, MAP_UPDATE_COMMAND, "not measured yet"),
         "nvembed_model": separate_job(out_dir / MODEL_FILE, MODEL_COMMAND, "not measured yet"),
         "update": separate_job(out_dir / UPDATE_FILE, UPDATE_COMMAND, "not measured yet"),
+        "update_probe": separate_job(out_dir / UPDATE_PROBE_FILE, UPDATE_COMMAND, "not measured yet"),
     }
 
 

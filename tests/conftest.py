@@ -25,7 +25,21 @@ HEAVY_PARTS = {
 }
 
 
+# The files that take minutes, first: pytest-xdist (`make test`, --dist loadfile) hands out whole files
+# in collection order, so these start at once and the workers finish together. Order only; nothing else.
+SLOWEST_FIRST = (
+    "test_bench.py",
+    "embed/test_reliability.py",
+    "test_cluster.py",
+    "embed/test_operations.py",
+    "models/test_nvembed.py",
+)
+
+
 def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    tests = Path(__file__).parent
+    items.sort(key=lambda item: rank.get(item.path.relative_to(tests).as_posix(), len(rank)))  # stable
     for item in items:
         functions = [getattr(item, "function", None)]
         for name in item.fixturenames:

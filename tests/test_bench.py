@@ -403,6 +403,11 @@ def test_the_update_section_judges_the_count_and_the_share():
     wrong = update_section({"status": "ok", "result": doc | {"embedded": 12, "share_beyond_startup": 0.05}})
     assert "**WRONG**" in wrong and "**MISSED**" in wrong
     assert "run `make bench-update`" in update_section({"status": "pending", "error": "not measured yet"})
+    probe = doc | {"model": "probe", "n": 100_000, "command": "python bench/update.py --n 100000 --model probe"}
+    both = update_section({"status": "ok", "result": doc}, {"status": "ok", "result": probe})
+    assert both.startswith(text) and "### At 100k notes, the pipeline alone (probe encoder)" in both
+    assert "a 100,000-note sample corpus embedded once with the probe encoder" in both
+    assert "The issue asks for 100k" in text and both.count("The issue asks for 100k") == 1  # MiniLM's run only
 
 
 def test_map_update_bench_small_run_and_its_section(tmp_path):

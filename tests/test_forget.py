@@ -1,5 +1,6 @@
 """`embednv forget`: forgotten notes leave every file, even after a SIGKILL mid-way."""
 
+import json
 import os
 import shutil
 import signal
@@ -141,3 +142,60 @@ def test_forget_from_the_maps_made_of_the_embeddings(emb, tmp_path):
     report = forget(str(out), str(id_file(tmp_path)), maps=(str(map_dir),))
     assert report.maps == {str(map_dir): 2}
     assert traces(out, FORGOTTEN, vectors) == [] and traces(map_dir, FORGOTTEN, vectors) == []
+
+
+# Forgets from EMB and its map, SIGKILLed right after the map's first file is replaced, or right before
+# its manifest (written last) is. Every map file is written to a temporary name, then renamed over
+# the old one (`embednv.io.atomic_path`).
+KILL_AT_MAP_FILE = """
+import os, signal, sys
+from embednv.forget import forget
+
+emb, ids, map_dir, when = sys.argv[1:5]
+replace = os.replace
+def replace_or_die(source, target):
+    if when == "manifest" and str(target) == os.path.join(map_dir, "_manifest.json"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    replace(source, target)
+    if when == "first" and os.path.dirname(str(target)) == map_dir:
+        os.kill(os.getpid(), signal.SIGKILL)
+os.replace = replace_or_die
+forget(emb, ids, maps=(map_dir,))
+"""
+
+
+@pytest.mark.parametrize("when", ["first", "manifest"])
+def test_forget_killed_while_rewriting_a_map_finishes_when_run_again(emb, tmp_path, when):
+    """Killed after the map's first file or before its manifest: each file is whole, and a rerun removes all."""
+    from embednv.mapping.run import MapConfig, run_map
+    from embednv.mapping.tsne_params import TSNEParams
+
+    out, map_dir, ids = tmp_path / "emb", tmp_path / "map", id_file(tmp_path)
+    shutil.copytree(emb, out)
+    fast = TSNEParams(early_exaggeration_iter=100, n_iter=150, n_jobs=1)
+    run_map(MapConfig(emb_dir=str(out), out_dir=map_dir, clusters=3, tsne=fast))
+    vectors = vectors_of(out, FORGOTTEN)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AT_MAP_FILE, str(out), str(ids), str(map_dir), when], capture_output=True, text=True
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    for parquet in map_dir.glob("*.parquet"):
+        pq.read_table(parquet)  # what has a final name is whole
+    manifest = json.loads((map_dir / "_manifest.json").read_text())
+    assert manifest["n"] == 40 and "forgotten" not in manifest  # the manifest is the last file written
+    if when == "first":
+        assert traces(map_dir, FORGOTTEN, vectors), "killed before the map was done"
+    else:
+        assert traces(map_dir, FORGOTTEN, vectors) == []  # every other file is done
+
+    rerun = subprocess.run(
+        [sys.executable, "-m", "embednv.cli", "forget", str(out), "--ids", str(ids), "--map", str(map_dir)],
+        capture_output=True,
+        text=True,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert traces(out, FORGOTTEN, vectors) == [] and traces(map_dir, FORGOTTEN, vectors) == []
+    assert not [p.name for p in map_dir.iterdir() if p.name.endswith(".tmp")]  # the killed run's, swept
+    manifest = json.loads((map_dir / "_manifest.json").read_text())
+    assert manifest["n"] == pq.read_metadata(map_dir / "map.parquet").num_rows == 38
+    assert [f["count"] for f in manifest["forgotten"]] == [2]

@@ -29,14 +29,12 @@ from embednv.embed.config import EmbedConfig
 from embednv.embed.inputs import InputPlan, Shard
 from embednv.embed.private_ray import PRIVATE_SYSTEM_CONFIG, daemon_malloc_conf, quiet_core_log
 from embednv.embed.progress import ActorReport, Progress, block_counts
+from embednv.embed.ray_address import answering
 from embednv.embed.worker import EmbedWorker
 from embednv.errors import ClusterUnreachable
 from embednv.models.base import ModelRef
 
 log = logging.getLogger(__name__)
-
-
-CONNECT_TIMEOUT_S = 30.0
 
 
 def init_ray(debug: bool = False, address: str | None = None) -> None:
@@ -45,7 +43,7 @@ def init_ray(debug: bool = False, address: str | None = None) -> None:
     Without an address Ray would join whatever cluster its address file names (written by any
     earlier `ray start`, even one long dead) and wait on it forever: `address="local"` always
     starts a fresh instance instead, configured by `private_ray` and reachable from this machine
-    only (`loopback_only`). A given address must answer within CONNECT_TIMEOUT_S.
+    only (`loopback_only`). A given address must answer in time (`ray_address`).
     """
     if not ray.is_initialized():
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no telemetry leaves the machine
@@ -88,35 +86,19 @@ def loopback_only() -> Iterator[None]:
 
 
 def reachable_address(address: str) -> str:
-    """`address` once its GCS port accepts a connection; ClusterUnreachable after CONNECT_TIMEOUT_S.
+    """`address` once it answers (`ray_address.answering`); "auto" is resolved the way Ray does
+    (its address file, then running GCS processes)."""
+    if address != "auto":
+        return answering(address)
+    from ray._private.services import get_ray_address_from_environment
 
-    "auto" is resolved the way Ray does (its address file, then running GCS processes).
-    """
-    resolved = address
-    if address == "auto":
-        from ray._private.services import get_ray_address_from_environment
-
-        try:
-            resolved = get_ray_address_from_environment("auto", None)
-        except ConnectionError:
-            raise ClusterUnreachable(
-                "no running Ray cluster found for address 'auto' (start one, or unset RAY_ADDRESS)"
-            ) from None
-    host, _, port = resolved.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        return resolved  # a form Ray parses itself; let it answer
-    deadline = time.monotonic() + CONNECT_TIMEOUT_S
-    while True:
-        try:
-            with socket.create_connection((host, int(port)), timeout=5):
-                return resolved
-        except OSError as error:
-            if time.monotonic() >= deadline:
-                raise ClusterUnreachable(
-                    f"Ray cluster at {resolved} did not answer within {CONNECT_TIMEOUT_S:.0f}s ({error.strerror or error}); "
-                    "check --address / RAY_ADDRESS, or unset it to run on a private local Ray"
-                ) from None
-            time.sleep(1.0)
+    try:
+        resolved = get_ray_address_from_environment("auto", None)
+    except ConnectionError:
+        raise ClusterUnreachable(
+            "no running Ray cluster found for address 'auto' (start one, or unset RAY_ADDRESS)"
+        ) from None
+    return answering(resolved)
 
 
 def connect(debug: bool, address: str | None) -> int:

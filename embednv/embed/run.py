@@ -23,7 +23,7 @@ from embednv.embed.manifest import build_manifest, changed_fields, fingerprint, 
 from embednv.embed.plan import check_output_apart, plan_inputs
 from embednv.errors import ConfigError, OutputConflict
 from embednv.models.base import ModelRef
-from embednv.models.registry import resolve_model
+from embednv.models.registry import check_model_name, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,8 @@ def run_embed(config: EmbedConfig) -> RunSummary:
         config.skip_bad_files,
         config.id_type,
     )
+    if not isinstance(config.model, ModelRef):
+        check_model_name(config.model)  # a misspelt --model fails before a Ray start, not after
     if config.executor == "local":
         from embednv.embed import local_job as executor
 

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from embednv import directories as dirs
 from embednv.errors import MapError
+from embednv.io import is_temporary
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def forget_from_map(map_dir: str, ids: set[str]) -> int:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from embednv.mapping import metrics, outputs
+    from embednv.mapping import metrics
     from embednv.mapping.drawn import POINT_BUDGET
     from embednv.mapping.out_dir import _local
     from embednv.mapping.publish import kept_terms, publish, recorded_notes
@@ -39,6 +40,8 @@ def forget_from_map(map_dir: str, ids: set[str]) -> int:
     if out_dir is None:
         raise MapError(f"forget: {map_dir} is not a local map directory")
     manifest = map_manifest(out_dir, f"forget: {out_dir} holds no finished map")
+    for leftover in [p for p in out_dir.iterdir() if is_temporary(p.name)]:  # of a write killed mid-way
+        leftover.unlink(missing_ok=True)
     id_column = manifest["inputs"]["id_column"]
     wanted = pa.array(sorted(str(i) for i in ids), pa.string())
     table = pq.read_table(out_dir / dirs.MAP_FILE)
@@ -52,7 +55,12 @@ def forget_from_map(map_dir: str, ids: set[str]) -> int:
     )
     count = int(drop.sum())
     if count == 0 and not points_drop.any():
-        return 0
+        # Every file is clean. A forget killed after its last map file and before the manifest (written
+        # last) removed this many: the manifest says so now.
+        finished = int(manifest.get("n", table.num_rows)) - table.num_rows
+        if finished > 0:
+            _record(out_dir, manifest, finished, table.num_rows)
+        return max(finished, 0)
     keep = pa.array(~drop)
     kept = table.filter(keep)
     kept_ids = kept.column(id_column).combine_chunks()
@@ -89,14 +97,22 @@ def forget_from_map(map_dir: str, ids: set[str]) -> int:
         write_points(
             points_path, id_column, points.column(id_column).combine_chunks(), pca_matrix(points), _hashes(points)
         )
-    manifest["n"] = len(kept_ids)
+    removed = max(count, int(manifest.get("n", table.num_rows)) - len(kept_ids))  # with a killed run's
+    _record(out_dir, manifest, removed, len(kept_ids))
+    return removed
+
+
+def _record(out_dir: Path, manifest: dict, count: int, n: int) -> None:
+    """The manifest, written last: the map's n and this forget, counts only."""
+    from embednv.mapping import outputs
+
+    manifest["n"] = n
     manifest["forgotten"] = [
         *manifest.get("forgotten", []),
         {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "count": count},
     ]
     outputs.write_json(out_dir / dirs.MANIFEST, manifest)
     log.info("forget: %d notes removed from the map in %s", count, out_dir)
-    return count
 
 
 def _levels_without_state(out_dir: Path, kept: pa.Table, labels: np.ndarray, id_column: str):

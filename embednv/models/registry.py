@@ -25,6 +25,17 @@ class ModelError(ValueError):
     """The model cannot be resolved or loaded; the message says which and why."""
 
 
+def check_model_name(name: str) -> None:
+    """Refuse a `--model` that names nothing, before any Ray starts or model loads (`resolve_model` finds it)."""
+    if name not in ("auto", "minilm", "nvembed") and not Path(name).expanduser().is_dir():
+        if "/" not in name or Path(name).exists():
+            raise ModelError(_unknown(name))
+
+
+def _unknown(name: str) -> str:
+    return f"Unknown model {name!r}. Valid: {', '.join(MODEL_CHOICES)}"
+
+
 def resolve_model(name: str, has_gpu: bool, max_tokens: int | None = None, allow_download: bool = False) -> ModelRef:
     """Turn `--model` into a `ModelRef` with a local path, a revision and the output width."""
     if name == "auto":
@@ -42,7 +53,7 @@ def resolve_model(name: str, has_gpu: bool, max_tokens: int | None = None, allow
 
         path, revision = resolve_hub_checkpoint(name, allow_download=allow_download)
         return _local_ref(name, path, max_tokens, revision=revision)
-    raise ModelError(f"Unknown model {name!r}. Valid: {', '.join(MODEL_CHOICES)}")
+    raise ModelError(_unknown(name))
 
 
 def local_path(ref: ModelRef) -> str:

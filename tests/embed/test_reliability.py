@@ -85,29 +85,33 @@ def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_output(corpus, tmp_p
     for shard in written:  # whatever is visible under a final name is whole
         pq.read_table(shard)
 
-    rerun = subprocess.run(cli(*args, "--out", str(out)), env=ENV, capture_output=True, text=True)
+    # The rerun resumes on the local executor: resume is the planner's (embed/run.py), shared by both
+    # executors (embed/test_run.py shows they write the same shards); what Ray alone adds is the kill above.
+    local = ["--executor", "local"]
+    rerun = subprocess.run(cli(*args, "--out", str(out), *local), env=ENV, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert "resuming" in rerun.stderr
     assert not [n for n in os.listdir(out) if n.endswith(".tmp")]
     expected, got = embeddings_by_id(reference), embeddings_by_id(out)
     assert sorted(got) == sorted(expected) == list(range(1, 241))
     assert max(float(np.abs(got[i] - expected[i]).max()) for i in got) < 1e-5
-    again = subprocess.run(cli(*args, "--out", str(out)), env=ENV, capture_output=True, text=True)
+    again = subprocess.run(cli(*args, "--out", str(out), *local), env=ENV, capture_output=True, text=True)
     assert again.returncode == 0 and "already complete" in again.stdout
 
 
-def test_changed_inputs_are_refused_unless_overwrite(corpus, tmp_path):
-    out = tmp_path / "emb"
-    base = ["embed", "--model", "minilm", "--max-tokens", "128", "--out", str(out), "--executor", "local"]
-    assert subprocess.run(cli(*base[:1], str(corpus), *base[1:]), env=ENV, capture_output=True).returncode == 0
-    other = tmp_path / "other.parquet"
+def test_changed_inputs_are_refused_unless_overwrite(tmp_path):
+    first, other, out = tmp_path / "first.parquet", tmp_path / "other.parquet", tmp_path / "emb"
+    write_sample_corpus(str(first), 20, seed=5)
     write_sample_corpus(str(other), 30, seed=9)
-    refused = subprocess.run(cli(*base[:1], str(other), *base[1:]), env=ENV, capture_output=True, text=True)
+    settings = dict(out=str(out), model="minilm", max_tokens=128, executor="local")
+    run_embed(EmbedConfig(inputs=(str(first),), **settings))
+    # The refusal as a user meets it: exit 2 and one line, before any model loads.
+    base = ["embed", str(other), "--model", "minilm", "--max-tokens", "128", "--out", str(out), "--executor", "local"]
+    refused = subprocess.run(cli(*base), env=ENV, capture_output=True, text=True)
     assert refused.returncode == 2 and "inputs changed" in refused.stderr and "--overwrite" in refused.stderr
-    replaced = subprocess.run(
-        cli(*base[:1], str(other), *base[1:], "--overwrite"), env=ENV, capture_output=True, text=True
-    )
-    assert replaced.returncode == 0 and sorted(embeddings_by_id(out)) == list(range(1, 31))
+    assert "model loaded" not in refused.stderr and sorted(embeddings_by_id(out)) == list(range(1, 21))
+    run_embed(EmbedConfig(inputs=(str(other),), overwrite=True, **settings))
+    assert sorted(embeddings_by_id(out)) == list(range(1, 31))
 
 
 def test_a_killed_embedding_actor_loses_no_row(ray_local, corpus, tmp_path):
@@ -183,8 +187,9 @@ def test_garbage_rows_become_error_rows_and_a_huge_note_is_chunked(tmp_path):
     assert summary.errored == 9
 
 
-def test_skip_bad_files_lists_them_in_the_manifest(corpus, tmp_path):
-    broken = tmp_path / "broken.parquet"
+def test_skip_bad_files_lists_them_in_the_manifest(tmp_path):
+    corpus, broken = tmp_path / "notes.parquet", tmp_path / "broken.parquet"
+    write_sample_corpus(str(corpus), 24, seed=5)
     broken.write_bytes(b"PAR1 not really")
     out = tmp_path / "emb"
     run_embed(
@@ -200,7 +205,7 @@ def test_skip_bad_files_lists_them_in_the_manifest(corpus, tmp_path):
     manifest = json.loads((out / "_manifest.json").read_text())
     assert [s["uri"] for s in manifest["skipped_files"]] == [str(broken)]
     assert "not a readable Parquet file" in manifest["skipped_files"][0]["reason"]
-    assert manifest["rows_embedded"] == 240
+    assert manifest["rows_embedded"] == 24
 
 
 def test_no_note_text_reaches_logs_manifest_or_errors(tmp_path):
