@@ -67,7 +67,7 @@ QUICK_RUNS = {
     "padding": ["--quick"],
     "throughput": ["--quick"],
     "scale": ["--quick"],
-    "map": ["--sizes", "1000", "--multiscale", "off"],
+    "map": ["--sizes", "500", "--multiscale", "off"],
 }
 EXTRA_RUNS = [("map", ["--sizes", "10000", "--multiscale", "auto"])]
 LARGER_SCALE = 1_000_000  # only while the budget lasts; else measured apart by `make bench-1m`
