@@ -404,10 +404,14 @@ def test_the_update_section_judges_the_count_and_the_share():
     assert "**WRONG**" in wrong and "**MISSED**" in wrong
     assert "run `make bench-update`" in update_section({"status": "pending", "error": "not measured yet"})
     probe = doc | {"model": "probe", "n": 100_000, "command": "python bench/update.py --n 100000 --model probe"}
+    probe |= {"embedded": 1100, "expected_to_embed": 1100}
     both = update_section({"status": "ok", "result": doc}, {"status": "ok", "result": probe})
     assert both.startswith(text) and "### At 100k notes, the pipeline alone (probe encoder)" in both
     assert "a 100,000-note sample corpus embedded once with the probe encoder" in both
     assert "The issue asks for 100k" in text and both.count("The issue asks for 100k") == 1  # MiniLM's run only
+    # The probe's full run has no model time: its share is not the goal's; MiniLM's rate (10 notes/s) gives the estimate.
+    assert both.count("Goal (share beyond") == 1 and "Goal: not judged on this run" in both
+    assert "a full run of 100,000 notes about 2.8 h, this update about 112 s, 1.11% of it" in both  # 2.5 s + 1,100 / 10
 
 
 def test_map_update_bench_small_run_and_its_section(tmp_path):
