@@ -78,11 +78,16 @@ def _read_shards(file, wanted, id_column, text_column, duplicates, id_type) -> I
         starts = [0]
         for group in range(parquet.num_row_groups):
             starts.append(starts[-1] + parquet.metadata.row_group(group).num_rows)
-        for shard in wanted:
+        held: dict[int, pa.Table] = {}  # row groups read once, kept while a later shard still needs them
+        for shard in wanted:  # in file order
             groups = [
                 g for g in range(parquet.num_row_groups) if starts[g] < shard.stop and starts[g + 1] > shard.start
             ]
-            table = parquet.read_row_groups(groups, columns=[id_column, text_column])
+            held = {g: t for g, t in held.items() if starts[g + 1] > shard.start}
+            for g in groups:
+                if g not in held:  # a file of one big row group (pandas, Spark) is read once, not once a shard
+                    held[g] = parquet.read_row_group(g, columns=[id_column, text_column])
+            table = pa.concat_tables([held[g] for g in groups])
             table = table.slice(shard.start - starts[groups[0]], shard.stop - shard.start)
             texts, problems = decode_texts(table.column(1).combine_chunks())
             yield _checked(plain_ids(table.column(0).combine_chunks()), texts, problems, shard, duplicates, id_column)

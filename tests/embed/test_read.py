@@ -162,3 +162,24 @@ def test_an_invalid_jsonl_line_with_invalid_utf8_is_one_error_row(tmp_path):
     path.write_bytes(b'{"note_id": "a", "text": "ok"}\n{"note_id": "b", "text": "tr\xffunc\n')
     rows = rows_of(plan_inputs([str(path)], "note_id", "text", 10))
     assert [(r["note_id"], r[ERROR]) for r in rows] == [("a", None), (None, "invalid UTF-8 in line 2 at byte 28")]
+
+
+def test_a_file_of_one_row_group_is_read_once_for_all_its_shards(tmp_path, monkeypatch):
+    """pandas and Spark often write one big row group: cut into 5 shards, it must not be read 5 times."""
+    path = tmp_path / "one-group.parquet"
+    pq.write_table(pa.table({"note_id": list(range(50)), "text": [f"note {i}" for i in range(50)]}), path)
+    split = tmp_path / "groups-of-7.parquet"  # shards that straddle row groups: each group still read once
+    pq.write_table(pq.read_table(path), split, row_group_size=7)
+    reads = []
+    one, many = pq.ParquetFile.read_row_group, pq.ParquetFile.read_row_groups
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", lambda self, i, **kw: reads.append(i) or one(self, i, **kw))
+    monkeypatch.setattr(
+        pq.ParquetFile, "read_row_groups", lambda self, gs, **kw: reads.extend(gs) or many(self, gs, **kw)
+    )
+    for file, groups in ((path, 1), (split, 8)):
+        reads.clear()
+        rows = rows_of(plan_inputs([str(file)], "note_id", "text", rows_per_shard=10))
+        assert [r["note_id"] for r in rows] == list(range(50)) and [r[SHARD] for r in rows] == [
+            i // 10 for i in range(50)
+        ]
+        assert sorted(reads) == list(range(groups)), reads
