@@ -11,7 +11,7 @@ import os
 import socket
 import time
 
-from embednv.errors import ClusterUnreachable
+from embednv.errors import ClusterUnreachable, ConfigError
 
 CONNECT_TIMEOUT_S = 30.0  # how long a given address may take to answer; EMBEDNV_RAY_CONNECT_TIMEOUT_S overrides
 CONNECT_TIMEOUT_ENV = "EMBEDNV_RAY_CONNECT_TIMEOUT_S"
@@ -23,9 +23,9 @@ def connect_timeout_s() -> float:
     try:
         seconds = float(value) if value else CONNECT_TIMEOUT_S
     except ValueError:
-        raise ClusterUnreachable(f"{CONNECT_TIMEOUT_ENV}={value!r} is not a number of seconds") from None
+        raise ConfigError(f"{CONNECT_TIMEOUT_ENV}={value!r} is not a number of seconds") from None
     if seconds <= 0:
-        raise ClusterUnreachable(f"{CONNECT_TIMEOUT_ENV}={value!r} must be a positive number of seconds")
+        raise ConfigError(f"{CONNECT_TIMEOUT_ENV}={value!r} must be a positive number of seconds")
     return seconds
 
 

@@ -20,7 +20,6 @@ import pyarrow as pa
 
 from embednv import directories as dirs
 from embednv.errors import MapError
-from embednv.io import is_temporary
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +39,7 @@ def forget_from_map(map_dir: str, ids: set[str]) -> int:
     if out_dir is None:
         raise MapError(f"forget: {map_dir} is not a local map directory")
     manifest = map_manifest(out_dir, f"forget: {out_dir} holds no finished map")
-    for leftover in [p for p in out_dir.iterdir() if is_temporary(p.name)]:  # of a write killed mid-way
-        leftover.unlink(missing_ok=True)
+    dirs.OutputDir(str(out_dir)).remove_stale_temporaries()  # what a killed forget was writing
     id_column = manifest["inputs"]["id_column"]
     wanted = pa.array(sorted(str(i) for i in ids), pa.string())
     table = pq.read_table(out_dir / dirs.MAP_FILE)
