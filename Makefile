@@ -127,7 +127,7 @@ test: setup
 # The quick loop for a developer: every test that starts no Ray, runs no other process and drives no
 # browser (marked by tests/conftest.py from what each test does); `make test` stays the whole suite.
 test-fast: setup
-	$(PY) -m pytest -q -m "not ray and not subprocess and not browser" $(ARGS)
+	$(PY) -m pytest -q -m "not ray and not subprocess and not browser" -n $(TEST_WORKERS) --dist loadfile --durations=10 $(ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

@@ -7,8 +7,9 @@ Two measurements (`make bench-map-1m`, apart from `make bench`: it takes the mac
 - **notes**: for each of --notes-sizes, in a fresh process, what the map's driver does with
   `--texts` (`note_columns.read_note_columns`: stream the texts file, join it to the map's ids,
   count each cluster's terms; then c-TF-IDF), timed, with the process's peak RSS while it ran
-  (the kernel's high-water mark, reset when it starts) and the RSS before it. Acceptance (issue
-  23): the peak at the largest size within 10% of the smallest.
+  (the kernel's high-water mark, reset when it starts) and the RSS before it; --repeats runs per
+  size, sizes alternating, and the medians. Acceptance (issue 23): the peak at the largest size
+  within 10% of the smallest.
 - **map**: the user's command, `embednv map EMB --out MAP --texts NOTES`, end to end at --n, in
   its own process; each phase's time and peak RSS come from the map's own manifest
   (`timings_s`, `peak_rss_mb`), the process's peak as the largest of them. Goal: under 30 minutes.
@@ -73,7 +74,7 @@ def notes_child(n: int, notes: Path) -> dict:
 
     rng = np.random.default_rng(0)
     ids = pa.array(rng.permutation(n).astype(np.int64))  # the map's order is not the file's
-    labels = rng.integers(0, 50, n)
+    labels = rng.integers(0, 50, n, dtype=np.int32)  # cluster labels are int32 in the map (backends.py)
     rss_before = _rss_mb()
     reset_peak_rss()
     start = time.perf_counter()
@@ -115,6 +116,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--notes-sizes", default="100000,1000000", help="sizes of the notes-phase measurement")
     ap.add_argument("--skip-map", action="store_true", help="only the notes-phase measurement")
+    ap.add_argument("--repeats", type=int, default=3, help="notes-phase runs per size (the median is the figure)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep inputs here for a rerun (default: a temp dir)")
     ap.add_argument("--json")
     ap.add_argument("--child-notes", type=int, default=None, help=argparse.SUPPRESS)
@@ -127,16 +129,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-map-1m-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        notes_runs = []
-        for n in [int(s) for s in args.notes_sizes.split(",") if s]:
-            write_notes(workdir / f"notes-{n}.parquet", n)
-            cmd = [sys.executable, __file__, "--child-notes", str(n), "--workdir", str(workdir)]
-            done = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True)
-            if done.returncode != 0:
-                notes_runs.append({"n": n, "error": done.stderr[-500:]})
-                continue
-            notes_runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            log(f"notes phase at {n:,}: {notes_runs[-1]}")
+        sizes = [int(s) for s in args.notes_sizes.split(",") if s]
+        runs: dict[int, list[dict]] = {n: [] for n in sizes}
+        for _ in range(args.repeats):  # sizes alternate, so that drift on the machine reaches each alike
+            for n in sizes:
+                write_notes(workdir / f"notes-{n}.parquet", n)
+                cmd = [sys.executable, __file__, "--child-notes", str(n), "--workdir", str(workdir)]
+                done = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True)
+                run = {"error": done.stderr[-500:]} if done.returncode else json.loads(done.stdout.splitlines()[-1])
+                runs[n].append(run)
+                log(f"notes phase at {n:,}: {run}")
+        notes_runs = [_median_run(n, runs[n]) for n in sizes]
         ok = [r for r in notes_runs if "error" not in r]
         growth = ok[-1]["peak_rss_mb"] / ok[0]["peak_rss_mb"] - 1 if len(ok) > 1 else None
         map_run = None
@@ -148,6 +151,7 @@ def main() -> None:
     emit(
         {
             "command": f"python bench/bench_map_1m.py --n {args.n} --dim {args.dim} --notes-sizes {args.notes_sizes}"
+            + f" --repeats {args.repeats}"
             + (" --skip-map" if args.skip_map else ""),
             "goal_s": GOAL_S,
             "flat_within": FLAT_WITHIN,
@@ -161,6 +165,18 @@ def main() -> None:
         },
         args.json,
     )
+
+
+def _median_run(n: int, runs: list[dict]) -> dict:
+    """One size's figures: the median of its runs (a process's peak RSS varies by a few percent from run to
+    run with how the allocator's arenas fill), each run's peak kept beside it."""
+    import statistics
+
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return {"n": n, "error": runs[-1]["error"]}
+    median = {k: statistics.median(r[k] for r in ok) for k in ("seconds", "rss_before_mb", "peak_rss_mb")}
+    return {"n": n, **median, "peaks_mb": [r["peak_rss_mb"] for r in ok], "runs": len(ok)}
 
 
 def _rss_mb() -> int:

@@ -74,12 +74,24 @@ def write_canvas(path: Path, d: dict, budget: int | None = None) -> None:
     import numpy as np
 
     from embednv.mapping.drawn import drawn_rows
+    from embednv.mapping.known_labels import KnownLabels
     from embednv.mapping.render_html import render_html
 
     s = d["summary"]
     exemplars = [np.flatnonzero(d["labels"] == c)[:5] for c in range(len(s.names))]
     drawn = drawn_rows(d["labels"], exemplars, budget) if budget else None
-    render_html(path, d["ids"], d["y"], d["labels"], s.names, d["title"], d["known"], None, s, drawn=drawn)
+    render_html(
+        path,
+        d["ids"],
+        d["y"],
+        d["labels"],
+        s.names,
+        d["title"],
+        KnownLabels.from_values(d["known"]),
+        None,
+        s,
+        drawn=drawn,
+    )
 
 
 def write_plotly(path: Path, d: dict) -> None:

@@ -310,7 +310,6 @@ def test_the_pending_gpu_section_says_why_and_how_to_run_it(tmp_path):
     assert ".device-wheels/*-cp312-*.whl" in GPU_COMMAND and "--tokenizer .gpu/tokenizer" in GPU_COMMAND
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_nvembed_model_quick_run_and_its_section(tmp_path):
     """bench/nvembed_model.py --quick (tiny sizes, the meta-device count on a few MTSamples-sized windows at real

@@ -34,15 +34,18 @@ READ_BUFFER_BYTES = 8 << 20
 class IdIndex:
     """The map's ids -> their row positions: sorted once, then each batch's keys are found by binary search.
 
-    Sorting rather than a hash table: two arrays of n (the sorted ids and their rows, 16 bytes a note for
+    Sorting rather than a hash table: two arrays of n (the sorted ids and their rows, 12 bytes a note for
     integer ids) instead of a table several times that, and a repeated id finds its first map row
     (a stable sort keeps equal ids in map order) with no special case.
     """
 
     def __init__(self, ids: pa.Array) -> None:
         self.type, self.n = ids.type, len(ids)
-        keys = ids.to_numpy(zero_copy_only=False)
-        self._rows = np.argsort(keys, kind="stable")  # (n,) map rows in id order
+        keys = ids.to_numpy(zero_copy_only=False)  # integer ids without nulls: a view, no copy
+        order = np.argsort(keys, kind="stable")
+        # (n,) map rows in id order; int32 below 2**31 rows: the driver's memory per note is what grows with n
+        self._rows = order.astype(np.int32) if self.n < 2**31 else order
+        del order
         self._sorted = keys[self._rows]
 
     def positions(self, keys: pa.Array, source: str | Path, id_column: str) -> np.ndarray:

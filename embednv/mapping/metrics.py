@@ -6,9 +6,10 @@ All sampled metrics take a seed, so a rerun reports the same numbers.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 
 import numpy as np
+
+from embednv.mapping.known_labels import UNKNOWN, KnownLabels
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +59,15 @@ def silhouette(x: np.ndarray, labels: np.ndarray, sample: int = SILHOUETTE_SAMPL
     return float(silhouette_score(x[rows], labels[rows]))
 
 
-def label_agreement(known: list, labels: np.ndarray) -> dict[str, float | int]:
-    """NMI and ARI between known labels (None = unknown, skipped) and cluster labels."""
+def label_agreement(known: KnownLabels, labels: np.ndarray) -> dict[str, float | int]:
+    """NMI and ARI between known labels (rows without one are skipped) and cluster labels."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    mask = np.array([v is not None for v in known], dtype=bool)
-    truth = [str(v) for v in np.asarray(known, dtype=object)[mask]]
-    if len(truth) < 2:
+    mask = known.codes != UNKNOWN
+    if mask.sum() < 2:
         log.warning("fewer than 2 points have a label; no NMI/ARI")
         return {"n_labelled": int(mask.sum())}
-    pred = labels[mask]
+    truth, pred = known.codes[mask], labels[mask]
     return {
         "nmi": float(normalized_mutual_info_score(truth, pred)),
         "ari": float(adjusted_rand_score(truth, pred)),
@@ -75,10 +75,13 @@ def label_agreement(known: list, labels: np.ndarray) -> dict[str, float | int]:
     }
 
 
-def label_composition(known: list, labels: np.ndarray, k: int, top: int = 3) -> list[list[tuple[str, int]]]:
-    """Per cluster, its `top` most common known labels with counts (unknown labels skipped)."""
-    per_cluster: list[Counter] = [Counter() for _ in range(k)]
-    for value, c in zip(known, labels):
-        if value is not None:
-            per_cluster[c][str(value)] += 1
-    return [sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:top] for counter in per_cluster]
+def label_composition(known: KnownLabels, labels: np.ndarray, k: int, top: int = 3) -> list[list[tuple[str, int]]]:
+    """Per cluster, its `top` most common known labels with counts (rows without a label skipped)."""
+    mask = known.codes != UNKNOWN
+    m = len(known.names)
+    counts = np.bincount(labels[mask].astype(np.int64) * m + known.codes[mask], minlength=k * m).reshape(k, m)
+    composition = []
+    for row in counts:
+        present = sorted((-int(row[c]), known.names[c]) for c in np.flatnonzero(row))
+        composition.append([(name, -neg) for neg, name in present[:top]])
+    return composition

@@ -6,7 +6,7 @@ texts file is read once when the map has at most `terms.VOCAB_SAMPLE` notes (the
 then fitted on all of them, as one pass over everything would), else twice: a first pass keeps
 the texts of a seeded random sample of VOCAB_SAMPLE map rows and fits the vocabulary on them,
 a second counts every note's words against it. What is kept per note is small: a known label
-(one shared object per distinct label) and, only with --show-text, the hover's first 300
+as a 4-byte code (`known_labels.py`) and, only with --show-text, the hover's first 300
 characters. Note text is never logged.
 """
 
@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from embednv.mapping.annotations import IdIndex, aligned_batches
+from embednv.mapping.known_labels import KnownLabels
 from embednv.mapping.render_html import HOVER_TEXT_CHARS
 from embednv.mapping.terms import VOCAB_SAMPLE, TermCounts
 
@@ -31,7 +32,7 @@ class NoteColumns:
     """Per-map-row columns from the notes; None where not asked for."""
 
     term_counts: TermCounts | None
-    known: np.ndarray | None  # (n,) object: the --labels-column value of each map row (None: no label)
+    known: KnownLabels | None  # the --labels-column value of each map row
     hover: np.ndarray | None  # (n,) object, with --show-text: the start of each note (str or None), for map.html
 
 
@@ -53,10 +54,9 @@ def read_note_columns(
     n = index.n
     known = hover = counts = None
     if labels is not None:
-        known = np.full(n, None, dtype=object)
+        known = KnownLabels(n)
     if texts is not None and show_text:
         hover = np.full(n, None, dtype=object)
-    shared: dict = {}  # one object per distinct label
     same_file = texts is not None and labels is not None and str(texts[0]) == str(labels[0])
 
     if texts is not None:
@@ -68,7 +68,7 @@ def read_note_columns(
         for rows, batch in aligned_batches(path, id_column, columns, index):
             text = batch.column(column).to_pylist()
             if same_file:
-                _put_labels(known, rows, batch.column(labels[1]), shared)
+                known.put(rows, batch.column(labels[1]))
             if hover is not None:
                 hover[rows] = [_hover_start(t) for t in text]
             picked = np.arange(len(rows)) if everyone else np.flatnonzero(chosen[rows])
@@ -90,7 +90,7 @@ def read_note_columns(
             counts.n_notes = n
     if labels is not None and not same_file:
         for rows, batch in aligned_batches(labels[0], id_column, [labels[1]], index):
-            _put_labels(known, rows, batch.column(labels[1]), shared)
+            known.put(rows, batch.column(labels[1]))
     return NoteColumns(term_counts=counts, known=known, hover=hover)
 
 
@@ -99,13 +99,6 @@ def _sample(n: int, size: int, seed: int) -> np.ndarray:
     chosen = np.zeros(n, dtype=bool)
     chosen[np.random.default_rng(seed).choice(n, size=size, replace=False)] = True
     return chosen
-
-
-def _put_labels(known: np.ndarray, rows: np.ndarray, column: pa.Array, shared: dict) -> None:
-    """Labels into their map rows; equal labels share one object (memory per note: one pointer)."""
-    if len(shared) > 100_000:  # many distinct labels: sharing no longer pays, and the dict must stay small
-        shared.clear()
-    known[rows] = [None if v is None else shared.setdefault(v, v) for v in column.to_pylist()]
 
 
 def _hover_start(text: str | None) -> str | None:

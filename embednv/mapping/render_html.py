@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embednv.mapping.known_labels import UNKNOWN, KnownLabels
 from embednv.mapping.outputs import ClusterSummary
 from embednv.mapping.render import cluster_medians, palette
 from embednv.text_safety import visible
@@ -49,7 +50,7 @@ def render_html(
     labels: np.ndarray,
     names: Sequence[str],
     title: str,
-    known: Sequence | None = None,
+    known: KnownLabels | None = None,
     texts: Sequence[str | None] | None = None,
     summary: ClusterSummary | None = None,
     groups: tuple[ClusterSummary, np.ndarray] | None = None,
@@ -72,7 +73,7 @@ def map_payload(
     labels: np.ndarray,
     names: Sequence[str],
     title: str,
-    known: Sequence | None = None,
+    known: KnownLabels | None = None,
     texts: Sequence[str | None] | None = None,
     summary: ClusterSummary | None = None,
     groups: tuple[ClusterSummary, np.ndarray] | None = None,
@@ -142,14 +143,19 @@ def _group_payload(summary: ClusterSummary, parent: np.ndarray) -> list[dict]:
     ]
 
 
-def _label_payload(known: Sequence, rows: np.ndarray | None = None) -> dict:
+def _label_payload(known: KnownLabels, rows: np.ndarray | None = None) -> dict:
     """Known labels as codes into `values` (most frequent first; code len(values) = no label) for the
     drawn `rows`, and the colour groups of "colour by label" with every note's count: one per frequent
     label, then the rest, then none."""
-    counts = Counter(_text(v) for v in known if v is not None)
+    per_code = np.bincount(known.codes[known.codes != UNKNOWN], minlength=len(known.names))
+    counts: Counter = Counter()
+    for name, count in zip(known.names, per_code.tolist()):
+        if count:
+            counts[_text(name)] += count
     values = [lab for lab, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     code_of = {lab: i for i, lab in enumerate(values)}
-    codes = np.array([len(values) if v is None else code_of[_text(v)] for v in known], dtype=np.int64)
+    lookup = np.array([code_of.get(_text(name), len(values)) for name in known.names] + [len(values)], dtype=np.int64)
+    codes = lookup[np.where(known.codes == UNKNOWN, len(known.names), known.codes)]
     shown = min(len(values), MAX_LABEL_COLOURS)
     # Offset by 10: the strong shades of tab20b/tab20c first, so label colours differ from the
     # first clusters' colours and the two modes are not mistaken for each other.

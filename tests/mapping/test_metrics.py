@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from embednv.mapping.known_labels import KnownLabels
 from embednv.mapping.metrics import knn_preservation, label_agreement, label_composition, silhouette
 
 
@@ -22,13 +23,13 @@ def test_knn_preservation_is_seeded():
 def test_label_agreement_skips_unknown_labels():
     known = ["a", "a", "b", "b", None, "c"]
     pred = np.array([1, 1, 0, 0, 2, 2])
-    scores = label_agreement(known, pred)
+    scores = label_agreement(KnownLabels.from_values(known), pred)
     assert scores["nmi"] == pytest.approx(1.0) and scores["ari"] == pytest.approx(1.0)
     assert scores["n_labelled"] == 5
 
 
 def test_label_composition_and_silhouette():
-    comp = label_composition(["x", "y", "x", None, "z"], np.array([0, 0, 0, 1, 1]), 2, top=2)
+    comp = label_composition(KnownLabels.from_values(["x", "y", "x", None, "z"]), np.array([0, 0, 0, 1, 1]), 2, top=2)
     assert comp == [[("x", 2), ("y", 1)], [("z", 1)]]
     x = np.array([[0.0], [0.1], [10.0], [10.1]])
     assert silhouette(x, np.array([0, 0, 1, 1])) > 0.9

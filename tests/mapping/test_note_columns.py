@@ -47,7 +47,7 @@ def test_streamed_terms_equal_one_pass_over_every_mtsamples_text_and_stay_close_
         labels=(MTSAMPLES, "medical_specialty"),
     )
     assert streamed.term_counts.top() == before  # 4,999 notes: the vocabulary is fitted on all of them
-    assert streamed.known.tolist() == [table.column("medical_specialty")[int(i)].as_py() for i in order]
+    assert streamed.known.values() == [table.column("medical_specialty")[int(i)].as_py() for i in order]
     # Vocabulary from 1,000 of the 4,999 notes: every specialty keeps its three top terms (the name; the order
     # of two may swap), and 98% of its top ten.
     sampled = read_note_columns(
@@ -75,7 +75,7 @@ def test_batches_are_joined_by_id_first_row_wins_and_missing_ids_are_counted(tmp
     got = list(aligned_batches(path, "note_id", ["text"], index, batch_rows=1))
     assert [(rows.tolist(), b.column("text").to_pylist()) for rows, b in got] == [([2], ["three"]), ([0], ["one"])]
     assert "1 of 3 map ids have no 'text'" in caplog.text
-    known = read_note_columns(pa.array([1, 2, 3]), "note_id", np.zeros(3, int), 1, labels=(path, "dept")).known.tolist()
+    known = read_note_columns(pa.array([1, 2, 3]), "note_id", np.zeros(3, int), 1, labels=(path, "dept")).known.values()
     assert known == ["b", None, "a"]
     with pytest.raises(MapError, match="ids in 'note_id' are int64, the embeddings' are binary"):
         list(aligned_batches(path, "note_id", ["text"], IdIndex(pa.array([b"\x00"], pa.binary()))))

@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 import numpy as np
 
 from embednv.mapping import render, render_html
+from embednv.mapping.known_labels import KnownLabels
 from embednv.mapping.outputs import ClusterSummary
 
 
@@ -93,7 +94,7 @@ def _hostile_page(tmp_path):
         composition=[[(HOSTILE[0], 3)], [(HOSTILE[1], 2)]],
     )
     path = tmp_path / "map.html"
-    render_html.render_html(path, ids, y, labels, names, HOSTILE[0], known, texts, summary)
+    render_html.render_html(path, ids, y, labels, names, HOSTILE[0], KnownLabels.from_values(known), texts, summary)
     return path, ids, known, texts, summary
 
 
@@ -125,7 +126,9 @@ def test_hostile_ids_labels_terms_and_texts_stay_data(tmp_path):
 
 def test_page_embeds_coordinates_and_clusters_as_typed_arrays(tmp_path):
     y, labels = _blobs(50, 3)
-    payload = render_html.map_payload(list(range(50)), y, labels, ["a", "b", "c"], "t", known=["x", None] * 25)
+    payload = render_html.map_payload(
+        list(range(50)), y, labels, ["a", "b", "c"], "t", known=KnownLabels.from_values(["x", None] * 25)
+    )
     xy = np.frombuffer(base64.b64decode(payload["xy"]["b64"]), dtype="<f4").reshape(-1, 2)
     assert payload["xy"]["dtype"] == "float32" and np.array_equal(xy, y.astype(np.float32))
     assert np.array_equal(np.frombuffer(base64.b64decode(payload["cluster"]["b64"]), np.uint8), labels)

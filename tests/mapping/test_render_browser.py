@@ -247,11 +247,12 @@ def _csv_of(table, rows) -> str:
 
 
 def test_colour_by_known_label(planted_page, browser):
+    from embednv.mapping.known_labels import KnownLabels
     from embednv.mapping.render import palette
     from embednv.mapping.render_html import _label_payload
 
     table = planted_page["table"]
-    label_colours = [g["colour"] for g in _label_payload(table.label.tolist())["groups"]]
+    label_colours = [g["colour"] for g in _label_payload(KnownLabels.from_values(table.label.tolist()))["groups"]]
     with opened(browser, planted_page["html"]) as page:
         page.select_option("#colour-by", "label")
         shot = painted(page)
@@ -303,6 +304,7 @@ CSV_IDS = [
 
 
 def test_hostile_strings_stay_text_in_the_page_and_the_csv(tmp_path, browser):
+    from embednv.mapping.known_labels import KnownLabels
     from embednv.mapping.outputs import ClusterSummary
     from embednv.mapping.render_html import render_html
 
@@ -317,7 +319,17 @@ def test_hostile_strings_stay_text_in_the_page_and_the_csv(tmp_path, browser):
     known = ["<i>x</i>" if c == 0 else "=1+1" for c in labels]
     texts = [f"<img src=x onerror=alert({i})> note {i}" for i in range(n)]
     html_path = tmp_path / "hostile.html"
-    render_html(html_path, HOSTILE_IDS, y, labels, names, "<script>alert(5)</script>", known, texts, summary)
+    render_html(
+        html_path,
+        HOSTILE_IDS,
+        y,
+        labels,
+        names,
+        "<script>alert(5)</script>",
+        KnownLabels.from_values(known),
+        texts,
+        summary,
+    )
     with opened(browser, html_path) as page:
         injected = page.evaluate("document.querySelectorAll('img, iframe, object, embed, b, i').length")
         scripts = page.evaluate("document.scripts.length")
@@ -346,6 +358,7 @@ def test_hostile_strings_stay_text_in_the_page_and_the_csv(tmp_path, browser):
 
 
 def test_hostile_labels_stay_text_bidi_is_shown_and_csv_formulas_behind_spaces_are_neutralised(tmp_path, browser):
+    from embednv.mapping.known_labels import KnownLabels
     from embednv.mapping.outputs import ClusterSummary
     from embednv.mapping.render_html import render_html
 
@@ -360,7 +373,7 @@ def test_hostile_labels_stay_text_bidi_is_shown_and_csv_formulas_behind_spaces_a
         composition=[[(image, 3), ("x\u2067y", 3)]],
     )  # fmt: skip
     html_path = tmp_path / "hostile.html"
-    render_html(html_path, ids, y, labels, ["0: cluster"], "t\u202et", known, None, summary)
+    render_html(html_path, ids, y, labels, ["0: cluster"], "t\u202et", KnownLabels.from_values(known), None, summary)
     with opened(browser, html_path) as page:
         page.evaluate("embednvMap.openCluster(0)")
         panel = _panel(page)
