@@ -88,7 +88,7 @@ def map_update_section(job: dict) -> str:
             rows.append([label, f"{a:.3f}", f"{b:.3f}", f"{ratio:.2f}"])
         rows.append(
             [
-                "t-SNE phase, s (sampled: fit + place)",
+                "t-SNE phase, s (sampled: fit + place + refine)",
                 f"{full['tsne_seconds']:.0f}",
                 f"{sampled['tsne_seconds']:.0f}",
                 "",
@@ -99,7 +99,13 @@ def map_update_section(job: dict) -> str:
         parts += [
             "",
             f"**Sample, then place**, {pair['n']:,} {what}: t-SNE on a stratified sample of {pair['sample_size']:,} "
-            f"({pair['sampled_manifest']['method']} placement of the other {pair['sampled_manifest']['placed']:,}) "
+            f"({pair['sampled_manifest']['method']} placement of the other {pair['sampled_manifest']['placed']:,}"
+            + (
+                f", then {refined['iterations']} t-SNE iterations over every note at perplexity {refined['perplexity']:g}"
+                if (refined := pair["sampled_manifest"].get("refined"))
+                else ""
+            )
+            + ") "
             f"vs every note in the fit. Goal: each figure within {WITHIN:.0%} of the full fit: {verdict}.",
             "",
             md_table(["", "full fit", "sampled + placed", "ratio"], rows),

@@ -19,6 +19,7 @@ PLACEMENT_CHOICES = ("auto", "local", "gpu-worker")  # embednv.mapping.placement
 MULTISCALE_CHOICES = {"auto": "auto", "on": True, "off": False}
 PLACE_METHODS = ("auto", "opentsne", "knn")  # embednv.mapping.place.METHODS
 SAMPLE_ABOVE, SAMPLE_SIZE = 200_000, 100_000  # embednv.mapping.sample's (kept typer-only here; a test checks)
+REFINE_ITER = 150  # embednv.mapping.refine's (the same)
 
 
 def map_command(
@@ -102,10 +103,17 @@ def map_command(
         str,
         typer.Option(
             "--place-method",
-            help="auto|opentsne|knn: how notes are placed on a fitted map; auto = openTSNE's transform on CPU, "
-            "kNN-weighted position on cuML.",
+            help="auto|opentsne|knn: how notes are placed on a fitted map. --update: auto = openTSNE's transform "
+            "on CPU, kNN-weighted position on cuML; a sampled map: auto = kNN-weighted position, then --refine-iter.",
         ),
     ] = "auto",
+    refine_iter: Annotated[
+        int,
+        typer.Option(
+            "--refine-iter",
+            help="A sampled map on CPU: t-SNE iterations over every note once the rest is placed (0: none).",
+        ),
+    ] = REFINE_ITER,
     debug: Annotated[bool, typer.Option("--debug", help="Debug logging and full tracebacks.")] = False,
 ) -> None:
     """Map note embeddings: PCA, k-means cohorts, t-SNE, cluster terms, PNG and offline HTML."""
@@ -122,6 +130,8 @@ def map_command(
             raise ConfigError(f"Invalid --place-method {place_method!r}. Valid: {', '.join(PLACE_METHODS)}")
         if update and overwrite:
             raise ConfigError("--update places notes on the map in --out; --overwrite replaces it: give one")
+        if refine_iter < 0:
+            raise ConfigError(f"--refine-iter must be at least 0, got {refine_iter}")
         if sample_size < 2 or sample_above < 0:
             raise ConfigError(
                 f"--sample-size must be at least 2 and --sample-above at least 0, got {sample_size}, {sample_above}"
@@ -151,6 +161,7 @@ def map_command(
             sample_above=sample_above,
             sample_size=sample_size,
             place_method=place_method,
+            refine_iter=refine_iter,
         )
         result = run_map(config)
     except (KeyboardInterrupt, typer.Exit):

@@ -45,6 +45,7 @@ class HeavyRequest:
     sample_above: int  # above this many notes, fit t-SNE on a stratified sample and place the rest (sample.py)
     sample_size: int
     place_method: str  # auto|opentsne|knn (place.py)
+    refine_iter: int  # after sample-then-place on CPU: t-SNE iterations over every note (refine.py); 0: none
 
     @classmethod
     def of(cls, config: Any) -> HeavyRequest:
@@ -151,6 +152,7 @@ def _layout(x: np.ndarray, labels: np.ndarray, request: HeavyRequest, backend: B
     """t-SNE of every point, or (above `request.sample_above`) of a stratified sample with the
     rest placed onto it: ((n, 2) float32, resolved t-SNE parameters, what was sampled or None)."""
     from embednv.mapping.place import place, resolve_method
+    from embednv.mapping.refine import REFINE_PERPLEXITY, refine
     from embednv.mapping.sample import SAMPLE_FLOOR, stratified_sample
     from embednv.mapping.tsne import embed
 
@@ -158,14 +160,17 @@ def _layout(x: np.ndarray, labels: np.ndarray, request: HeavyRequest, backend: B
     if n <= request.sample_above or request.sample_size >= n:
         y, params = embed(x, request.tsne, backend, request.seed)
         return y, params, None
-    method = resolve_method(request.place_method, backend.name)
+    # auto: the kNN position, then the refinement below does what openTSNE's transform would, and more.
+    method = "knn" if request.place_method == "auto" else resolve_method(request.place_method, backend.name)
+    refine_iter = request.refine_iter if backend.name != "cuml" else 0  # cuML's t-SNE takes no starting layout
     rows = stratified_sample(labels, request.sample_size, request.seed)
     log.info(
-        "t-SNE on a sample of %d of %d notes (every cluster, >= %d each), the rest placed by %s",
+        "t-SNE on a sample of %d of %d notes (every cluster, >= %d each), the rest placed by %s%s",
         len(rows),
         n,
         SAMPLE_FLOOR,
         method,
+        f", then {refine_iter} iterations over every note" if refine_iter else "",
     )
     y_fit, params = embed(x[rows], request.tsne, backend, request.seed)
     rest = np.ones(n, dtype=bool)
@@ -176,16 +181,21 @@ def _layout(x: np.ndarray, labels: np.ndarray, request: HeavyRequest, backend: B
     y[rest] = place(x[rows], y_fit, x[rest], method, request.seed, params.n_jobs, backend)
     timings["place"] = time.perf_counter() - start
     log.info("place: %.1f s for %d notes, %s", timings["place"], int(rest.sum()), at)
-    return (
-        y,
-        params,
-        {
-            "fitted": len(rows),
-            "placed": int(rest.sum()),
-            "floor": f"min({SAMPLE_FLOOR}, sample / (2 x clusters))",
-            "method": method,
-        },
-    )
+    refined = None
+    if refine_iter:
+        start = time.perf_counter()
+        y = refine(x, y, refine_iter, REFINE_PERPLEXITY, request.seed, params.n_jobs, params.knn_method)
+        timings["refine"] = time.perf_counter() - start
+        refined = {"iterations": refine_iter, "perplexity": REFINE_PERPLEXITY}
+        log.info("refine: %.1f s for %d notes, %s", timings["refine"], n, at)
+    sampled = {
+        "fitted": len(rows),
+        "placed": int(rest.sum()),
+        "floor": f"min({SAMPLE_FLOOR}, sample / (2 x clusters))",
+        "method": method,
+        "refined": refined,
+    }
+    return y, params, sampled
 
 
 @contextmanager

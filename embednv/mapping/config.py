@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from embednv.mapping.drawn import POINT_BUDGET
+from embednv.mapping.refine import REFINE_ITER
 from embednv.mapping.sample import SAMPLE_ABOVE, SAMPLE_SIZE
 from embednv.mapping.tsne_params import TSNEParams
 
@@ -37,6 +38,7 @@ class MapConfig:
     sample_above: int = SAMPLE_ABOVE  # above this many notes t-SNE is fitted on a sample, the rest placed
     sample_size: int = SAMPLE_SIZE
     place_method: str = "auto"  # auto|opentsne|knn: how notes are placed on a fitted map (place.py)
+    refine_iter: int = REFINE_ITER  # after sample-then-place on CPU: iterations over every note (refine.py)
     update: bool = False  # place the notes of emb_dir not on the map in out_dir yet (update.py)
 
 

@@ -9,8 +9,11 @@ import pytest
 from sklearn.neighbors import NearestNeighbors
 
 from embednv.mapping.backends import CpuBackend
-from embednv.mapping.cli import PLACE_METHODS, SAMPLE_ABOVE, SAMPLE_SIZE
+from embednv.mapping.cli import PLACE_METHODS, REFINE_ITER, SAMPLE_ABOVE, SAMPLE_SIZE
+from embednv.mapping.metrics import knn_preservation
 from embednv.mapping.place import METHODS, nearest_centroid, place, resolve_method
+from embednv.mapping.refine import REFINE_ITER as REFINE_ITER_CORE
+from embednv.mapping.refine import refine
 from embednv.mapping.run import MapConfig, run_map
 from embednv.mapping.sample import SAMPLE_ABOVE as SAMPLE_ABOVE_CORE
 from embednv.mapping.sample import SAMPLE_SIZE as SAMPLE_SIZE_CORE
@@ -67,6 +70,22 @@ def test_method_follows_the_backend_and_bad_names_are_refused():
     with pytest.raises(ValueError, match="CPU backend only"):
         resolve_method("opentsne", "cuml")
     assert PLACE_METHODS == METHODS and (SAMPLE_ABOVE, SAMPLE_SIZE) == (SAMPLE_ABOVE_CORE, SAMPLE_SIZE_CORE)
+    assert REFINE_ITER == REFINE_ITER_CORE
+
+
+def test_refinement_gives_placed_notes_their_own_neighbours_back():
+    """Placed notes sit where their nearest fitted notes are and ignore each other; the optimisation over
+    every note, from that layout, restores their neighbourhoods (the reason refine.py exists)."""
+    x, _ = separated(3000, k=6, dim=50, seed=1)
+    rows = np.sort(np.random.default_rng(0).choice(len(x), 300, replace=False))
+    rest = np.setdiff1d(np.arange(len(x)), rows)
+    y_fit, _ = embed(x[rows], FAST, CpuBackend(), 0)
+    y = np.empty((len(x), 2), dtype=np.float32)
+    y[rows], y[rest] = y_fit, place(x[rows], y_fit, x[rest], "knn")
+    refined = refine(x, y, n_iter=150, n_jobs=1)
+    assert refined.shape == y.shape and np.isfinite(refined).all()
+    before, after = (knn_preservation(x, m, sample=500, seed=0) for m in (y, refined))
+    assert after > before + 0.1, (before, after)
 
 
 def test_stratified_sample_keeps_every_cluster_with_its_floor():
@@ -100,8 +119,14 @@ def test_sampled_map_places_every_note_once_and_keeps_every_cluster(planted, tmp
     manifest = json.loads((tmp_path / "map" / "_manifest.json").read_text())
     sampled = manifest["sampled"]
     assert sampled["fitted"] + sampled["placed"] == 600 and 195 <= sampled["fitted"] <= 205
-    assert sampled["method"] == "opentsne" and "place" in manifest["timings_s"]
+    assert sampled["method"] == "knn" and "place" in manifest["timings_s"]
+    assert (
+        sampled["refined"] == {"iterations": REFINE_ITER_CORE, "perplexity": 10.0} and "refine" in manifest["timings_s"]
+    )
     assert result.metrics["nmi"] > 0.95  # the planted topics survive the sample
+    unrefined = run_map(dataclasses.replace(config, out_dir=tmp_path / "unrefined", refine_iter=0))
+    assert json.loads((tmp_path / "unrefined" / "_manifest.json").read_text())["sampled"]["refined"] is None
+    assert unrefined.metrics["nmi"] > 0.95
     # The same corpus without sampling: a full fit, recorded as such.
     full = run_map(dataclasses.replace(config, out_dir=tmp_path / "full", sample_above=SAMPLE_ABOVE))
     assert json.loads((tmp_path / "full" / "_manifest.json").read_text())["sampled"] is None

@@ -186,4 +186,5 @@ def test_sampled_map_on_cuml_places_the_rest_by_knn(planted_map, fake_cuml, tmp_
     assert calls.count("TSNE") == 1 and "NearestNeighbors" in calls
     sampled = json.loads((tmp_path / "gpu" / "_manifest.json").read_text())["sampled"]
     assert sampled["method"] == "knn" and sampled["fitted"] + sampled["placed"] == 600
+    assert sampled["refined"] is None  # cuML's t-SNE takes no starting layout: no refinement there
     assert pq.read_table(tmp_path / "gpu" / "map.parquet").num_rows == 600
