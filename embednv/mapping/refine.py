@@ -8,10 +8,9 @@ usual learning rate n/12) restores their own neighbourhoods in few iterations: o
 "embedding large data sets" guide uses the same start. A low perplexity keeps its affinities
 cheap (3 x 10 neighbours a note) at a million notes.
 
-Measured side by side (bench/map_update.py, single-scale t-SNE on every side; experiments that
-chose these values are in docs/map.md): on MTSamples, kNN preservation 0.55 vs 0.58 for a full
-fit, map NMI 0.43 vs 0.44; on 100k synthetic notes the refinement costs about 40 s on 2 cores.
-CPU only (openTSNE): cuML's t-SNE takes no starting layout.
+Measured side by side against a full fit in docs/benchmarks.md ("Sample, then place"); the
+values here were chosen on MTSamples and 100k synthetic notes (docs/map.md). CPU only
+(openTSNE): cuML's t-SNE takes no starting layout, so a sampled map on cuML stays as placed.
 """
 
 from __future__ import annotations
