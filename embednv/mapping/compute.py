@@ -184,7 +184,7 @@ def _layout(x: np.ndarray, labels: np.ndarray, request: HeavyRequest, backend: B
     refined = None
     if refine_iter:
         start = time.perf_counter()
-        y = refine(x, y, refine_iter, REFINE_PERPLEXITY, request.seed, params.n_jobs, params.knn_method)
+        y = refine(x, y, refine_iter, REFINE_PERPLEXITY, request.seed, params.n_jobs)
         timings["refine"] = time.perf_counter() - start
         refined = {"iterations": refine_iter, "perplexity": REFINE_PERPLEXITY}
         log.info("refine: %.1f s for %d notes, %s", timings["refine"], n, at)

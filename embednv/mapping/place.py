@@ -16,7 +16,7 @@ every old coordinate stays bit-identical.
               the 50-d space: their map positions weighted by a soft kernel of their distances
               (nearest 1, k-th e^-1). No optimisation follows: there is no gradient step of only
               the new points in cuML, and a numpy one would cost O(q m). It runs wherever a kNN
-              search runs: cuML's NearestNeighbors on a GPU, scikit-learn on a CPU.
+              search runs: cuML's NearestNeighbors on a GPU, FAISS on a CPU (`neighbours.py`).
     auto      opentsne on the CPU backend, knn on cuML (which has no t-SNE transform).
 
 A placed point's cluster is that of its nearest k-means centroid in the 50-d space
@@ -123,7 +123,7 @@ def place_knn(ref_x: np.ndarray, ref_y: np.ndarray, new_x: np.ndarray, k: int = 
     """Kernel-weighted mean map position of each new point's k nearest reference points (50-d)."""
     k = min(k, len(ref_x))
     out = np.empty((len(new_x), 2), dtype=np.float32)
-    search = nearest_search(ref_x, k, backend)
+    search = nearest_search(ref_x, k, backend, len(new_x))
     step = GPU_QUERY_ROWS if getattr(backend, "name", "cpu") == "cuml" else QUERY_ROWS
     for start in range(0, len(new_x), step):
         rows = slice(start, start + step)
@@ -136,18 +136,18 @@ def place_knn(ref_x: np.ndarray, ref_y: np.ndarray, new_x: np.ndarray, k: int = 
     return out
 
 
-def nearest_search(ref_x: np.ndarray, k: int, backend=None):
+def nearest_search(ref_x: np.ndarray, k: int, backend=None, n_queries: int = 0):
     """A function `queries -> (distances, indices)` of the k nearest rows of `ref_x`: cuML's
-    NearestNeighbors with the cuML backend, scikit-learn's otherwise."""
+    NearestNeighbors with the cuML backend, FAISS's otherwise (`neighbours.py`: exact, or an
+    inverted-file index when `n_queries` x the reference is large)."""
     if getattr(backend, "name", "cpu") == "cuml":
         from cuml.neighbors import NearestNeighbors as GpuNN
 
         model = GpuNN(n_neighbors=k, output_type="numpy").fit(ref_x)
         return lambda q: tuple(np.asarray(a) for a in model.kneighbors(q))
-    from sklearn.neighbors import NearestNeighbors
+    from embednv.mapping.neighbours import Neighbours
 
-    model = NearestNeighbors(n_neighbors=k).fit(ref_x)
-    return model.kneighbors
+    return Neighbours(ref_x, n_queries).search_for(k)
 
 
 def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:

@@ -28,16 +28,23 @@ def refine(
     perplexity: float = REFINE_PERPLEXITY,
     seed: int = 0,
     n_jobs: int = 1,
-    knn_method: str = "auto",
 ) -> np.ndarray:
-    """(n, 2) float32: `y` (every note, fitted and placed) after `n_iter` t-SNE iterations on `x` (n, 50)."""
+    """(n, 2) float32: `y` (every note, fitted and placed) after `n_iter` t-SNE iterations on `x` (n, 50).
+
+    The 3 x perplexity neighbours of every note come from `neighbours.py` (FAISS), not openTSNE's
+    Annoy search, which queries one note at a time from Python.
+    """
     from openTSNE import TSNEEmbedding, affinity
+    from openTSNE.nearest_neighbors import PrecomputedNeighbors
+
+    from embednv.mapping.neighbours import neighbours_of_every_row
 
     n = len(x)
+    perplexity = min(perplexity, (n - 1) / 3)
+    distances, indices = neighbours_of_every_row(x, min(n - 1, int(3 * perplexity)), seed)
     affinities = affinity.PerplexityBasedNN(
-        np.ascontiguousarray(x, dtype=np.float32),
-        perplexity=min(perplexity, (n - 1) / 3),
-        method=knn_method,
+        perplexity=perplexity,
+        knn_index=PrecomputedNeighbors(indices, distances.astype(np.float64)),
         n_jobs=n_jobs,
         random_state=seed,
     )
