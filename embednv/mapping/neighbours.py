@@ -30,9 +30,9 @@ class Neighbours:
     expected in all) is at most EXACT_MAX_PAIRS, else an IVF index trained once here."""
 
     def __init__(self, base: np.ndarray, n_queries: int, seed: int = 0) -> None:
-        import faiss
+        from embednv.index.build import import_faiss  # the project's one way in: a missing FAISS is one line
 
-        self._faiss = faiss
+        faiss = self._faiss = import_faiss()
         self.base = np.ascontiguousarray(base, dtype=np.float32)
         n, dim = self.base.shape
         if n * n_queries <= EXACT_MAX_PAIRS:
