@@ -32,21 +32,21 @@ READ_BUFFER_BYTES = 8 << 20
 
 
 class IdIndex:
-    """The map's ids -> their row positions: sorted once, then each batch's keys are found by binary search.
+    """The map's ids -> their row positions: a sorting permutation, then each batch's keys found by binary search.
 
-    Sorting rather than a hash table: two arrays of n (the sorted ids and their rows, 12 bytes a note for
-    integer ids) instead of a table several times that, and a repeated id finds its first map row
-    (a stable sort keeps equal ids in map order) with no special case.
+    Sorting rather than a hash table: one int32 permutation of n (4 bytes a note) over the ids the map
+    holds anyway, instead of a table several times that, and a repeated id finds its first map row
+    (a stable sort keeps equal ids in map order) with no special case. numpy's `searchsorted(...,
+    sorter=)` would copy the permutation to 8 bytes a note on every call, and a sorted copy of the
+    ids costs 8 more: at a million notes either is what grew the driver's memory with n.
     """
 
     def __init__(self, ids: pa.Array) -> None:
         self.type, self.n = ids.type, len(ids)
-        keys = ids.to_numpy(zero_copy_only=False)  # integer ids without nulls: a view, no copy
-        order = np.argsort(keys, kind="stable")
-        # (n,) map rows in id order; int32 below 2**31 rows: the driver's memory per note is what grows with n
-        self._rows = order.astype(np.int32) if self.n < 2**31 else order
+        self._keys = ids.to_numpy(zero_copy_only=False)  # integer ids without nulls: a view, no copy
+        order = np.argsort(self._keys, kind="stable")
+        self._rows = order.astype(np.int32) if self.n < 2**31 else order  # (n,) map rows in id order
         del order
-        self._sorted = keys[self._rows]
 
     def positions(self, keys: pa.Array, source: str | Path, id_column: str) -> np.ndarray:
         """Map row of each key, -1 where the key is null or not a map id; keys are cast to the map's id type."""
@@ -64,10 +64,22 @@ class IdIndex:
         if not len(valid) or not self.n:
             return rows
         query = keys.take(pa.array(valid)).to_numpy(zero_copy_only=False)
-        at = np.minimum(np.searchsorted(self._sorted, query, side="left"), self.n - 1)
-        found = self._sorted[at] == query
-        rows[valid[found]] = self._rows[at[found]]
+        at = self._rows[np.minimum(self._ids_below(query), self.n - 1)]
+        found = self._keys[at] == query
+        rows[valid[found]] = at[found]
         return rows
+
+    def _ids_below(self, query: np.ndarray) -> np.ndarray:
+        """For each query, how many map ids sort below it (its insertion point), by binary lifting."""
+        below = np.zeros(len(query), dtype=np.int64)
+        step = 1 << (self.n.bit_length() - 1)
+        while step:
+            ahead = below + step
+            fits = np.flatnonzero(ahead <= self.n)
+            smaller = fits[self._keys[self._rows[ahead[fits] - 1]] < query[fits]]
+            below[smaller] = ahead[smaller]
+            step >>= 1
+        return below
 
 
 def aligned_batches(

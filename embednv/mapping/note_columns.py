@@ -71,7 +71,7 @@ def read_note_columns(
                 known.put(rows, batch.column(labels[1]))
             if hover is not None:
                 hover[rows] = [_hover_start(t) for t in text]
-            picked = np.arange(len(rows)) if everyone else np.flatnonzero(chosen[rows])
+            picked = np.arange(len(rows)) if everyone else np.flatnonzero(np.isin(rows, chosen, kind="sort"))
             sample_rows.append(rows[picked])
             sample_texts += [text[i] for i in picked]
         rows_sampled = np.concatenate(sample_rows) if sample_rows else np.zeros(0, np.int64)
@@ -95,10 +95,8 @@ def read_note_columns(
 
 
 def _sample(n: int, size: int, seed: int) -> np.ndarray:
-    """A boolean mask of `size` map rows drawn without replacement, the same for the same seed."""
-    chosen = np.zeros(n, dtype=bool)
-    chosen[np.random.default_rng(seed).choice(n, size=size, replace=False)] = True
-    return chosen
+    """`size` map rows drawn without replacement, the same for the same seed: held as rows, not a mask of n."""
+    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
 
 
 def _hover_start(text: str | None) -> str | None:

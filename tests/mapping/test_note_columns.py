@@ -88,6 +88,18 @@ def test_id_index_finds_first_rows_and_skips_nulls_and_strangers():
     assert strings.positions(pa.array(["é", "a", None, "c", ""]), "f", "id").tolist() == [3, 1, -1, -1, 2]
 
 
+@pytest.mark.parametrize("n", [1, 2, 7, 1_000, 4_097])
+def test_id_index_agrees_with_a_dictionary_of_first_rows(n):
+    rng = np.random.default_rng(n)
+    ids = rng.integers(-(2**62), 2**62, n // 2 + 1)[rng.integers(0, n // 2 + 1, n)]  # repeats, extremes
+    first = {}
+    for row, i in enumerate(ids.tolist()):
+        first.setdefault(i, row)
+    query = np.concatenate([ids, rng.integers(-(2**62), 2**62, 50), [ids.min() - 1, ids.max() + 1]])
+    got = IdIndex(pa.array(ids)).positions(pa.array(query), "f", "id")
+    assert got.tolist() == [first.get(q, -1) for q in query.tolist()]
+
+
 def test_hover_texts_are_the_same_as_from_the_whole_note(tmp_path):
     long = " ".join(f"word{i}" for i in range(2_000))
     texts = [long, "  short\n note ", None, "x" * 1_000]
