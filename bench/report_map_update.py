@@ -106,8 +106,24 @@ def map_update_section(job: dict) -> str:
                 else ""
             )
             + ") "
-            f"vs every note in the fit. Goal: each figure within {WITHIN:.0%} of the full fit: {verdict}.",
+            f"vs every note in the fit. Goal: each figure within {WITHIN:.0%} of the full fit: {verdict}."
+            + _seeds_note(pair),
             "",
             md_table(["", "full fit", "sampled + placed", "ratio"], rows),
         ]
     return "\n".join(parts)
+
+
+def _seeds_note(pair: dict) -> str:
+    """How many t-SNE seeds each figure averages, and each seed's own ratios (older documents: one seed)."""
+    per_seed = pair.get("per_seed") or []
+    if len(per_seed) < 2:
+        return ""
+    ratios = []
+    for metric, label in (("knn_all", "kNN all"), ("map_nmi", "map NMI")):
+        values = [r["sampled"][metric] / r["full"][metric] for r in per_seed if r["full"][metric]]
+        ratios.append(f"{label} " + ", ".join(f"{v:.2f}" for v in values))
+    return (
+        f" Each figure is the mean over {len(per_seed)} t-SNE seeds a side (each map's NMI itself the mean of "
+        f"{pair.get('kmeans_runs', 1)} k-means runs); each seed's ratio: {'; '.join(ratios)}."
+    )

@@ -434,4 +434,14 @@ def test_map_update_bench_small_run_and_its_section(tmp_path):
     text = map_update_section({"status": "ok", "result": doc})
     assert "**Map update not measured**" in text and "1,000 synthetic 384-d notes" in text
     assert "| kNN preservation@10, placed notes |" in text
+    assert pair["seeds"] == [0] and "t-SNE seeds" not in text  # one seed: no per-seed line
+    halved = {**pair["sampled"], "map_nmi": pair["full"]["map_nmi"] / 2}
+    two = {
+        **pair,
+        "per_seed": [{"full": pair["full"], "sampled": pair["sampled"]}, {"full": pair["full"], "sampled": halved}],
+    }
+    text = map_update_section({"status": "ok", "result": {**doc, "sampled_large": two}})
+    nmi_ratio = pair["sampled"]["map_nmi"] / pair["full"]["map_nmi"]
+    assert "mean over 2 t-SNE seeds a side (each map's NMI itself the mean of 5 k-means runs)" in text
+    assert f"map NMI {nmi_ratio:.2f}, 0.50." in text
     assert "run `make bench-map-update`" in map_update_section({"status": "pending", "error": "not measured yet"})
