@@ -50,15 +50,15 @@ def map_1m_section(job: dict) -> str:
             "joined to the map's ids batch by batch, every cluster's terms counted, then c-TF-IDF; sample-corpus "
             f"notes, 50 clusters, each size in a fresh process, {runs} run(s) per size alternating, medians): "
             f"{verdict}. What still grows with n is the map's own per-note arrays, not the text: its ids and "
-            "their sorted index (20 bytes a note for integer ids), each note's cluster and known-label code "
-            "(4 bytes each), two flags: about 30 bytes a note.",
+            "the permutation that sorts them (12 bytes a note for integer ids), each note's cluster and "
+            "known-label code (4 bytes each), a flag a note while a file is read: about 21 bytes a note.",
             "",
             md_table(["Notes", "Seconds", "RSS before (MiB)", "Peak RSS (MiB)", "Peak RSS of each run (MiB)"], rows),
         ]
         again = doc.get("notes_measured")  # the notes phase measured again apart (`--skip-map`), replacing it
         if again:
             parts += ["", f"Driver memory from `{again['command']}` (commit {again['git_commit']}, "
-                      f"{again['generated_at']}, load {again['load']})."]  # fmt: skip
+                      f"{again['generated_at']}, load {again['load']})." + (f" {again['remark']}" if again.get("remark") else "")]  # fmt: skip
     run = doc.get("map")
     if run is None:
         parts += ["", f"The end-to-end map was not run (`--skip-map`); run `{MAP_1M_COMMAND}`."]
