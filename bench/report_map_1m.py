@@ -57,8 +57,9 @@ def map_1m_section(job: dict) -> str:
         ]
         again = doc.get("notes_measured")  # the notes phase measured again apart (`--skip-map`), replacing it
         if again:
+            remark = f" {again['remark']}" if again.get("remark") else ""
             parts += ["", f"Driver memory from `{again['command']}` (commit {again['git_commit']}, "
-                      f"{again['generated_at']}, load {again['load']})." + (f" {again['remark']}" if again.get("remark") else "")]  # fmt: skip
+                      f"{again['generated_at']}, load {again['load']}).{remark}"]  # fmt: skip
     run = doc.get("map")
     if run is None:
         parts += ["", f"The end-to-end map was not run (`--skip-map`); run `{MAP_1M_COMMAND}`."]

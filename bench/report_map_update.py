@@ -70,11 +70,18 @@ def map_update_section(job: dict) -> str:
                 rows,
             ),
         ]
-    for key, what in (("sampled_large", "synthetic 384-d notes, 30 planted clusters"), ("sampled_mtsamples", None)):
+    for key, what in (
+        (
+            "sampled_corpus",
+            "sample-corpus notes (MiniLM over each note's first {tokens} tokens), against their specialty",
+        ),
+        ("sampled_large", "synthetic 384-d notes, 30 planted clusters"),
+        ("sampled_mtsamples", "MTSamples (MiniLM), against `medical_specialty`"),
+    ):
         pair = doc.get(key)
         if pair is None:
             continue
-        what = what or "MTSamples (MiniLM), against `medical_specialty`"
+        what = what.format(tokens=pair.get("tokens"))
         full, sampled = pair["full"], pair["sampled"]
         rows, verdicts = [], []
         for metric, label in (
