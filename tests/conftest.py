@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import re
@@ -44,14 +45,17 @@ def pytest_collection_modifyitems(config, items):
         functions = [getattr(item, "function", None)]
         for name in item.fixturenames:
             functions += [definition.func for definition in item._fixtureinfo.name2fixturedefs.get(name, ())]
-        sources = [_source(f) for f in functions if f is not None]
-        text = "\n".join(sources + [_helpers_used(f, source) for f, source in zip(functions, sources)])
+        functions = [f for f in functions if f is not None]
+        text = "\n".join([_source(f) for f in functions] + [_helpers_used(f) for f in functions])
         text += "\n" + "\n".join(item.fixturenames)
         for marker, pattern in HEAVY_PARTS.items():
             if pattern.search(text):
                 item.add_marker(getattr(pytest.mark, marker))
 
 
+# Cached per function: a fixture or a parametrized test is read once, not once per test that uses it
+# (uncached, reading sources was half of collection: ~15 s of every pytest-xdist worker's start).
+@functools.cache
 def _source(function) -> str:
     try:
         return inspect.getsource(function)
@@ -59,10 +63,11 @@ def _source(function) -> str:
         return ""
 
 
-def _helpers_used(function, source: str) -> str:
-    """The source of the module's own functions and classes that `source` names (one level down)."""
+@functools.cache
+def _helpers_used(function) -> str:
+    """The source of the module's own functions and classes that `function`'s source names (one level down)."""
     module = inspect.getmodule(function)
-    names = set(re.findall(r"\b([A-Za-z_]\w*)\(", source))
+    names = set(re.findall(r"\b([A-Za-z_]\w*)\(", _source(function)))
     helpers = [getattr(module, n, None) for n in names if not n.startswith("test_")]
     return "\n".join(_source(h) for h in helpers if inspect.isfunction(h) or inspect.isclass(h))
 

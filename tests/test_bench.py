@@ -420,7 +420,7 @@ def test_map_update_bench_small_run_and_its_section(tmp_path):
 
     out = subprocess.run(
         [sys.executable, "bench/map_update.py", "--large", "1000", "--large-sample", "300", "--no-mtsamples", "--quick"]
-        + ["--corpus", "400", "--corpus-sample", "150"]
+        + ["--corpus", "240", "--corpus-sample", "100"]
         + ["--json", str(tmp_path / "update.json")],
         capture_output=True,
         text=True,
@@ -435,8 +435,8 @@ def test_map_update_bench_small_run_and_its_section(tmp_path):
     text = map_update_section({"status": "ok", "result": doc})
     assert "**Map update not measured**" in text and "1,000 synthetic 384-d notes" in text
     corpus = doc["sampled_corpus"]  # MiniLM vectors of 14 specialties' notes: both maps separate them
-    assert corpus["n"] == 400 and corpus["full"]["map_nmi"] > 0.5 and corpus["sampled"]["map_nmi"] > 0.5
-    assert "400 sample-corpus notes (MiniLM over each note's first 64 tokens), against their specialty" in text
+    assert corpus["n"] == 240 and corpus["full"]["map_nmi"] > 0.5 and corpus["sampled"]["map_nmi"] > 0.5
+    assert "240 sample-corpus notes (MiniLM over each note's first 64 tokens), against their specialty" in text
     assert "| kNN preservation@10, placed notes |" in text
     assert pair["seeds"] == [0] and "t-SNE seeds" not in text  # one seed: no per-seed line
     halved = {**pair["sampled"], "map_nmi": pair["full"]["map_nmi"] / 2}
