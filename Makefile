@@ -163,10 +163,13 @@ bench-index: setup
 	$(PY) bench/cohort_index.py --json docs/benchmarks-index.json
 	$(PY) bench/run_all.py --render
 
-# `embed --update` on a 10k-note sample corpus with 1% new and 0.1% changed notes: notes embedded,
-# time beside the full run, bytes rewritten (about 12 minutes of MiniLM on 2 quiet cores); merged into docs/benchmarks.md.
+# `embed --update` with 1% new and 0.1% changed notes: notes embedded, time beside the full run, bytes
+# rewritten. MiniLM at the issue's 100k notes, each cut to its first 48 words (about 35 minutes on 2 quiet
+# cores; whole notes would take 2 h), MiniLM on 2,000 whole notes (3 minutes), and the probe encoder at 100k
+# whole notes (the pipeline alone, 5 minutes); merged into docs/benchmarks.md.
 bench-update: setup
-	$(PY) bench/update.py --json docs/benchmarks-update.json
+	$(PY) bench/update.py --n 100000 --note-words 48 --json docs/benchmarks-update-100k.json
+	$(PY) bench/update.py --n 2000 --json docs/benchmarks-update.json
 	$(PY) bench/update.py --n 100000 --model probe --json docs/benchmarks-update-probe.json
 	$(PY) bench/run_all.py --render
 

@@ -46,6 +46,7 @@ def markdown(doc: dict) -> str:
         update_section(
             jobs.get("update", {"status": "pending", "command": UPDATE_COMMAND, "error": "not measured yet"}),
             jobs.get("update_probe"),
+            jobs.get("update_100k"),
         ),
         map_update_section(
             jobs.get("map_update", {"status": "pending", "command": MAP_UPDATE_COMMAND, "error": "not measured yet"})

@@ -52,7 +52,7 @@ from bench.report_separate import (  # noqa: E402
     MAP_COMMAND,
     OPERATIONS_COMMAND,
 )
-from bench.report_update import UPDATE_COMMAND, UPDATE_FILE, UPDATE_PROBE_FILE  # noqa: E402
+from bench.report_update import UPDATE_100K_FILE, UPDATE_COMMAND, UPDATE_FILE, UPDATE_PROBE_FILE  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 JOBS = ("padding", "throughput", "scale", "map")
@@ -107,6 +107,7 @@ def separate_jobs(out_dir: Path, gpu_json: Path | None = None) -> dict:
         "nvembed_model": separate_job(out_dir / MODEL_FILE, MODEL_COMMAND, "not measured yet"),
         "update": separate_job(out_dir / UPDATE_FILE, UPDATE_COMMAND, "not measured yet"),
         "update_probe": separate_job(out_dir / UPDATE_PROBE_FILE, UPDATE_COMMAND, "not measured yet"),
+        "update_100k": separate_job(out_dir / UPDATE_100K_FILE, UPDATE_COMMAND, "not measured yet"),
     }
 
 

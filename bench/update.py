@@ -86,7 +86,7 @@ def bench_model(name: str, work: Path):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=10_000)  # 100k takes ~1.5 h of MiniLM on 2 cores
+    ap.add_argument("--n", type=int, default=10_000)  # 100k whole notes take ~2 h of MiniLM on 2 cores
     ap.add_argument("--model", choices=("minilm", "probe"), default="minilm")
     ap.add_argument("--note-words", type=int, help="keep each note's first N words (default: whole notes)")
     ap.add_argument("--json")
@@ -129,6 +129,7 @@ def main() -> None:
         "embedded": update.update["embedded"],
         "record": update.update,
         "noop_record": again.update,
+        "full_tokens": full.tokens,
         "full_seconds": round(full_s, 2),
         "update_seconds": round(update_s, 2),
         "planning_seconds": round(fixed_s, 2),

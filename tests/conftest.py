@@ -29,10 +29,12 @@ HEAVY_PARTS = {
 # The files that take minutes, first: pytest-xdist (`make test`, --dist loadfile) hands out whole files
 # in collection order, so these start at once and the workers finish together. Order only; nothing else.
 SLOWEST_FIRST = (
-    "test_bench.py",
+    "benchmarks/test_run_all.py",
     "embed/test_reliability.py",
     "test_cluster.py",
     "embed/test_operations.py",
+    "benchmarks/test_map.py",
+    "benchmarks/test_device.py",
     "models/test_nvembed.py",
 )
 
