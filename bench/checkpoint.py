@@ -95,7 +95,7 @@ def _values(fill: str, scale: float, n: int, method: str, gen: torch.Generator, 
         if fill != "normal":
             chunk = torch.full((size,), scale, dtype=dtype, device=device)
         elif method == "randn":
-            chunk = (torch.randn(size, generator=gen, device=device) * scale).to(dtype)
+            chunk = torch.empty(size, dtype=dtype, device=device).normal_(0.0, scale, generator=gen)  # drawn in dtype
         else:  # a window into the random block, at a random offset: a memory copy, no sampling
             offset = int(torch.randint(0, TILE - size + 1, (1,), generator=gen, device=device))
             chunk = (tile[offset : offset + size] * scale).to(dtype)

@@ -184,8 +184,10 @@ def sweep(ceiling: Ceiling, texts: list[str], sizes) -> tuple[int, dict]:
     return best, {str(k): round(v, 2) for k, v in rates.items()}
 
 
-def cli_command(notes: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "embednv.cli", "embed", str(notes), "--out", str(out), "--model", "minilm"]
+def cli_command(notes: Path, out: Path, executor: str = "ray") -> list[str]:
+    """(c): the CLI as users run it; `--quick` (a smoke test of every path) on the local executor, no Ray start."""
+    local = ["--executor", "local"] if executor == "local" else []
+    return [sys.executable, "-m", "embednv.cli", "embed", str(notes), "--out", str(out), "--model", "minilm", *local]
 
 
 def read_vectors(out: Path, n: int):
@@ -259,10 +261,11 @@ def main() -> None:
     args = parser.parse_args()
     pattern = PATTERN * args.rounds
     sizes = tuple(int(x) for x in args.sweep.split(","))
+    executor = "ray"
     if args.quick:
-        # A smoke test of every path that feeds the report's ratios; the warm-Ray runs (a second Ray
-        # start, two more runs) are left to the full benchmark.
-        args.notes, args.rounds, pattern, sizes, args.no_steady = 24, 1, "abcd", (8, 32), True
+        # A smoke test of every path that feeds the report's ratios, without a Ray start: (c) on the
+        # local executor, and the warm-Ray runs left to the full benchmark.
+        args.notes, args.rounds, pattern, sizes, args.no_steady, executor = 24, 1, "abcd", (8, 32), True, "local"
 
     import numpy as np
     import pyarrow as pa
@@ -300,7 +303,7 @@ def main() -> None:
                 outputs["d"] = steps(texts)
             else:
                 out = workdir / f"cli-{rep}"
-                result = run_timed(cli_command(notes, out), env=subprocess_env())
+                result = run_timed(cli_command(notes, out, executor), env=subprocess_env())
                 if result["returncode"] != 0:
                     raise SystemExit(f"embednv embed failed ({result['returncode']}): {result['stderr_tail']}")
                 outputs["c"] = read_vectors(out, len(texts))
@@ -334,7 +337,9 @@ def main() -> None:
         "commands": {
             "a": f"in-process: AutoTokenizer + AutoModel + mean pooling, length-sorted, batch {best}",
             "b": f"in-process: SentenceTransformer(path, device='cpu'), max_seq_length={MAX_TOKENS}, encode(texts, batch_size=32)",
-            "c": "python -m embednv.cli embed notes.parquet --out <fresh dir> --model minilm (subprocess, wall time)",
+            "c": "python -m embednv.cli embed notes.parquet --out <fresh dir> --model minilm"
+            + (" --executor local" if executor == "local" else "")
+            + " (subprocess, wall time)",
             "d": f"in-process, no Ray: tokenize_table + EmbedWorker (batch_tokens {steps.batch_tokens:,}) per window of "
             f"{steps.window_rows:,} rows; worker built before",
         },

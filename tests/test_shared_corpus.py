@@ -23,10 +23,10 @@ def test_padding_efficiency_on_all_of_mtsamples(mtsamples_path):
         t for t in pq.read_table(mtsamples_path, columns=["transcription"]).column(0).to_pylist() if t and t.strip()
     ]
     tokenizer = cached_note_tokenizer(resolve_model("minilm", has_gpu=False), "")
-    lengths = [len(w) for note in tokenizer(texts) for w in note.windows]
-    window_lengths = [
+    window_lengths = [  # each 1,024-row window's model inputs, as the worker batches them
         [len(w) for note in tokenizer(texts[i : i + 1024]) for w in note.windows] for i in range(0, len(texts), 1024)
     ]
+    lengths = [n for lw in window_lengths for n in lw]  # every model input, in file order
     batched = [padding_efficiency(lw, plan_batches(lw, DEFAULT_BATCH_TOKENS["cpu"])) for lw in window_lengths]
     real = sum(sum(lw) for lw in window_lengths)
     padded = sum(sum(lw) / e for lw, e in zip(window_lengths, batched))

@@ -43,23 +43,39 @@ def private_ray_tmp():
     subprocess.run(["rm", "-rf", path])
 
 
-def test_a_stale_ray_address_file_does_not_hang_the_run(tmp_path, private_ray_tmp):
-    # What any earlier `ray start` leaves behind: the address of a head that is gone now.
-    with open(os.path.join(private_ray_tmp, "ray_current_cluster"), "w") as f:
+MARKER = "Zyxquorbal"  # in the long note's text: must never reach the log
+
+
+@pytest.fixture(scope="module")
+def long_note_run(tmp_path_factory):
+    """One CLI run on the default (Ray) executor, with two things users meet: an address file left by an
+    earlier `ray start` whose head is gone, and one note of ~60 model inputs, seconds of work alone."""
+    root = tmp_path_factory.mktemp("long-note")
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    with open(os.path.join(ray_tmp, "ray_current_cluster"), "w") as f:
         f.write(f"127.0.0.1:{closed_port()}")
-    notes = tmp_path / "notes.parquet"
-    pq.write_table(
-        pa.table({"note_id": list(range(6)), "text": [f"Note {i}: cough and fever." for i in range(6)]}), notes
-    )
-    result = subprocess.run(
-        [*EMBEDNV, "embed", str(notes), "--out", str(tmp_path / "out"), "--model", "minilm"],
-        env=clean_env(RAY_TMPDIR=private_ray_tmp),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    text = " ".join(f"Day {i}: {MARKER} walked {i % 7} blocks, no chest pain or dyspnea." for i in range(300))
+    pq.write_table(pa.table({"note_id": [1], "text": [text]}), root / "notes.parquet")
+    # 128-token windows in batches of 8: ~60 windows, a progress callback per batch, reported every 0.1 s.
+    args = ["--model", "minilm", "--max-tokens", "128", "--batch-tokens", "1024", "--log-every", "0.1"]
+    try:
+        result = subprocess.run(
+            [*EMBEDNV, "embed", str(root / "notes.parquet"), "--out", str(root / "out"), *args],
+            env=clean_env(RAY_TMPDIR=ray_tmp),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        subprocess.run(["rm", "-rf", ray_tmp])
+    return result, root / "out"
+
+
+def test_a_stale_ray_address_file_does_not_hang_the_run(long_note_run):
+    result, _ = long_note_run
     assert result.returncode == 0, result.stderr
-    assert "embedded 6 of 6 notes (0 errors)" in result.stdout and "tokens/s" in result.stdout  # the default executor
+    assert "embedded 1 of 1 notes (0 errors)" in result.stdout and "tokens/s" in result.stdout  # the default executor
     assert "Failed to connect to GCS" not in result.stderr
 
 
@@ -195,7 +211,7 @@ def logged_run(tmp_path_factory):
     every shard of it appeared at once at the very end.
     """
     root = tmp_path_factory.mktemp("logged")
-    write_sample_corpus(str(root / "notes.parquet"), 200, seed=3)
+    write_sample_corpus(str(root / "notes.parquet"), 100, seed=3)
     pacsv.write_csv(pq.read_table(root / "notes.parquet").select(["note_id", "text"]), root / "notes.csv")
     log = root / "stderr.log"
     with open(log, "w") as err:
@@ -211,9 +227,9 @@ def logged_run(tmp_path_factory):
                 "--max-tokens",
                 "128",
                 "--rows-per-shard",
-                "20",
+                "10",
                 "--window-rows",
-                "20",
+                "10",
                 "--log-every",
                 "1",
             ],
@@ -235,7 +251,7 @@ def test_the_log_says_what_runs_then_counts_up_to_the_rows_in(logged_run):
     everything, stdout = logged_run
     lines = [line for line in everything if line.startswith("embednv: ")]  # Ray's one line: the test below
     assert re.match(
-        r"^embednv: 200 rows in 1 file -> 10 shards \(10 to write, 200 rows\) \| model minilm \(384-d\) on cpu, "
+        r"^embednv: 100 rows in 1 file -> 10 shards \(10 to write, 100 rows\) \| model minilm \(384-d\) on cpu, "
         r"float32 \| 1 embedding actor$",
         lines[0],
     ), lines[0]
@@ -243,14 +259,14 @@ def test_the_log_says_what_runs_then_counts_up_to_the_rows_in(logged_run):
     counts = [(int(m[1].replace(",", "")), int(m[3])) for m in map(PROGRESS.match, lines) if m]
     assert len(counts) >= 3
     assert counts == sorted(counts), "progress went backwards"
-    assert counts[-1] == (200, 10)
+    assert counts[-1] == (100, 10)
     rows_seen = {rows for rows, _ in counts}
-    assert len(rows_seen - {0, 200}) >= 2, f"rows arrived all at once, not window by window: {counts}"
+    assert len(rows_seen - {0, 100}) >= 2, f"rows arrived all at once, not window by window: {counts}"
     shards_seen = {shards for _, shards in counts}
     assert len(shards_seen - {0, 10}) >= 2, f"shards were written all at once at the end: {counts}"
     rates = [m[5] for m in map(PROGRESS.match, lines) if m and m[1] != "0"]
     assert all(re.search(r"[\d.,]+ notes/s \| [\d,]+ tokens/s \| ETA \w+", r) for r in rates), rates
-    assert "embedded 200 of 200 notes (0 errors)" in stdout
+    assert "embedded 100 of 100 notes (0 errors)" in stdout
 
 
 WINDOWS_LINE = re.compile(
@@ -258,34 +274,21 @@ WINDOWS_LINE = re.compile(
 )
 
 
-def test_a_long_note_counts_its_windows_in_the_log_before_its_row_is_back(tmp_path):
+def test_a_long_note_counts_its_windows_in_the_log_before_its_row_is_back(long_note_run):
     """One note of hundreds of model inputs takes seconds alone: the log shows it moving, not 'waiting'."""
-    marker = "Zyxquorbal"  # must never reach the log
-    text = " ".join(f"Day {i}: {marker} walked {i % 7} blocks, no chest pain or dyspnea." for i in range(300))
-    pq.write_table(pa.table({"note_id": [1], "text": [text]}), tmp_path / "notes.parquet")
-    # 128-token windows in batches of 8: ~60 windows, a progress callback per batch, reported every 0.1 s.
-    args = ["--model", "minilm", "--max-tokens", "128", "--batch-tokens", "1024", "--log-every", "0.1"]
-    result = subprocess.run(
-        [*EMBEDNV, "embed", str(tmp_path / "notes.parquet"), "--out", str(tmp_path / "out"), *args],
-        env=clean_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result, out = long_note_run
     assert result.returncode == 0, result.stderr
-    assert "embedded 1 of 1 notes (0 errors)" in result.stdout
     counts = [
         (int(m[1]), int(m[2].replace(",", "")), int(m[3].replace(",", "")))
         for m in map(WINDOWS_LINE.match, result.stderr.splitlines())
         if m
     ]
     assert counts, result.stderr
-    n_chunks = pq.read_table(tmp_path / "out").column("n_chunks").to_pylist()
+    n_chunks = pq.read_table(out).column("n_chunks").to_pylist()
     assert {total for _, _, total in counts} == set(n_chunks) and n_chunks[0] > 50
     assert all(rows == 0 and 0 < done < total for rows, done, total in counts), counts  # before the row is back
     assert [done for _, done, _ in counts] == sorted(done for _, done, _ in counts), "windows went backwards"
-    assert marker not in result.stderr + result.stdout
+    assert MARKER not in result.stderr + result.stdout
 
 
 def test_a_healthy_run_prints_no_ray_warning_or_error(logged_run):

@@ -127,14 +127,14 @@ def reference_embed_all(checkpoint: Path, sequences: list[list[int]], n_skip: in
         return e / e.sum(-1, keepdim=True)
 
     def rope(v):  # v (T, hd), one sequence: rotate the pair (i, i + hd/2) by angle pos * theta^(-2i/hd)
-        out, half = v.clone(), hd // 2
-        for pos in range(v.shape[0]):
-            for i in range(half):
-                a = pos * theta ** (-2 * i / hd)
-                x1, x2 = v[pos, i], v[pos, i + half]
-                out[pos, i] = x1 * math.cos(a) - x2 * math.sin(a)
-                out[pos, i + half] = x1 * math.sin(a) + x2 * math.cos(a)
-        return out
+        half = hd // 2
+        angle = torch.arange(v.shape[0], dtype=torch.float64)[:, None] * theta ** (
+            -2 * torch.arange(half, dtype=torch.float64) / hd
+        )
+        x1, x2 = v[:, :half], v[:, half:]
+        return torch.cat(
+            [x1 * torch.cos(angle) - x2 * torch.sin(angle), x1 * torch.sin(angle) + x2 * torch.cos(angle)], -1
+        )
 
     x = w["embedding_model.embed_tokens.weight"][[i for ids in sequences for i in ids]]  # (sum of T, d)
     for layer in range(text["num_hidden_layers"]):
