@@ -133,10 +133,12 @@ def test_forget_from_the_maps_made_of_the_embeddings(emb, tmp_path):
     """Runs once the map side (`embednv.mapping.forget`) is merged."""
     pytest.importorskip("embednv.mapping.forget")
     from embednv.mapping.run import MapConfig, run_map
+    from embednv.mapping.tsne_params import TSNEParams
 
     out, map_dir = tmp_path / "emb", tmp_path / "map"
     shutil.copytree(emb, out)
-    run_map(MapConfig(emb_dir=str(out), out_dir=map_dir, clusters=3))
+    fast = TSNEParams(early_exaggeration_iter=100, n_iter=150, n_jobs=1)  # a map to forget from, not a good one
+    run_map(MapConfig(emb_dir=str(out), out_dir=map_dir, clusters=3, tsne=fast))
     vectors = vectors_of(out, FORGOTTEN)
     assert any("map.parquet" in t for t in traces(map_dir, FORGOTTEN, vectors))
     report = forget(str(out), str(id_file(tmp_path)), maps=(str(map_dir),))

@@ -121,9 +121,9 @@ def test_changed_options_are_refused_unless_overwrite(finished, corpus):
         run_embed(config_for([corpus], out, instruction="Instruct: x\nQuery: "))
 
 
-def test_resume_rewrites_only_missing_shards_identically(corpus, tmp_path):
+def test_resume_rewrites_only_missing_shards_identically(finished, corpus, tmp_path):
     out = tmp_path / "emb"
-    run_embed(config_for([corpus], out))
+    shutil.copytree(finished[0], out)  # a finished run, then a shard lost
     original = pq.read_table(out / "part-00002.parquet")
     keep = {n: os.stat(out / n).st_mtime_ns for n in ("part-00000.parquet", "part-00001.parquet")}
     os.remove(out / "part-00002.parquet")
@@ -213,11 +213,13 @@ def test_one_row_of_invalid_utf8_in_parquet_is_listed_and_the_rest_embedded(tmp_
 
 def test_embed_never_writes_into_a_map(finished, corpus, tmp_path):
     from embednv.mapping.run import MapConfig, run_map
+    from embednv.mapping.tsne_params import TSNEParams
 
     out = tmp_path / "emb"  # a copy: the map records itself in the manifest of the embeddings it reads
     shutil.copytree(finished[0], out)
     map_dir = tmp_path / "map"
-    run_map(MapConfig(emb_dir=str(out), out_dir=map_dir, clusters=3, placement="local"))
+    fast = TSNEParams(early_exaggeration_iter=100, n_iter=150, n_jobs=1)  # any real map will do
+    run_map(MapConfig(emb_dir=str(out), out_dir=map_dir, clusters=3, placement="local", tsne=fast))
     before = {p.name: p.read_bytes() for p in map_dir.iterdir()}
     for overwrite in (False, True):
         with pytest.raises(OutputConflict, match="holds a map"):
