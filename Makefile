@@ -164,7 +164,7 @@ bench-index: setup
 	$(PY) bench/run_all.py --render
 
 # `embed --update` with 1% new and 0.1% changed notes: notes embedded, time beside the full run, bytes
-# rewritten. MiniLM at the issue's 100k notes, each cut to its first 48 words (about 35 minutes on 2 quiet
+# rewritten. MiniLM on 100k sample notes, each cut to its first 48 words (about 35 minutes on 2 quiet
 # cores; whole notes would take 2 h), MiniLM on 2,000 whole notes (3 minutes), and the probe encoder at 100k
 # whole notes (the pipeline alone, 5 minutes); merged into docs/benchmarks.md.
 bench-update: setup

@@ -8,8 +8,8 @@ batching and shard writing do the work and the model almost none: these figures 
 pipeline, not a model. Each size is one subprocess
 driving `run_embed` exactly as `embednv embed --cpu-threads 1` does on a fresh sample corpus
 (`write_sample_corpus`, seed 0; generation not timed) with a fresh local Ray instance, so no
-size inherits another's memory. A thread samples every 0.25 s the RSS of the driver and of the
-Ray processes under it
+size inherits another's memory (`--quick`, a smoke test of the script, runs the local executor:
+no Ray). A thread samples every 0.25 s the RSS of the driver and of the Ray processes under it
 (`common.TreeMemorySampler`): workers (command line `ray::...`) and Ray's own daemons, and
 labels each process by role (driver, embed actor, read tasks, raylet, ...) so that `fit` can
 compare each role's largest process across sizes.
@@ -65,14 +65,14 @@ def write_tiny_bert(directory: Path, seed: int = 0, layout: dict = TINY) -> Path
     return directory
 
 
-def run_size(n: int, model: Path, workdir: Path) -> dict:
+def run_size(n: int, model: Path, workdir: Path, executor: str = "ray") -> dict:
     from embednv.sample_corpus import write_sample_corpus
 
     corpus, out = workdir / f"sample-{n}.parquet", workdir / f"out-{n}"
     started = time.perf_counter()
     write_sample_corpus(str(corpus), n, seed=0)
     log(f"scale: {n:,} notes written in {time.perf_counter() - started:.1f} s; embedding")
-    cmd = [sys.executable, __file__, "--child", str(corpus), str(out), str(model)]
+    cmd = [sys.executable, __file__, "--child", str(corpus), str(out), str(model), executor]
     result = run_timed(cmd, env=subprocess_env(), sample_memory=True)
     if result["returncode"] != 0:
         raise SystemExit(f"embednv embed on {n:,} notes failed ({result['returncode']}): {result['stderr_tail']}")
@@ -145,7 +145,7 @@ def process_peak_growth(first: dict, last: dict) -> dict:
     return growth
 
 
-def child(corpus: str, out: str, model: str) -> None:
+def child(corpus: str, out: str, model: str, executor: str) -> None:
     """The driver of one run: `run_embed` as the CLI calls it, with one torch thread in the actor."""
     import logging
 
@@ -153,12 +153,14 @@ def child(corpus: str, out: str, model: str) -> None:
     from embednv.embed.run import run_embed
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    config = EmbedConfig(inputs=(corpus,), out=out, model=model, max_tokens=MAX_TOKENS, cpu_threads=ACTOR_THREADS)
+    config = EmbedConfig(
+        inputs=(corpus,), out=out, model=model, max_tokens=MAX_TOKENS, cpu_threads=ACTOR_THREADS, executor=executor
+    )
     print(run_embed(config).line())
 
 
 def main() -> None:
-    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+    if len(sys.argv) == 6 and sys.argv[1] == "--child":
         return child(*sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,30000,100000", help="comma-separated numbers of notes")
@@ -172,7 +174,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         workdir = Path(tmp)
         model = write_tiny_bert(workdir / "tiny-bert")
-        runs = [run_size(n, model, workdir) for n in sizes]
+        # --quick is a smoke test of the script and its report: on the local executor, no Ray start.
+        runs = [run_size(n, model, workdir, "local" if args.quick else "ray") for n in sizes]
     emit(
         {
             "model": MODEL_LABEL,

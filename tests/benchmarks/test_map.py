@@ -14,7 +14,18 @@ def test_map_1m_bench_small_run_and_its_section(tmp_path):
     from bench.report_map_1m import map_1m_section
 
     out = subprocess.run(
-        [sys.executable, "bench/bench_map_1m.py", "--n", "1500", "--dim", "32", "--notes-sizes", "500,1500"]
+        [
+            sys.executable,
+            "bench/bench_map_1m.py",
+            "--n",
+            "1500",
+            "--dim",
+            "32",
+            "--notes-sizes",
+            "500,1500",
+            "--repeats",
+            "1",
+        ]
         + ["--workdir", str(tmp_path / "w"), "--json", str(tmp_path / "map1m.json")],
         capture_output=True,
         text=True,

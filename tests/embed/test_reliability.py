@@ -37,7 +37,7 @@ def embeddings_by_id(out) -> dict:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     path = tmp_path_factory.mktemp("reliability") / "notes.parquet"
-    write_sample_corpus(str(path), 120, seed=5)
+    write_sample_corpus(str(path), 60, seed=5)
     return path
 
 
@@ -50,9 +50,9 @@ def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_output(corpus, tmp_p
         "--max-tokens",
         "128",
         "--rows-per-shard",
-        "10",
+        "5",
         "--window-rows",
-        "10",
+        "5",
     ]
     reference = tmp_path / "reference"  # the uninterrupted run, here on the local executor: no second Ray start
     run_embed(
@@ -61,7 +61,7 @@ def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_output(corpus, tmp_p
             out=str(reference),
             model="minilm",
             max_tokens=128,
-            rows_per_shard=10,
+            rows_per_shard=5,
             executor="local",
         )
     )
@@ -93,7 +93,7 @@ def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_output(corpus, tmp_p
     assert "resuming" in rerun.stderr
     assert not [n for n in os.listdir(out) if n.endswith(".tmp")]
     expected, got = embeddings_by_id(reference), embeddings_by_id(out)
-    assert sorted(got) == sorted(expected) == list(range(1, 121))
+    assert sorted(got) == sorted(expected) == list(range(1, 61))
     assert max(float(np.abs(got[i] - expected[i]).max()) for i in got) < 1e-5
     again = subprocess.run(cli(*args, "--out", str(out), *local), env=ENV, capture_output=True, text=True)
     assert again.returncode == 0 and "already complete" in again.stdout
@@ -119,7 +119,7 @@ def test_a_killed_embedding_actor_loses_no_row(ray_local, corpus, tmp_path):
 
     out = tmp_path / "emb"
     config = EmbedConfig(
-        inputs=(str(corpus),), out=str(out), model="minilm", max_tokens=128, rows_per_shard=10, window_rows=5
+        inputs=(str(corpus),), out=str(out), model="minilm", max_tokens=128, rows_per_shard=5, window_rows=5
     )
     killed = []
 
@@ -139,8 +139,8 @@ def test_a_killed_embedding_actor_loses_no_row(ray_local, corpus, tmp_path):
     killer.join(timeout=5)
     assert killed, "the test never found the embedding actor to kill"
     assert len(glob.glob(str(out / "part-*.parquet"))) == 12
-    assert summary.embedded == 120 and summary.errored == 0
-    assert sorted(embeddings_by_id(out)) == list(range(1, 121))
+    assert summary.embedded == 60 and summary.errored == 0
+    assert sorted(embeddings_by_id(out)) == list(range(1, 61))
 
 
 def test_garbage_rows_become_error_rows_and_a_huge_note_is_chunked(tmp_path):
