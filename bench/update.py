@@ -16,7 +16,7 @@ ids and hashes), reported apart with the update's own model load time. Goal (iss
 `--note-words N` keeps each note's first N words (48 words: about 67 MiniLM tokens, against 248 for a
 whole sample note): how MiniLM embeds 100k notes here in about half an hour rather than two hours. Shorter
 notes shrink the model's part of both runs and leave the pipeline's (reading and hashing every note,
-rewriting shards) as large as before, so the update's share of the full run can only grow.
+rewriting shards) as large as before, so the update's share of the full run is, if anything, larger.
 """
 
 from __future__ import annotations
