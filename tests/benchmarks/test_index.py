@@ -1,27 +1,15 @@
 """bench/cohort_index.py end to end at a small size, and its section."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[2]
 
 
-def test_index_bench_small_run_and_its_section(tmp_path):
+def test_index_bench_small_run_and_its_section(tmp_path, bench_script):
     """bench/cohort_index.py end to end at 8,000 x 64-d (the real `embednv index` and `cohort` commands), and
     the benchmarks.md section run_all renders from its document, with the goal judged."""
     from bench.report_index import index_section
 
-    out = subprocess.run(
-        [sys.executable, "bench/cohort_index.py", "--n", "8000", "--dim", "64", "--queries", "20", "--kinds", "ivf"]
-        + ["--json", str(tmp_path / "index.json")],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    args = ["--n", "8000", "--dim", "64", "--queries", "20", "--kinds", "ivf", "--json", str(tmp_path / "index.json")]
+    bench_script("cohort_index.py", *args)
     doc = json.loads((tmp_path / "index.json").read_text())
     (run,) = doc["runs"]
     assert run["kind"] == "ivf" and run["nlist"] == 64 and run["queries"] == 20 and len(run["cli_near_s"]) == 3

@@ -1,38 +1,17 @@
 """The map benchmarks end to end at small sizes (bench/bench_map_1m.py, bench/map_update.py), and their sections."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[2]
 
 
-def test_map_1m_bench_small_run_and_its_section(tmp_path):
+def test_map_1m_bench_small_run_and_its_section(tmp_path, bench_script):
     """bench/bench_map_1m.py end to end at 1,500 notes (the real `embednv map --texts`), phases read from the
     map's manifest, the notes phase at two sizes, and the section run_all renders from its document."""
     from bench.report_map_1m import map_1m_section
 
-    out = subprocess.run(
-        [
-            sys.executable,
-            "bench/bench_map_1m.py",
-            "--n",
-            "1500",
-            "--dim",
-            "32",
-            "--notes-sizes",
-            "500,1500",
-            "--repeats",
-            "1",
-        ]
-        + ["--workdir", str(tmp_path / "w"), "--json", str(tmp_path / "map1m.json")],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=900,
+    args = ["--n", "1500", "--dim", "32", "--notes-sizes", "500,1500", "--repeats", "1"]
+    bench_script(
+        "bench_map_1m.py", *args, "--workdir", str(tmp_path / "w"), "--json", str(tmp_path / "map1m.json"), timeout=900
     )
-    assert out.returncode == 0, out.stderr[-3000:]
     doc = json.loads((tmp_path / "map1m.json").read_text())
     assert [r["n"] for r in doc["notes"]] == [500, 1500] and all(r["peak_rss_mb"] > 50 for r in doc["notes"])
     run = doc["map"]
@@ -50,20 +29,23 @@ def test_map_1m_bench_small_run_and_its_section(tmp_path):
     assert "run `make bench-map-1m`" in map_1m_section({"status": "pending", "error": "not measured yet"})
 
 
-def test_map_update_bench_small_run_and_its_section(tmp_path):
+def test_map_update_bench_small_run_and_its_section(tmp_path, bench_script):
     """bench/map_update.py's sample-then-place pair at 1,000 notes (real `embednv map` runs, short t-SNE), and its section."""
     from bench.report_map_update import map_update_section
 
-    out = subprocess.run(
-        [sys.executable, "bench/map_update.py", "--large", "1000", "--large-sample", "300", "--no-mtsamples", "--quick"]
-        + ["--corpus", "240", "--corpus-sample", "100"]
-        + ["--json", str(tmp_path / "update.json")],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    args = [
+        "--large",
+        "1000",
+        "--large-sample",
+        "300",
+        "--no-mtsamples",
+        "--quick",
+        "--corpus",
+        "240",
+        "--corpus-sample",
+        "100",
+    ]
+    bench_script("map_update.py", *args, "--json", str(tmp_path / "update.json"))
     doc = json.loads((tmp_path / "update.json").read_text())
     pair = doc["sampled_large"]
     assert pair["n"] == 1000 and pair["sampled_manifest"]["fitted"] + pair["sampled_manifest"]["placed"] == 1000

@@ -1,29 +1,17 @@
 """bench/nvembed_model.py --quick end to end, and its section."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @pytest.mark.timeout(600)
-def test_nvembed_model_quick_run_and_its_section(tmp_path):
+def test_nvembed_model_quick_run_and_its_section(tmp_path, bench_script):
     """bench/nvembed_model.py --quick (tiny sizes, the meta-device count on a few MTSamples-sized windows at real
     width) and the section run_all renders from its document, with the goals judged."""
     from bench.report_model import model_section
 
-    out = subprocess.run(
-        [sys.executable, "bench/nvembed_model.py", "--quick", "--repeats", "1", "--json", str(tmp_path / "m.json")],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    bench_script("nvembed_model.py", "--quick", "--repeats", "1", "--json", str(tmp_path / "m.json"))
     doc = json.loads((tmp_path / "m.json").read_text())
     batch = doc["micro_batch"]
     assert batch["real_tokens"] < batch["padded_tokens"] and batch["pooled_tokens"] < batch["real_tokens"]

@@ -1,29 +1,17 @@
 """bench/fanout.py end to end, and the operating sections (fan-out, crash) it and bench/crash.py render into."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @pytest.mark.timeout(600)
-def test_fanout_small_run_and_both_operating_sections_render(tmp_path):
+def test_fanout_small_run_and_both_operating_sections_render(tmp_path, bench_script):
     """bench/fanout.py end to end on 3,000 notes (4096-d vectors through the real CLI), and the
     sections the report renders from fanout's and crash's documents."""
     from bench.report_separate import crash_section, fanout_section
 
-    out = subprocess.run(
-        [sys.executable, "bench/fanout.py", "--notes", "3000", "--json", str(tmp_path / "fanout.json")],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    bench_script("fanout.py", "--notes", "3000", "--json", str(tmp_path / "fanout.json"))
     doc = json.loads((tmp_path / "fanout.json").read_text())
     assert "embedded 3,000 of 3,000 notes" in doc["result"]["summary"] and doc["result"]["dim"] == 4096
     assert doc["result"]["rows_per_s_total"] > 0

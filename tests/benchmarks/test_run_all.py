@@ -1,8 +1,6 @@
 """bench/run_all.py: every job at tiny sizes end to end, and how runs measured apart are merged and judged."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,16 +18,9 @@ REQUIRED = (
 
 
 @pytest.mark.timeout(600)
-def test_run_all_quick_writes_both_reports(tmp_path):
+def test_run_all_quick_writes_both_reports(tmp_path, bench_script):
     docs_before = _mtime(REPO / "docs" / "benchmarks.json")
-    result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "run_all.py"), "--quick", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    bench_script("run_all.py", "--quick", "--out", str(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["benchmarks.json", "benchmarks.md"]
     doc = json.loads((tmp_path / "benchmarks.json").read_text())
     missing = [key for key in REQUIRED if key not in doc]
