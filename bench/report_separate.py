@@ -218,7 +218,12 @@ def crash_section(doc: dict) -> str:
 def fanout_section(doc: dict) -> str:
     """bench/fanout.py's document: the pipeline's own rate, which bounds how many GPUs one driver can feed."""
     r = doc["result"]
-    verdict = "met" if (r["rows_per_s_steady"] or 0) >= doc["goal_rows_per_s"] else "**MISSED**"
+    steady, mb_s = r["rows_per_s_steady"], r["mb_per_s_steady"]
+    if steady is None:  # every progress line came within one interval: a run too short to have a steady state
+        verdict, steady, mb_s = "not measured (run too short for two progress lines)", "–", "–"
+    else:
+        verdict = "met" if steady >= doc["goal_rows_per_s"] else "**MISSED**"
+        steady, mb_s = f"{steady:,}", f"{mb_s:,}"
     return "\n".join(
         [
             f"## {OPERATIONS_TITLES['fanout']}",
@@ -230,7 +235,7 @@ def fanout_section(doc: dict) -> str:
             "| rows/s (steady) | MB/s of vectors | rows/s incl. start-up | wall time "
             "| on disk (one-hot vectors: ~0) | goal ≥ 5,000 rows/s |",
             "|---|---|---|---|---|---|",
-            f"| {r['rows_per_s_steady']:,} | {r['mb_per_s_steady']:,} | {r['rows_per_s_total']:,} | {r['seconds_total']} s "
+            f"| {steady} | {mb_s} | {r['rows_per_s_total']:,} | {r['seconds_total']} s "
             f"| {r['output_gb']} GB | {verdict} |",
             "",
             "Steady state: between the first and the last progress line of the run's own log "

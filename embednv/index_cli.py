@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from embednv.console import fail, setup_logging
+from embednv.errors import ConfigError
 
 KIND_CHOICES = ("auto", "flat", "ivf", "ivf-fp16", "ivf-sq8")  # embednv.index.params.KINDS (kept typer-only here)
 
@@ -54,11 +55,11 @@ def index_command(
     setup_logging(debug)
     try:
         if kind not in KIND_CHOICES:
-            raise ValueError(f"Invalid --kind {kind!r}. Valid: {', '.join(KIND_CHOICES)}")
+            raise ConfigError(f"Invalid --kind {kind!r}. Valid: {', '.join(KIND_CHOICES)}")
         if not 0 < recall <= 1:
-            raise ValueError(f"--recall must be in (0, 1], got {recall}")
+            raise ConfigError(f"--recall must be in (0, 1], got {recall}")
         if nlist is not None and nlist < 1:
-            raise ValueError(f"--nlist must be at least 1, got {nlist}")
+            raise ConfigError(f"--nlist must be at least 1, got {nlist}")
         line = build_and_describe(directory, kind, nlist, recall, seed, overwrite)
     except (KeyboardInterrupt, typer.Exit):
         raise
