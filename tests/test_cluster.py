@@ -283,19 +283,28 @@ def test_embed_job_on_a_ray_cluster_with_file_uris(embedded, head):
     assert manifest["rows_in"] == N_NOTES and manifest["shards"] == len(shards)
 
 
-def _submit_map(head, emb_dir: str, out: Path, texts: Path) -> tuple[str, str]:
-    job_id = head.submit("python", "jobs/map_corpus.py", emb_dir, "--out", str(out), "--texts", str(texts))
-    return head.wait_job(job_id)
-
-
 def test_map_job_on_a_ray_cluster_reads_the_file_uri_embed_wrote(embedded, head):
+    """The map job on the embed job's file:// output; this head has no GPU, so it falls back to CPU in the driver."""
     assert embedded["status"] == "SUCCEEDED", "the map needs the embed job's output"
     out = head.root / "map"
-    status, logs = _submit_map(head, embedded["out_uri"], out, embedded["corpus"])
+    job_id = head.submit("python", "jobs/map_corpus.py", embedded["out_uri"], "--out", str(out),
+                         "--texts", str(embedded["corpus"]))  # fmt: skip
+    status, logs = head.wait_job(job_id)
     assert status == "SUCCEEDED", f"map job {status}; its logs:\n{logs[-4000:]}"
     embedded_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in embedded["out"].glob("part-*.parquet"))
     assert pq.read_table(out / "map.parquet").num_rows == embedded_rows
-    assert (out / "_manifest.json").exists()
+    # The fallback: one placement line that says why, the CPU path in the job's own driver, each phase logged.
+    lines = _placement_lines(logs)
+    assert len(lines) == 1 and re.search(
+        r"placement: local \(the Ray cluster at \S+ has no GPU \(no autoscaler reports a GPU group it can start\), "
+        r"so the CPU path runs in this driver\)$",
+        lines[0],
+    ), lines
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["placement"]["placement"] == "local" and manifest["backend"] == "cpu"
+    assert manifest["placement"]["pid"] == manifest["driver"]["pid"] == head.job_driver_pid(job_id)
+    for phase in HEAVY_PHASES:
+        assert re.search(rf"{phase}: [\d.]+ s, local on \S+ \(pid \d+\), backend cpu", logs), phase
 
 
 # --------------------------------------------------------------------------- the map's GPU task
@@ -518,24 +527,6 @@ def test_gpu_groups_an_autoscaler_reports_are_counted(head):
         "reason": f"the Ray cluster at {head.gcs} has no GPU now; its autoscaler can start 3 (the node groups it "
         "reports to Ray): the map task waits for one",
     }
-
-
-def test_map_job_on_a_cluster_without_gpu_falls_back_to_cpu_in_the_driver(head):
-    emb, out = _planted_shards(head.root / "emb-cpu"), head.root / "map-cpu"
-    job_id = head.submit("python", "jobs/map_corpus.py", f"file://{emb}", "--out", str(out), "--clusters", "4")
-    status, logs = head.wait_job(job_id)
-    assert status == "SUCCEEDED", f"map job {status}; its logs:\n{logs[-4000:]}"
-    lines = _placement_lines(logs)
-    assert len(lines) == 1 and re.search(
-        r"placement: local \(the Ray cluster at \S+ has no GPU \(no autoscaler reports a GPU group it can start\), "
-        r"so the CPU path runs in this driver\)$",
-        lines[0],
-    ), lines
-    manifest = json.loads((out / "_manifest.json").read_text())
-    assert manifest["placement"]["placement"] == "local" and manifest["backend"] == "cpu"
-    assert manifest["placement"]["pid"] == manifest["driver"]["pid"] == head.job_driver_pid(job_id)
-    for phase in HEAVY_PHASES:
-        assert re.search(rf"{phase}: [\d.]+ s, local on \S+ \(pid \d+\), backend cpu", logs), phase
 
 
 def test_gpu_worker_asked_for_on_a_cluster_without_gpu_fails_in_one_line(head, tmp_path):
