@@ -302,7 +302,9 @@ def _throughput(job: dict) -> str:
         f"Text set: {t['text_set']}: {t['notes']} notes, {t['tokens']:,} tokens ({t['mean_tokens_per_note']} per note, "
         "[CLS] and [SEP] included). All fit the 512-token window, so the three do identical work: no truncation, no chunking "
         f"(the vectors agree: max 1 - cosine vs (a) is {t['max_cosine_gap']['b_vs_a']:.1e} for (b), "
-        f"{t['max_cosine_gap']['c_vs_a']:.1e} for (c)). "
+        f"{t['max_cosine_gap']['c_vs_a']:.1e} for (c)"
+        + (f", {t['max_cosine_gap']['e_vs_a']:.1e} for (e)" if "e_vs_a" in t["max_cosine_gap"] else "")
+        + "). "
         f"{t['torch_threads']} torch threads. Run order `{t['order']}` (alternated so drift hits all three alike); each figure is "
         "the median of its repetitions; tokens/s = tokens / median seconds."
     )
@@ -342,6 +344,20 @@ def _throughput(job: dict) -> str:
             + (
                 [
                     [
+                        "(e) embednv embed, local executor",
+                        "`" + t["commands"]["e"] + "`: the same as (c) in the CLI's own process, no Ray started",
+                        reps["e"],
+                        sec["e"],
+                        r["e"],
+                        t["local_ratio_vs_ceiling"],
+                    ]
+                ]
+                if "e" in r
+                else []
+            )
+            + (
+                [
+                    [
                         "(d) diagnostic: embednv's steps, no Ray",
                         t["commands"]["d"],
                         reps["d"],
@@ -369,6 +385,12 @@ def _throughput(job: dict) -> str:
         f"- **c/b = {t['ratio_vs_sentence_transformers']:.3f}** (goal ≥ 1.0): {_verdict(t['ratio_vs_sentence_transformers'], 1.0, limit)}.",
         f"- embednv's own summary line: `{t['embednv_cli_summary']}` (its clock starts after interpreter start-up and imports).",
     ]
+    if "e" in r:
+        out.append(
+            f"- **Without Ray** (`--executor local`, (e)): e/a = {t['local_ratio_vs_ceiling']:.3f}, e/b = "
+            f"{t['local_ratio_vs_sentence_transformers']:.3f}. Ray's start, actor and shut-down add {t['ray_added_s']:.1f} s "
+            f"to this {t['notes']}-note run ({sec['c']:.1f} s against {sec['e']:.1f} s); on a long run they are paid once."
+        )
     steady = t.get("embednv_in_process")
     if steady:
         out += [

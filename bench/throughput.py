@@ -17,13 +17,15 @@ token counted is a real token the model runs on, [CLS] and [SEP] included.
   model load, tokenization, embedding and writing the shards are all included.
   Also measured, in-process on a Ray instance already running: `run_embed` on the same file
   (`warm`), and on 8 notes; `steady` = tokens / (warm - 8-note run), the rate once started.
+- (e) the same command with `--executor local`: the same steps in the CLI's own process, no Ray
+  started; c - e is what Ray's start, actor and shut-down add to a run of this size.
 - (d) diagnostic: embednv's own steps without Ray, in this process: `tokenize_table` and
   `EmbedWorker` (its batching, default CPU token budget) on windows of `window_rows` rows, worker
   built before timing. (a) vs (d) is embednv's code; (d) vs steady is what running it in a Ray
   actor costs; steady vs (c) is start-up.
 
-Order a,b,c,d,c,b,a repeated `--rounds` times; each figure is the median of its repetitions.
-The vectors of (a), (b) and (c) are compared (cosine) so a figure never comes from wrong work.
+Order a,b,c,e,d,e,c,b,a repeated `--rounds` times; each figure is the median of its repetitions.
+The vectors of (a), (b), (c), (d) and (e) are compared (cosine) so a figure never comes from wrong work.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from bench.common import (
 GOALS = {"ratio_vs_ceiling": 0.9, "ratio_vs_sentence_transformers": 1.0}
 MAX_TOKENS = 512
 SWEEP = (8, 16, 32, 64)
-PATTERN = "abcdcba"
+PATTERN = "abcedecba"
 
 
 def minilm_path() -> str:
@@ -252,7 +254,7 @@ def main() -> None:
         "--rounds",
         type=int,
         default=1,
-        help="repetitions of the order a,b,c,d,c,b,a (each of a, b, c runs twice per round)",
+        help="repetitions of the order a,b,c,e,d,e,c,b,a (each of a, b, c, e runs twice per round)",
     )
     parser.add_argument("--sweep", default=",".join(map(str, SWEEP)), help="batch sizes tried for (a)")
     parser.add_argument("--no-steady", action="store_true", help="skip the in-process warm-Ray runs")
@@ -264,7 +266,7 @@ def main() -> None:
     executor = "ray"
     if args.quick:
         # A smoke test of every path that feeds the report's ratios, without a Ray start: (c) on the
-        # local executor, and the warm-Ray runs left to the full benchmark.
+        # local executor (so (e), the same command, is left out), and the warm-Ray runs left to the full benchmark.
         args.notes, args.rounds, pattern, sizes, args.no_steady, executor = 24, 1, "abcd", (8, 32), True, "local"
 
     import numpy as np
@@ -283,7 +285,7 @@ def main() -> None:
     steps = EmbednvSteps()
     best, sweep_rates = sweep(ceiling, texts, sizes)
 
-    times: dict[str, list[float]] = {"a": [], "b": [], "c": [], "d": []}
+    times: dict[str, list[float]] = {which: [] for which in sorted(set(pattern))}
     tokenize_s: list[float] = []
     outputs = {}
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
@@ -301,13 +303,14 @@ def main() -> None:
                 outputs["b"] = peer.encode(texts, batch_size=32, show_progress_bar=False)
             elif which == "d":
                 outputs["d"] = steps(texts)
-            else:
+            else:  # (c) the CLI as users run it, (e) the same on the local executor
                 out = workdir / f"cli-{rep}"
-                result = run_timed(cli_command(notes, out, executor), env=subprocess_env())
+                result = run_timed(cli_command(notes, out, executor if which == "c" else "local"), env=subprocess_env())
                 if result["returncode"] != 0:
                     raise SystemExit(f"embednv embed failed ({result['returncode']}): {result['stderr_tail']}")
-                outputs["c"] = read_vectors(out, len(texts))
-                cli_line = result["stdout"].strip().splitlines()[-1]
+                outputs[which] = read_vectors(out, len(texts))
+                if which == "c":
+                    cli_line = result["stdout"].strip().splitlines()[-1]
             times[which].append(time.perf_counter() - started)
             log(f"throughput: {which} {times[which][-1]:.1f} s")
         steady = None if args.no_steady else steady_state(notes, small, workdir, args.rounds)
@@ -333,17 +336,23 @@ def main() -> None:
         "ratio_vs_ceiling": round(rate["c"] / rate["a"], 3),
         "ratio_vs_sentence_transformers": round(rate["c"] / rate["b"], 3),
         "steps_ratio_vs_ceiling": round(rate["d"] / rate["a"], 3),  # embednv's code without Ray
-        "max_cosine_gap": {k + "_vs_a": max_cosine_gap(outputs[k], outputs["a"]) for k in "bcd"},
+        "max_cosine_gap": {k + "_vs_a": max_cosine_gap(outputs[k], outputs["a"]) for k in sorted(outputs) if k != "a"},
         "commands": {
             "a": f"in-process: AutoTokenizer + AutoModel + mean pooling, length-sorted, batch {best}",
             "b": f"in-process: SentenceTransformer(path, device='cpu'), max_seq_length={MAX_TOKENS}, encode(texts, batch_size=32)",
             "c": "python -m embednv.cli embed notes.parquet --out <fresh dir> --model minilm"
             + (" --executor local" if executor == "local" else "")
             + " (subprocess, wall time)",
+            "e": "python -m embednv.cli embed notes.parquet --out <fresh dir> --model minilm --executor local "
+            "(subprocess, wall time)",
             "d": f"in-process, no Ray: tokenize_table + EmbedWorker (batch_tokens {steps.batch_tokens:,}) per window of "
             f"{steps.window_rows:,} rows; worker built before",
         },
     }
+    if "e" in rate:  # the CLI on the local executor: what a run costs without Ray
+        result["local_ratio_vs_ceiling"] = round(rate["e"] / rate["a"], 3)
+        result["local_ratio_vs_sentence_transformers"] = round(rate["e"] / rate["b"], 3)
+        result["ray_added_s"] = round(seconds["c"] - seconds["e"], 2)
     if steady:
         warm, small_s = median(steady["full_s"]), median(steady["small_s"])
         steady.update(

@@ -98,3 +98,36 @@ def test_flatness_is_judged_on_the_heap_where_sampled_else_on_uss():
     older = process_peak_growth(memory(28.6, 23.7), memory(32.1, 26.1))  # a file from before the heap was sampled
     text = _process_flatness({"sizes": [100_000, 1_000_000], "process_peak_growth": older})
     assert "every USS peak" in text and "**MISSED** (worst 1.101x)" in text
+
+
+def test_throughput_section_shows_the_cli_without_ray_when_it_was_measured():
+    """(e), `embed --executor local`, gets its row and the seconds Ray adds; a run without it (--quick) renders as before."""
+    from bench.report import _throughput
+
+    job = json.loads((REPO / "docs" / "benchmarks.json").read_text())["jobs"]["throughput"]
+    t = job["result"]
+    without = {
+        k: v
+        for k, v in t.items()
+        if k not in ("local_ratio_vs_ceiling", "local_ratio_vs_sentence_transformers", "ray_added_s")
+    }
+    for field in ("tokens_per_s", "median_seconds", "repetitions", "commands"):
+        without[field] = {k: v for k, v in t[field].items() if k != "e"}
+    assert "(e)" not in _throughput({**job, "result": without})
+
+    c_s = without["median_seconds"]["c"]
+    e_s = 20.0
+    measured = {
+        **without,
+        "tokens_per_s": {**without["tokens_per_s"], "e": round(t["tokens"] / e_s, 1)},
+        "median_seconds": {**without["median_seconds"], "e": e_s},
+        "repetitions": {**without["repetitions"], "e": 2},
+        "commands": {**without["commands"], "e": "python -m embednv.cli embed ... --executor local"},
+        "local_ratio_vs_ceiling": 0.8,
+        "local_ratio_vs_sentence_transformers": 0.9,
+        "ray_added_s": round(c_s - e_s, 2),
+    }
+    text = _throughput({**job, "result": measured})
+    row = [line for line in text.splitlines() if line.startswith("| (e) embednv embed, local executor |")]
+    assert len(row) == 1 and "| 2 | 20.0 |" in row[0] and row[0].endswith("| 0.800 |"), row
+    assert f"add {c_s - e_s:.1f} s to this {t['notes']}-note run ({c_s:.1f} s against 20.0 s)" in text
