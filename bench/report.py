@@ -300,12 +300,12 @@ def _throughput(job: dict) -> str:
     r, sec, reps = t["tokens_per_s"], t["median_seconds"], t["repetitions"]
     out.append(
         f"Text set: {t['text_set']}: {t['notes']} notes, {t['tokens']:,} tokens ({t['mean_tokens_per_note']} per note, "
-        "[CLS] and [SEP] included). All fit the 512-token window, so the three do identical work: no truncation, no chunking "
+        "[CLS] and [SEP] included). All fit the 512-token window, so every contender does identical work: no truncation, no chunking "
         f"(the vectors agree: max 1 - cosine vs (a) is {t['max_cosine_gap']['b_vs_a']:.1e} for (b), "
         f"{t['max_cosine_gap']['c_vs_a']:.1e} for (c)"
         + (f", {t['max_cosine_gap']['e_vs_a']:.1e} for (e)" if "e_vs_a" in t["max_cosine_gap"] else "")
         + "). "
-        f"{t['torch_threads']} torch threads. Run order `{t['order']}` (alternated so drift hits all three alike); each figure is "
+        f"{t['torch_threads']} torch threads. Run order `{t['order']}` (alternated so drift hits them all alike); each figure is "
         "the median of its repetitions; tokens/s = tokens / median seconds."
     )
     out += [
