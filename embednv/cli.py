@@ -14,6 +14,7 @@ from typing import List, Optional
 
 import typer
 
+from embednv.columns import DEFAULT_ID_COLUMN, DEFAULT_TEXT_COLUMN
 from embednv.console import fail, say, setup_logging
 
 app = typer.Typer(
@@ -45,11 +46,13 @@ def embed(
     model: str = typer.Option(
         "auto", help="auto (NV-Embed-v2 with a GPU, else minilm), minilm, nvembed, a checkpoint directory or a hub id."
     ),
-    id_column: str = typer.Option("note_id", help="Column with each note's unique id; kept with its name and type."),
+    id_column: str = typer.Option(
+        DEFAULT_ID_COLUMN, help="Column with each note's unique id; kept with its name and type."
+    ),
     id_type: str = typer.Option(
         "string", help="How CSV and JSONL ids are read: string (exactly as written, leading zeros kept) or int."
     ),
-    text_column: str = typer.Option("text", help="Column with the note text."),
+    text_column: str = typer.Option(DEFAULT_TEXT_COLUMN, help="Column with the note text."),
     instruction: str = typer.Option(
         "", help="Raw prefix before every note, e.g. 'Instruct: ...\\nQuery: '. Documents take none."
     ),

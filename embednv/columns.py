@@ -18,9 +18,22 @@ ERROR_FILE, ERROR_ROW, ERROR_REASON = "file", "row", "reason"
 COSINE, RANK = "cosine", "rank"
 SCORE_COLUMNS = (COSINE, RANK)
 
+# The inputs' id and text columns unless --id-column / --text-column name others; outputs keep the id's own name.
+DEFAULT_ID_COLUMN, DEFAULT_TEXT_COLUMN = "note_id", "text"
+
 # map.parquet, besides the id column: a note's place on the map, its cluster and (two-level maps) its group.
 X, Y, CLUSTER, GROUP = "x", "y", "cluster", "group"
 MAP_VALUE_COLUMNS = (X, Y, CLUSTER, GROUP)
+
+# clusters.parquet: one row per cluster of each level (LEVEL is CLUSTER or GROUP, finest first in LEVELS),
+# numbered by CLUSTER within its level; PARENT is a cluster's group.
+LEVEL, PARENT, SIZE, FRACTION, NAME = "level", "parent", "size", "fraction", "name"
+MAP_X, MAP_Y, EXEMPLAR_IDS, TOP_TERMS, TOP_LABELS = "map_x", "map_y", "exemplar_ids", "top_terms", "top_labels"
+LEVELS = (CLUSTER, GROUP)
+
+# The map's _points.parquet (what `map --update` keeps), besides the id column: each note's PCA
+# coordinates and the embeddings' TEXT_HASH of it (named "text_hash" in maps since they had one).
+POINT_PCA, POINT_TEXT_HASH = "pca", "text_hash"
 
 # Between stages: set by the reader.
 TEXT, ERROR, SHARD, ROW = "__text", "__error", "__shard", "__row"

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from embednv.columns import DEFAULT_ID_COLUMN
 from embednv.directories import EMBEDDINGS, ERRORS, INDEX_DIR, LEGACY_ERRORS, MANIFEST, OutputDir
 from embednv.embed.shard_edit import edit_shard, remove_rows
 from embednv.errors import ConfigError, InputError, OutputConflict
@@ -90,7 +91,7 @@ def forget(emb_dir: str, ids_file: str, maps: tuple[str, ...] = ()) -> ForgetRep
     manifest = out.manifest()
     if manifest is None or out.kind() != EMBEDDINGS:
         raise OutputConflict(f"{emb_dir} is not an embeddings directory (no {MANIFEST} of embednv embed)")
-    id_column = manifest.get("id_column", "note_id")
+    id_column = manifest.get("id_column", DEFAULT_ID_COLUMN)
     targets = list(dict.fromkeys([*manifest.get("maps", []), *maps]))
     forget_from_map = _map_forgetter() if targets else None  # refuse before any file is touched
 

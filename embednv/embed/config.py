@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from embednv.columns import DEFAULT_ID_COLUMN, DEFAULT_TEXT_COLUMN
 from embednv.embed.fields import ID_TYPES, IdType
 from embednv.models.base import ModelRef
 
@@ -23,9 +24,9 @@ class EmbedConfig:
     inputs: tuple[str, ...]
     out: str
     model: str | ModelRef = "auto"  # "auto", "minilm", "nvembed", a checkpoint directory or a hub id; or resolved
-    id_column: str = "note_id"
+    id_column: str = DEFAULT_ID_COLUMN
     id_type: IdType = "string"  # CSV and JSONL ids: as written ("007" stays "007"), or "int"; Parquet keeps its type
-    text_column: str = "text"
+    text_column: str = DEFAULT_TEXT_COLUMN
     instruction: str = ""  # raw prefix; documents are embedded without one (see models/nvembed.py)
     max_tokens: int | None = None  # window per model input; None = the model's own
     batch_tokens: int | None = None  # None = DEFAULT_BATCH_TOKENS for the device

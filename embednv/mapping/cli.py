@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from embednv.columns import DEFAULT_TEXT_COLUMN
 from embednv.console import fail, say, setup_logging
 from embednv.errors import ConfigError
 
@@ -63,7 +64,7 @@ def map_command(
         str | None,
         typer.Option("--texts", help="Notes file (Parquet/CSV/JSONL) with the id column and text: cluster terms."),
     ] = None,
-    text_column: Annotated[str, typer.Option("--text-column", help="Text column in --texts.")] = "text",
+    text_column: Annotated[str, typer.Option("--text-column", help="Text column in --texts.")] = DEFAULT_TEXT_COLUMN,
     labels: Annotated[
         str | None, typer.Option("--labels", help="File with known labels (default: the --texts file).")
     ] = None,

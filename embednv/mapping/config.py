@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from embednv.columns import DEFAULT_TEXT_COLUMN
 from embednv.mapping.drawn import POINT_BUDGET
 from embednv.mapping.refine import REFINE_ITER
 from embednv.mapping.sample import SAMPLE_ABOVE, SAMPLE_SIZE
@@ -25,7 +26,7 @@ class MapConfig:
     placement: str = "auto"  # auto|local|gpu-worker: where PCA, k-means and t-SNE run (placement.py)
     seed: int = 0  # one seed for k-means, t-SNE and metric samples: same inputs, same map
     texts: str | Path | None = None  # notes file (a path or URI) (Parquet/CSV/JSONL) with the id column and text
-    text_column: str = "text"
+    text_column: str = DEFAULT_TEXT_COLUMN
     labels: str | Path | None = None  # file with known labels; defaults to `texts`
     labels_column: str | None = None  # e.g. "medical_specialty": NMI/ARI and composition
     show_text: bool = False  # put note text in map.html hovers (PHI: off unless asked)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from embednv import columns as cols
 from embednv import directories as dirs
 from embednv.errors import MapError
 
@@ -62,8 +63,8 @@ def forget_from_map(map_dir: str, ids: set[str]) -> int:
     keep = pa.array(~drop)
     kept = table.filter(keep)
     kept_ids = kept.column(id_column).combine_chunks()
-    y = np.column_stack([kept.column("x").to_numpy(), kept.column("y").to_numpy()]).astype(np.float32)
-    labels = kept.column("cluster").to_numpy().astype(np.int32)
+    y = np.column_stack([kept.column(cols.X).to_numpy(), kept.column(cols.Y).to_numpy()]).astype(np.float32)
+    labels = kept.column(cols.CLUSTER).to_numpy().astype(np.int32)
 
     x = None
     if points is not None:
@@ -123,22 +124,27 @@ def _levels_without_state(out_dir: Path, kept: pa.Table, labels: np.ndarray, id_
     rows = pq.read_table(out_dir / dirs.CLUSTERS_FILE).to_pylist()
     row_of = {str(v): i for i, v in enumerate(kept.column(id_column).to_pylist())}
     levels = {}
-    for level in ("cluster", "group"):
-        mine = sorted((r for r in rows if r["level"] == level), key=lambda r: r["cluster"])
-        exemplars = [np.array([row_of[str(e)] for e in r["exemplar_ids"] if str(e) in row_of], np.int64) for r in mine]
+    for level in cols.LEVELS:
+        mine = sorted((r for r in rows if r[cols.LEVEL] == level), key=lambda r: r[cols.CLUSTER])
+        exemplars = [
+            np.array([row_of[str(e)] for e in r[cols.EXEMPLAR_IDS] if str(e) in row_of], np.int64) for r in mine
+        ]
         levels[level] = (mine, exemplars)
-    k = len(levels["cluster"][0])
-    parent = np.array([r["parent"] for r in levels["cluster"][0]], dtype=np.int32)
-    group_labels = kept.column("group").to_numpy().astype(np.int32) if "group" in kept.column_names else parent[labels]
-    g = len(levels["group"][0])
+    k = len(levels[cols.CLUSTER][0])
+    parent = np.array([r[cols.PARENT] for r in levels[cols.CLUSTER][0]], dtype=np.int32)
+    has_groups = cols.GROUP in kept.column_names
+    group_labels = kept.column(cols.GROUP).to_numpy().astype(np.int32) if has_groups else parent[labels]
+    g = len(levels[cols.GROUP][0])
     clusters = Clusters(
         labels=labels,
         centroids=np.zeros((k, 0), np.float32),
         inertia=float("nan"),
         sizes=np.bincount(labels, minlength=k).astype(np.int64),
-        exemplars=levels["cluster"][1],
+        exemplars=levels[cols.CLUSTER][1],
     )
-    groups = Groups(parent, group_labels, np.bincount(group_labels, minlength=g).astype(np.int64), levels["group"][1])
+    groups = Groups(
+        parent, group_labels, np.bincount(group_labels, minlength=g).astype(np.int64), levels[cols.GROUP][1]
+    )
     return clusters, groups
 
 

@@ -18,7 +18,22 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from embednv.columns import CLUSTER, GROUP, X, Y
+from embednv.columns import (
+    CLUSTER,
+    EXEMPLAR_IDS,
+    FRACTION,
+    GROUP,
+    LEVEL,
+    MAP_X,
+    MAP_Y,
+    NAME,
+    PARENT,
+    SIZE,
+    TOP_LABELS,
+    TOP_TERMS,
+    X,
+    Y,
+)
 from embednv.io import atomic_path
 from embednv.text_safety import markdown_text
 
@@ -79,8 +94,8 @@ def write_clusters(
 
     table = pa.concat_tables(
         [
-            _level_table("group", groups, None, id_type),
-            _level_table("cluster", clusters, parent, id_type),
+            _level_table(GROUP, groups, None, id_type),
+            _level_table(CLUSTER, clusters, parent, id_type),
         ]
     )
     with atomic_path(parquet) as tmp:
@@ -93,17 +108,17 @@ def _level_table(level: str, s: ClusterSummary, parent: np.ndarray | None, id_ty
     k = len(s.sizes)
     label_count = pa.struct([("label", pa.string()), ("count", pa.int64())])
     columns = {
-        "level": pa.array([level] * k, pa.string()),
-        "cluster": pa.array(np.arange(k, dtype=np.int32)),
-        "parent": pa.array(parent if parent is not None else [None] * k, pa.int32()),
-        "size": pa.array(s.sizes.astype(np.int64)),
-        "fraction": pa.array(s.sizes / max(s.sizes.sum(), 1)),
-        "name": pa.array(s.names, pa.string()),
-        "map_x": pa.array(s.medians[:, 0].astype(np.float32)),
-        "map_y": pa.array(s.medians[:, 1].astype(np.float32)),
-        "exemplar_ids": pa.array(s.exemplar_ids, pa.list_(id_type)),
-        "top_terms": pa.array(s.terms if s.terms is not None else [None] * k, pa.list_(pa.string())),
-        "top_labels": pa.array(
+        LEVEL: pa.array([level] * k, pa.string()),
+        CLUSTER: pa.array(np.arange(k, dtype=np.int32)),
+        PARENT: pa.array(parent if parent is not None else [None] * k, pa.int32()),
+        SIZE: pa.array(s.sizes.astype(np.int64)),
+        FRACTION: pa.array(s.sizes / max(s.sizes.sum(), 1)),
+        NAME: pa.array(s.names, pa.string()),
+        MAP_X: pa.array(s.medians[:, 0].astype(np.float32)),
+        MAP_Y: pa.array(s.medians[:, 1].astype(np.float32)),
+        EXEMPLAR_IDS: pa.array(s.exemplar_ids, pa.list_(id_type)),
+        TOP_TERMS: pa.array(s.terms if s.terms is not None else [None] * k, pa.list_(pa.string())),
+        TOP_LABELS: pa.array(
             [[{"label": lab, "count": cnt} for lab, cnt in comp] for comp in s.composition]
             if s.composition is not None
             else [None] * k,

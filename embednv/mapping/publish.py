@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from embednv import columns as cols
 from embednv import directories as dirs
 from embednv.mapping import outputs as out
 from embednv.mapping.clusters import Clusters, Groups
@@ -31,7 +32,7 @@ class Notes:
     """Where the per-note annotations come from; every field None = none asked for."""
 
     texts: str | None = None  # file with the note text: cluster terms (and hovers with show_text)
-    text_column: str = "text"
+    text_column: str = cols.DEFAULT_TEXT_COLUMN
     labels: str | None = None  # file with known labels
     labels_column: str | None = None
     show_text: bool = False
@@ -150,14 +151,17 @@ def kept_terms(out_dir: Path) -> tuple[list, list] | None:
     path = out_dir / dirs.CLUSTERS_FILE
     if not path.is_file():
         return None
-    rows = pq.read_table(path, columns=["level", "cluster", "top_terms"]).to_pylist()
+    rows = pq.read_table(path, columns=[cols.LEVEL, cols.CLUSTER, cols.TOP_TERMS]).to_pylist()
     levels = {
-        level: [r["top_terms"] for r in sorted((r for r in rows if r["level"] == level), key=lambda r: r["cluster"])]
-        for level in ("cluster", "group")
+        level: [
+            r[cols.TOP_TERMS]
+            for r in sorted((r for r in rows if r[cols.LEVEL] == level), key=lambda r: r[cols.CLUSTER])
+        ]
+        for level in cols.LEVELS
     }
-    if all(t is None for t in levels["cluster"]):
+    if all(t is None for t in levels[cols.CLUSTER]):
         return None
-    return levels["cluster"], levels["group"]
+    return levels[cols.CLUSTER], levels[cols.GROUP]
 
 
 def recorded_notes(manifest: dict, show_text: bool | None = None) -> Notes:

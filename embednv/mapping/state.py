@@ -23,9 +23,9 @@ from embednv.directories import PCA_STATE, POINTS_STATE
 from embednv.errors import MapError
 from embednv.io import atomic_path
 
-PCA_COLUMN, HASH_COLUMN = "pca", "text_hash"
+PCA_COLUMN, HASH_COLUMN = columns.POINT_PCA, columns.POINT_TEXT_HASH
 # The embeddings' per-row hash of the text the model saw (`embed --update`); shards written before it have none.
-EMB_HASH = getattr(columns, "TEXT_HASH", "text_hash")
+EMB_HASH = columns.TEXT_HASH
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from embednv import directories as dirs
+from embednv.columns import CLUSTER, X, Y
 from embednv.errors import MapError
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,8 @@ def update_map(config):
     point_rows = np.asarray(at.drop_null(), dtype=np.int64)
     old_ids = old_ids.take(pa.array(old_rows))
     old_x = pca_matrix(points)[point_rows]
-    old_y = np.column_stack([old_map.column(c).to_numpy()[old_rows] for c in ("x", "y")]).astype(np.float32)
-    old_cluster = old_map.column("cluster").to_numpy()[old_rows].astype(np.int32)
+    old_y = np.column_stack([old_map.column(c).to_numpy()[old_rows] for c in (X, Y)]).astype(np.float32)
+    old_cluster = old_map.column(CLUSTER).to_numpy()[old_rows].astype(np.int32)
     old_hash = points.column(HASH_COLUMN).take(pa.array(point_rows)) if HASH_COLUMN in points.column_names else None
 
     # Every note of EMB, projected onto the saved basis, in shard order.
