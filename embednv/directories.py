@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from embednv.io import atomic_write, filesystem_and_path, is_temporary
@@ -59,6 +60,17 @@ def shard_name(index: int) -> str:
 def is_shard(name: str) -> bool:
     """Any `part-*.parquet` (embednv's `part-00042.parquet`, or a Spark writer's `part-00000-<uuid>.parquet`)."""
     return fnmatch.fnmatchcase(name, SHARD_GLOB)
+
+
+def own_temporary(name: str, own: tuple[str, ...]) -> bool:
+    """Whether `name` is a half-written temporary of one of the files `own` (`.map.png.1a2b3c4d.tmp`)."""
+    return any(fnmatch.fnmatchcase(name, f".{file}.????????.tmp") for file in own)
+
+
+def footer_stats(metadata: dict | None) -> dict:
+    """The statistics embednv keeps in a shard's Parquet footer (schema metadata); {} when it has none."""
+    raw = (metadata or {}).get(STATS_KEY)
+    return json.loads(raw) if raw else {}
 
 
 def embeddings_files(names: list[str]) -> list[str]:
@@ -168,6 +180,10 @@ class OutputDir:
 
         self._atomic(name, write)
 
+    def write_json(self, name: str, obj: dict) -> None:
+        """`obj` as indented JSON (NumPy scalars, paths and tuples as their JSON values), atomically."""
+        self.write_text(name, json.dumps(obj, indent=2, default=_json_value) + "\n")
+
     def read_json(self, name: str) -> dict | None:
         if not self.exists(name):
             return None
@@ -180,8 +196,7 @@ class OutputDir:
 
         with self.fs.open_input_file(self._full(name)) as handle:
             meta = pq.ParquetFile(handle).metadata
-            stats = (meta.metadata or {}).get(STATS_KEY)
-            return meta.num_rows, json.loads(stats) if stats else {}
+            return meta.num_rows, footer_stats(meta.metadata)
 
     def read_table(self, name: str) -> pa.Table:
         import pyarrow.parquet as pq
@@ -197,3 +212,13 @@ class OutputDir:
         folder = name.rpartition("/")[0]
         self.fs.create_dir(self._full(folder) if folder else self.path, recursive=True)
         atomic_write(self.fs, self._full(name), write)
+
+
+def _json_value(value):
+    import numpy as np
+
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (Path, tuple)):
+        return str(value) if isinstance(value, Path) else list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -159,17 +159,22 @@ def test_forget_from_the_maps_made_of_the_embeddings(emb, tmp_path):
 # the old one (`embednv.io.atomic_path`).
 KILL_AT_MAP_FILE = """
 import os, signal, sys
+import embednv.directories
 from embednv.forget import forget
 
 emb, ids, map_dir, when = sys.argv[1:5]
-replace = os.replace
-def replace_or_die(source, target):
-    if when == "manifest" and str(target) == os.path.join(map_dir, "_manifest.json"):
-        os.kill(os.getpid(), signal.SIGKILL)
+replace, atomic_write = os.replace, embednv.directories.atomic_write
+def replace_or_die(source, target):  # the map's files written through a local temporary (io.atomic_path)
     replace(source, target)
     if when == "first" and os.path.dirname(str(target)) == map_dir:
         os.kill(os.getpid(), signal.SIGKILL)
-os.replace = replace_or_die
+def atomic_write_or_die(filesystem, path, write):  # its JSON files, written through OutputDir
+    def write_then_die(temporary):
+        write(temporary)
+        os.kill(os.getpid(), signal.SIGKILL)  # the temporary is whole, not yet under its name
+    dies = when == "manifest" and path == os.path.join(map_dir, "_manifest.json")
+    atomic_write(filesystem, path, write_then_die if dies else write)
+os.replace, embednv.directories.atomic_write = replace_or_die, atomic_write_or_die
 forget(emb, ids, maps=(map_dir,))
 """
 

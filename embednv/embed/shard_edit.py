@@ -9,7 +9,6 @@ as atomic). `embed --update` and `embednv forget` both edit through here.
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import numpy as np
@@ -17,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from embednv.columns import N_TOKENS
-from embednv.directories import STATS_KEY, OutputDir
+from embednv.directories import OutputDir, footer_stats
 
 
 def edit_shard(
@@ -44,7 +43,7 @@ def edit_shard(
     if len(result) == 0:
         out.delete(name)
         return 0
-    stats = dict(json.loads((table.schema.metadata or {}).get(STATS_KEY, b"{}")))
+    stats = footer_stats(table.schema.metadata)
     stats.update(
         rows=len(result),
         embedded=len(result),

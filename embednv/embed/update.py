@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from embednv.columns import ERROR, ERROR_FILE, ERROR_REASON, ERROR_ROW, HASH, ROW, SHARD, TEXT_HASH
-from embednv.directories import MANIFEST, SHARD_NAME, OutputDir
+from embednv.directories import MANIFEST, OutputDir
 from embednv.embed.inputs import InputPlan
 from embednv.embed.read import read_shards
 from embednv.errors import OutputConflict
@@ -97,7 +97,7 @@ def plan_update(out: OutputDir, plan: InputPlan, id_column: str, text_column: st
     for shard, row in zip(todo.column(SHARD).to_pylist(), todo.column(ROW).to_pylist()):
         rows.setdefault(shard, set()).add(row)
     shards = tuple(replace(s, rows=frozenset(rows.get(s.index, ()))) for s in plan.shards)
-    indices = [int(m.group(1)) for m in map(SHARD_NAME.match, out.shard_names()) if m]
+    indices = sorted(out.finished_shards())
     return UpdatePlan(
         plan=replace(plan, shards=shards),
         holders=holders,

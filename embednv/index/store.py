@@ -22,7 +22,7 @@ import json
 import logging
 import uuid
 
-from embednv.directories import INDEX_DIR, MANIFEST
+from embednv.directories import INDEX_DIR, MANIFEST, OutputDir
 from embednv.errors import StaleIndex
 from embednv.io import atomic_write, filesystem_and_path
 
@@ -37,6 +37,7 @@ class IndexDir:
 
     def __init__(self, emb_dir: str):
         self.emb_dir = emb_dir
+        self.embeddings = OutputDir(emb_dir)  # the directory the index sits in: its manifest and JSON reads
         self.fs, root = filesystem_and_path(emb_dir)
         self.root = root.rstrip("/")
         self.path = f"{self.root}/{INDEX_DIR}"
@@ -47,7 +48,7 @@ class IndexDir:
 
     def record(self) -> dict | None:
         """The record of the current build, or None when there is no index."""
-        return _read_json(self.fs, self.file(RECORD))
+        return self.embeddings.read_json(f"{INDEX_DIR}/{RECORD}")
 
     def new_build(self, kind: str) -> dict:
         """File names for a new build, unique so that it never overwrites the index being read."""
@@ -112,19 +113,12 @@ class IndexDir:
     def commit(self, record: dict) -> None:
         """Make `record` the current build: index.json, then the manifest; then drop older builds' files."""
         self.write_bytes(RECORD, (json.dumps(record, indent=2) + "\n").encode())
-        manifest_path = f"{self.root}/{MANIFEST}"
-        manifest = _read_json(self.fs, manifest_path)
+        manifest = self.embeddings.read_json(MANIFEST)
         if manifest is None:  # a manifest holding only "index" would read as a map directory's
             log.info("%s has no %s: the index is recorded in %s/%s only", self.emb_dir, MANIFEST, INDEX_DIR, RECORD)
         else:
             manifest["index"] = manifest_entry(record)
-            text = (json.dumps(manifest, indent=2, default=str) + "\n").encode()
-
-            def write(tmp: str) -> None:
-                with self.fs.open_output_stream(tmp) as stream:
-                    stream.write(text)
-
-            atomic_write(self.fs, manifest_path, write)
+            self.embeddings.write_json(MANIFEST, manifest)
         keep = {RECORD, record["files"]["index"], record["files"]["ids"]}
         for name in self.names():
             if name not in keep and not name.startswith("."):  # .tmp files may be another build's, in flight
@@ -204,12 +198,3 @@ def _names(names: list[str], most: int = 3) -> str:
     """Shard names for a one-line message: ascii() escapes any newline or control character in them."""
     shown = [n if n.isprintable() and n.isascii() else ascii(n) for n in names[:most]]
     return ", ".join(shown) + (f" and {len(names) - most} more" if len(names) > most else "")
-
-
-def _read_json(filesystem, path: str) -> dict | None:
-    from pyarrow import fs
-
-    if filesystem.get_file_info(path).type != fs.FileType.File:
-        return None
-    with filesystem.open_input_stream(path) as stream:
-        return json.loads(stream.read().decode())

@@ -34,7 +34,7 @@ def forget_from_map(map_dir: str, ids: set[str]) -> int:
     from embednv.mapping.drawn import POINT_BUDGET
     from embednv.mapping.out_dir import _local
     from embednv.mapping.publish import kept_terms, publish, recorded_notes
-    from embednv.mapping.state import map_manifest, pca_matrix, read_basis, read_json, write_points
+    from embednv.mapping.state import map_manifest, pca_matrix, read_basis, write_points
 
     out_dir = _local(map_dir)
     if out_dir is None:
@@ -72,7 +72,7 @@ def forget_from_map(map_dir: str, ids: set[str]) -> int:
         at = pc.index_in(kept_ids, value_set=points.column(id_column).combine_chunks())
         if at.null_count == 0:
             x = pca_matrix(points)[np.asarray(at, dtype=np.int64)]
-    old_scores = read_json(out_dir / dirs.METRICS_FILE)
+    old_scores = dirs.OutputDir(str(out_dir)).read_json(dirs.METRICS_FILE) or {}
     scores = {k: old_scores.get(k) for k in ("knn_preservation_10", "silhouette", "inertia", "pca_explained_variance")}
     if x is not None and (out_dir / dirs.PCA_STATE).is_file():
         from embednv.mapping.update import _levels
@@ -103,14 +103,13 @@ def forget_from_map(map_dir: str, ids: set[str]) -> int:
 
 def _record(out_dir: Path, manifest: dict, count: int, n: int) -> None:
     """The manifest, written last: the map's n and this forget, counts only."""
-    from embednv.mapping import outputs
 
     manifest["n"] = n
     manifest["forgotten"] = [
         *manifest.get("forgotten", []),
         {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "count": count},
     ]
-    outputs.write_json(out_dir / dirs.MANIFEST, manifest)
+    dirs.OutputDir(str(out_dir)).write_json(dirs.MANIFEST, manifest)
     log.info("forget: %d notes removed from the map in %s", count, out_dir)
 
 

@@ -12,12 +12,10 @@ the map's own files (and their temporaries), never anything else.
 
 from __future__ import annotations
 
-import fnmatch
-import json
 import os
 from pathlib import Path
 
-from embednv.directories import MANIFEST, MAP, MAP_FILES, embeddings_files, manifest_kind
+from embednv.directories import MANIFEST, MAP, MAP_FILES, OutputDir, embeddings_files, manifest_kind, own_temporary
 from embednv.errors import MapError
 from embednv.io import filesystem_and_path, is_uri
 
@@ -69,7 +67,7 @@ def prepare(out_dir: Path) -> Path:
         for name in MAP_FILES:
             (out_dir / name).unlink(missing_ok=True)
         for name in _names(out_dir):  # temporaries of our own files, left by a crash: `.map.png.1a2b3c4d.tmp`
-            if any(fnmatch.fnmatchcase(name, f".{own}.????????.tmp") for own in MAP_FILES):
+            if own_temporary(name, MAP_FILES):
                 (out_dir / name).unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     return out_dir
@@ -77,7 +75,7 @@ def prepare(out_dir: Path) -> Path:
 
 def _map_manifest(path: Path) -> bool:
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = OutputDir(str(path.parent)).read_json(path.name)
     except (OSError, ValueError):
         return False  # not one we can read, so not one we may replace
     return isinstance(manifest, dict) and manifest_kind(manifest) == MAP

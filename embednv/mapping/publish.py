@@ -121,7 +121,7 @@ def publish(
         out.write_clusters(
             out_dir / dirs.CLUSTERS_FILE, out_dir / dirs.CLUSTERS_MD, group_summary, summary, groups.parent, ids.type
         )
-        out.write_json(out_dir / dirs.METRICS_FILE, scores)
+        dirs.OutputDir(str(out_dir)).write_json(dirs.METRICS_FILE, scores)
     with phase("render", timings, peaks):
         drawn = drawn_rows(clusters.labels, clusters.exemplars + groups.exemplars, html_points, seed)
         with out.atomic_path(out_dir / dirs.PNG_FILE) as tmp:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from embednv import directories as dirs
 from embednv.errors import MapError
-from embednv.mapping import outputs as out
 from embednv.mapping.config import MapConfig, MapResult  # noqa: F401  (MapConfig: the public name, re-exported)
 from embednv.mapping.registry import register_map
 from embednv.runtime import library_versions
@@ -114,7 +113,7 @@ def run_map(config: MapConfig) -> MapResult:
         "peak_rss_mb": peaks,  # per phase, in the process that ran it (heavy phases: placement's host)
         "versions": library_versions(),
     }
-    out.write_json(out_dir / dirs.MANIFEST, manifest)
+    dirs.OutputDir(str(out_dir)).write_json(dirs.MANIFEST, manifest)
     register_map(config.emb_dir, out_dir)
     log.info("map of %d notes written to %s in %.1f s", n, out_dir, sum(timings.values()))
     return MapResult(

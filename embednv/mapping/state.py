@@ -103,18 +103,11 @@ def shard_hashes(shards, ids: pa.Array) -> pa.Array | None:
     return hashes
 
 
-def read_json(path: Path) -> dict:
-    """A JSON file of the map directory, or {} when it is absent."""
-    import json
-
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
 def map_manifest(out_dir: Path, refusal: str) -> dict:
     """The manifest of the finished map in `out_dir`; MapError(`refusal`) when there is none."""
-    from embednv.directories import MANIFEST, MAP, manifest_kind
+    from embednv.directories import MANIFEST, MAP, OutputDir, manifest_kind
 
-    manifest = read_json(out_dir / MANIFEST)
+    manifest = OutputDir(str(out_dir)).read_json(MANIFEST)
     if not manifest or manifest_kind(manifest) != MAP:
         raise MapError(refusal)
     return manifest

@@ -56,7 +56,6 @@ def update_map(config):
         map_manifest,
         pca_matrix,
         read_basis,
-        read_json,
         read_points,
         shard_hashes,
         write_points,
@@ -145,7 +144,7 @@ def update_map(config):
     log.info("place: %.1f s for %d notes (%s)", timings["place"], int(moving.sum()), method)
 
     clusters, groups = _levels(x, labels, basis)
-    old_scores = read_json(out_dir / dirs.METRICS_FILE)
+    old_scores = dirs.OutputDir(str(out_dir)).read_json(dirs.METRICS_FILE) or {}
     scores = {
         "knn_preservation_10": metrics.knn_preservation(x, y, 10, config.knn_sample, config.seed),
         "silhouette": metrics.silhouette(x, labels, config.silhouette_sample, config.seed),
@@ -202,9 +201,8 @@ def update_map(config):
         "html_point_budget": budget,
         "html_points_drawn": drawn,
     }
-    from embednv.mapping import outputs
 
-    outputs.write_json(out_dir / dirs.MANIFEST, manifest)
+    dirs.OutputDir(str(out_dir)).write_json(dirs.MANIFEST, manifest)
     register_map(config.emb_dir, out_dir)
     if since["share"] > REFIT_SHARE:
         log.warning(
