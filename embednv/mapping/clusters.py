@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 
+from embednv.errors import ConfigError
 from embednv.mapping.backends import Backend
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def fit_clusters(
     n = len(x)
     k = auto_clusters(n) if k == "auto" else int(k)
     if not 2 <= k <= n:
-        raise ValueError(f"Number of clusters must be in 2..{n} (the number of points), got {k}")
+        raise ConfigError(f"Number of clusters must be in 2..{n} (the number of points), got {k}")
     labels, centroids, inertia = backend.kmeans(x, k, seed, n_init)
     sizes = np.bincount(labels, minlength=k)
     order = np.argsort(-sizes, kind="stable")  # new id -> old id

@@ -16,6 +16,8 @@ import logging
 
 import numpy as np
 
+from embednv.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 POINT_BUDGET = 1_000_000
@@ -31,7 +33,7 @@ def drawn_rows(labels: np.ndarray, exemplars: list[np.ndarray], budget: int, see
     if n <= budget:
         return None
     if budget < 1:
-        raise ValueError(f"The point budget must be at least 1, got {budget}")
+        raise ConfigError(f"The point budget must be at least 1, got {budget}")
     k = int(labels.max()) + 1
     sizes = np.bincount(labels, minlength=k)
     must = np.unique(np.concatenate([np.asarray(e, dtype=np.int64) for e in exemplars] or [np.zeros(0, np.int64)]))

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from embednv.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 METHODS = ("auto", "opentsne", "knn")
@@ -55,11 +57,11 @@ class TransformParams:
 def resolve_method(method: str, backend_name: str) -> str:
     """'opentsne' or 'knn' for `method` (auto|opentsne|knn) on the named backend."""
     if method not in METHODS:
-        raise ValueError(f"Invalid placement method {method!r}. Valid: {', '.join(METHODS)}")
+        raise ConfigError(f"Invalid placement method {method!r}. Valid: {', '.join(METHODS)}")
     if method == "auto":
         return "knn" if backend_name == "cuml" else "opentsne"
     if method == "opentsne" and backend_name == "cuml":
-        raise ValueError("placement method opentsne runs on the CPU backend only; use knn with cuML")
+        raise ConfigError("placement method opentsne runs on the CPU backend only; use knn with cuML")
     return method
 
 

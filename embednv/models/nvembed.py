@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from embednv.errors import ConfigError, ModelError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = 32768  # the official encode() max_length and Mistral's max_position_embeddings
@@ -52,7 +54,7 @@ def build_instruction(task: str | None) -> str:
     if task in TASK_PRESETS:
         return f"Instruct: {TASK_PRESETS[task]}\nQuery: "
     if " " not in task.strip():
-        raise ValueError(f"Unknown task preset {task!r}. Valid: {', '.join(TASK_PRESETS)}, or a free-text sentence")
+        raise ConfigError(f"Unknown task preset {task!r}. Valid: {', '.join(TASK_PRESETS)}, or a free-text sentence")
     return f"Instruct: {task.strip()}\nQuery: "
 
 
@@ -260,7 +262,7 @@ def _flash_varlen():
 def pick_kernel(kernel: str, x: torch.Tensor) -> str:
     """'auto': 'flash' on CUDA in half precision when torch has varlen FlashAttention, else 'sdpa'."""
     if kernel not in KERNELS:
-        raise ValueError(f"Invalid attention kernel: {kernel!r}. Valid: {', '.join(KERNELS)}")
+        raise ConfigError(f"Invalid attention kernel: {kernel!r}. Valid: {', '.join(KERNELS)}")
     if kernel != "auto":
         return kernel
     half = x.dtype in (torch.float16, torch.bfloat16)
@@ -521,7 +523,7 @@ def read_nvembed_config(path: str | Path) -> NVEmbedConfig:
     try:
         return NVEmbedConfig.from_checkpoint_config(json.loads(config.read_text()))
     except ValueError as err:
-        raise ValueError(f"{config}: {err}") from None
+        raise ModelError(f"{config}: {err}") from None
 
 
 def resolve_placement(device: str | torch.device, dtype: str | torch.dtype) -> tuple[torch.device, torch.dtype]:
@@ -530,7 +532,7 @@ def resolve_placement(device: str | torch.device, dtype: str | torch.dtype) -> t
     if dtype == "auto":
         return device, torch.bfloat16 if device.type == "cuda" else torch.float32
     if not isinstance(dtype, torch.dtype) and dtype not in DTYPES:
-        raise ValueError(f"Invalid dtype {dtype!r}. Valid: auto, {', '.join(DTYPES)}")
+        raise ConfigError(f"Invalid dtype {dtype!r}. Valid: auto, {', '.join(DTYPES)}")
     return device, DTYPES.get(dtype, dtype)
 
 
@@ -578,9 +580,9 @@ def load_nvembed(
     files = {k: f for k, f in checkpoint_files(path).items() if not k.endswith("rotary_emb.inv_freq")}  # recomputed
     missing, unexpected = sorted(expected.keys() - files.keys()), sorted(files.keys() - expected.keys())
     if missing:
-        raise ValueError(f"{path}: {len(missing)} weights missing from the checkpoint, e.g. {missing[:5]}")
+        raise ModelError(f"{path}: {len(missing)} weights missing from the checkpoint, e.g. {missing[:5]}")
     if unexpected:
-        raise ValueError(f"{path}: {len(unexpected)} unexpected weights in the checkpoint, e.g. {unexpected[:5]}")
+        raise ModelError(f"{path}: {len(unexpected)} unexpected weights in the checkpoint, e.g. {unexpected[:5]}")
     for key in sorted(expected, key=lambda k: (files[k].name, k)):
         with safe_open(files[key], framework="pt", device="cpu") as f:
             if key not in f.keys():

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
+from embednv.errors import ConfigError
 from embednv.mapping.backends import CpuBackend
 from embednv.mapping.cli import PLACE_METHODS, REFINE_ITER, SAMPLE_ABOVE, SAMPLE_SIZE
 from embednv.mapping.metrics import knn_preservation
@@ -65,9 +66,9 @@ def test_nearest_centroid_is_the_direct_argmin():
 def test_method_follows_the_backend_and_bad_names_are_refused():
     assert resolve_method("auto", "cpu") == "opentsne" and resolve_method("auto", "cuml") == "knn"
     assert resolve_method("knn", "cpu") == "knn"
-    with pytest.raises(ValueError, match="Valid: auto, opentsne, knn"):
+    with pytest.raises(ConfigError, match="Valid: auto, opentsne, knn"):
         resolve_method("umap", "cpu")
-    with pytest.raises(ValueError, match="CPU backend only"):
+    with pytest.raises(ConfigError, match="CPU backend only"):
         resolve_method("opentsne", "cuml")
     assert PLACE_METHODS == METHODS and (SAMPLE_ABOVE, SAMPLE_SIZE) == (SAMPLE_ABOVE_CORE, SAMPLE_SIZE_CORE)
     assert REFINE_ITER == REFINE_ITER_CORE

@@ -24,6 +24,7 @@ from nvembed_fixtures import (  # noqa: E402
     write_tiny_nvembed_checkpoint,
 )
 
+from embednv.errors import ConfigError  # noqa: E402
 from embednv.models.nvembed import (  # noqa: E402
     DEFAULT_MAX_TOKENS,
     TASK_PRESETS,
@@ -439,7 +440,7 @@ def test_build_instruction():
     assert build_instruction(free) == f"Instruct: {free}\nQuery: "
     assert build_instruction(INSTRUCTION) == INSTRUCTION
     assert build_instruction(None) == build_instruction("") == ""
-    with pytest.raises(ValueError, match="similar-notes"):
+    with pytest.raises(ConfigError, match="similar-notes"):  # a user's option: one line at the CLI, exit 2
         build_instruction("speciality")
 
 
