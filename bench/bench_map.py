@@ -128,9 +128,9 @@ def child(
     from embednv.mapping.backends import get_backend
     from embednv.mapping.clusters import auto_clusters, fit_clusters
     from embednv.mapping.pca import auto_batch_size, reduce
-    from embednv.mapping.reader import open_shards
     from embednv.mapping.tsne import embed
     from embednv.mapping.tsne_params import TSNEParams
+    from embednv.shards import open_shards
 
     emb_dir = workdir / f"emb-{n}-{dim}-{seed}"
     start = time.perf_counter()

@@ -60,7 +60,7 @@ def queries_and_truth(emb: Path, n_queries: int) -> dict:
     import numpy as np
 
     from embednv.index.build import _rows_at
-    from embednv.mapping.reader import iter_batches, open_shards
+    from embednv.shards import iter_batches, open_shards
 
     shards = open_shards(str(emb))
     rng = np.random.default_rng(SEED + 7)
@@ -87,7 +87,7 @@ def measure_kind(emb: Path, kind: str, q: dict) -> dict:
     import pyarrow as pa
 
     from embednv.index.search import open_search
-    from embednv.mapping.reader import open_shards
+    from embednv.shards import open_shards
 
     built = run_timed(
         [sys.executable, "-m", "embednv.cli", "index", str(emb), "--kind", kind, "--overwrite"],

@@ -77,8 +77,8 @@ def phase_by_phase(emb: Path, dim: int, tsne, seed: int) -> dict:
     from embednv.mapping.backends import get_backend
     from embednv.mapping.clusters import fit_clusters
     from embednv.mapping.pca import auto_batch_size, reduce
-    from embednv.mapping.reader import open_shards
     from embednv.mapping.tsne import embed
+    from embednv.shards import open_shards
 
     backend = get_backend("auto")
     timings: dict = {}
@@ -122,7 +122,7 @@ def pca_on_cupy(emb: Path, dim: int) -> dict:
     """The shipped `reduce` (both streaming passes) on cupy arrays, timed against the same on numpy."""
     from embednv.mapping.backends import CpuBackend
     from embednv.mapping.pca import auto_batch_size, reduce
-    from embednv.mapping.reader import open_shards
+    from embednv.shards import open_shards
 
     try:
         arrays = CupyArrays()

@@ -2,7 +2,7 @@
 
 Plain functions returning pyarrow tables; `cohort_cli.py` is the command and
 `io.write_table_file` writes the result (CSV safe for spreadsheets, or Parquet). Everything streams:
-map.parquet is read batch by batch, and the shards through `mapping.reader.iter_batches`
+map.parquet is read batch by batch, and the shards through `shards.iter_batches`
 with a running top-k, so memory depends on k and the batch size, never on the number of notes.
 Note text never passes through here; a query's text is embedded and dropped, never logged.
 """
@@ -20,7 +20,7 @@ from embednv.columns import CLUSTER, COSINE, EMBEDDING, GROUP, MAP_VALUE_COLUMNS
 from embednv.directories import MANIFEST, MAP_FILE, SHARD_GLOB, OutputDir
 from embednv.errors import CohortError, one_line
 from embednv.io import filesystem_and_path
-from embednv.mapping.reader import ShardSet, iter_batches, unit_vectors
+from embednv.shards import ShardSet, iter_batches, unit_vectors
 
 log = logging.getLogger(__name__)
 

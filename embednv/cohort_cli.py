@@ -108,7 +108,7 @@ def cohort_command(
             table = select_region(directory, shape, cohort.map_id_column(directory))
             what = f"{table.num_rows:,} notes inside the {shape.shape} of {region}"
         else:
-            from embednv.mapping.reader import open_shards
+            from embednv.shards import open_shards
 
             cohort.check_directory(directory, "embeddings", "--near" if near is not None else "--query")
             shards = open_shards(directory)

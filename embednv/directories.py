@@ -30,6 +30,7 @@ SUCCESS, ERRORS_DIR = "_SUCCESS", "_errors"
 ERRORS, ERROR_PARTS = f"{ERRORS_DIR}/errors.parquet", f"{ERRORS_DIR}/parts"
 LEGACY_ERRORS = "_errors.parquet"  # where embednv before 0.2 kept them: still recognised, scrubbed by forget
 INDEX_DIR = "_index"  # `embednv index`: the nearest-neighbour index, beside the shards (embednv/index/store.py)
+INDEX_RECORD = f"{INDEX_DIR}/index.json"  # the current index build's record: present when there is an index
 SHARD_NAME = re.compile(r"^part-(\d{5,})\.parquet$")
 SHARD_GLOB = "part-*.parquet"  # for people and DuckDB: `read_parquet('EMB/part-*.parquet')`
 EMBEDDINGS_MARKERS = (SUCCESS, ERRORS_DIR, LEGACY_ERRORS)

@@ -72,3 +72,15 @@ def peak_rss_mb() -> int | None:
     except OSError:
         pass
     return None
+
+
+def import_faiss():
+    """FAISS, or one line saying how to get it (it is a dependency of embednv: faiss-cpu); for the
+    cohort index and the map's neighbour searches alike."""
+    try:
+        import faiss
+    except ImportError as error:
+        from embednv.errors import IndexingError
+
+        raise IndexingError(f"FAISS is not installed here ({error}): pip install faiss-cpu") from None
+    return faiss

@@ -398,7 +398,7 @@ def test_the_gpu_task_streams_the_shards_itself_never_the_driver(gpu_head):
     emb, out = _planted_shards(gpu_head.root / "emb-2"), gpu_head.root / "map-2"
     code = (
         "import sys\n"
-        "import embednv.mapping.compute as compute, embednv.mapping.reader as reader\n"
+        "import embednv.mapping.compute as compute, embednv.shards as reader\n"
         "def refuse(*args, **kwargs):\n"
         "    raise AssertionError('the driver touched the vectors')\n"
         "reader.iter_batches = compute.compute = refuse\n"

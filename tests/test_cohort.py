@@ -18,7 +18,7 @@ from embednv.cohort_cli import cohort_command
 from embednv.directories import MANIFEST, OutputDir, shard_name
 from embednv.io import csv_text, safe_cell
 from embednv.mapping.outputs import write_map
-from embednv.mapping.reader import open_shards
+from embednv.shards import open_shards
 
 app = typer.Typer()
 app.command("cohort")(cohort_command)

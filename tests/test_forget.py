@@ -63,7 +63,7 @@ def traces(folder: Path, ids: list[str], vectors: list[bytes]) -> list[str]:
 def vectors_of(emb: Path, ids: list[str]) -> list[bytes]:
     """Each found id's vector as bytes twice: as the shards store it, and re-normalised as the reader hands it to
     the index and the map (`unit_vectors`); the two can differ in the last bit, and either is a trace."""
-    from embednv.mapping.reader import unit_vectors
+    from embednv.shards import unit_vectors
 
     table = pa.concat_tables(pq.read_table(p) for p in sorted(emb.glob("part-*.parquet")))
     stored = table.column("embedding").combine_chunks()

@@ -15,6 +15,10 @@ LONG_ON_PURPOSE = {"models/nvembed.py"}  # the whole model in one file, as nanoG
 # The Ray wiring of the embedding run, and the map's GPU task; everything else is plain Python that
 # these two hand to Ray, so it runs and is tested without a cluster.
 RAY_MODULES = ["embed/ray_job.py", "mapping/ray_stage.py"]
+# The three wings stand on the shared floor (the top-level modules) and import none of each other,
+# but for the map's GPU task joining Ray the way the embedding run does.
+WINGS = ("embednv.embed", "embednv.mapping", "embednv.index")
+WING_CROSSINGS = {("embednv.mapping.ray_stage", "embednv.embed.ray_job")}
 
 
 def _modules() -> dict[str, Path]:
@@ -55,6 +59,25 @@ def test_no_import_cycles():
     for name in sorted(graph):
         if name not in state:
             visit(name, [name])
+
+
+def test_wings_import_only_the_floor_and_the_one_named_crossing():
+    modules = _modules()
+
+    def wing(name: str) -> str | None:
+        return next((w for w in WINGS if name == w or name.startswith(w + ".")), None)
+
+    crossings = {
+        (name, target)
+        for name, path in modules.items()
+        for target in _imports(path, modules)
+        if wing(name) and wing(target) and wing(name) != wing(target)
+    }
+    # A module's own import of a name counts once, under the module it names.
+    crossings = {
+        (a, b) for a, b in crossings if not any((a, c) in crossings and b.startswith(c + ".") for c in modules)
+    }
+    assert crossings == WING_CROSSINGS
 
 
 def test_only_the_two_ray_modules_import_ray():

@@ -1,7 +1,8 @@
 """The local executor: the stages `ray_job` runs, one after another in this process, without Ray.
 
 One machine with one device (a laptop, a single GPU, CI) gains nothing from Ray: one model, one
-device, and Ray's start-up (about 15 s) and object store in between. Here every pending shard
+device, and Ray's start, actor and object store in between (8.8 s of a 30 s, 400-note MiniLM run
+on 2 cores: docs/benchmarks.md, Throughput (e)). Here every pending shard
 is read, tokenized in windows of `window_rows`, embedded and handed to the `ShardAssembler`
 with the very functions the Ray actors and read tasks call, so both executors write the same
 shards, errors and manifest. The policy around it (planning, resume, summary) is `run.py`.

@@ -11,14 +11,13 @@ import logging
 import time
 from collections.abc import Callable
 
-from embednv.directories import ERROR_PARTS, MANIFEST, OutputDir
+from embednv.directories import ERROR_PARTS, INDEX_RECORD, MANIFEST, OutputDir
 from embednv.embed.assemble import ShardAssembler
 from embednv.embed.config import EmbedConfig
 from embednv.embed.inputs import InputPlan
 from embednv.embed.manifest import now
 from embednv.embed.update import check_compatible, plan_update
 from embednv.embed.update_writer import UpdateWriter, merge_errors
-from embednv.index.store import IndexDir
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ def run_update(
         raise RuntimeError(f"rows missing from shards (arrived, expected): {lost}")
     errors = writer.finish()
     listed = merge_errors(out, errors, update, _embedded(writer, update))
-    if IndexDir(config.out).record() is not None and (writer.new_shards or writer.shards_rewritten):
+    if OutputDir(config.out).exists(INDEX_RECORD) and (writer.new_shards or writer.shards_rewritten):
         log.info("the cohort index in %s is now stale: run `embednv index %s` to rebuild it", "_index/", config.out)
 
     record = {

@@ -29,20 +29,12 @@ import numpy as np
 from embednv.errors import IndexingError
 from embednv.index.params import IndexParams
 from embednv.index.store import FORMAT, IndexDir, check_fresh, shard_signatures, signatures_hash
+from embednv.runtime import import_faiss
 
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 16_384  # 24 MiB at 384-d, 256 MiB at 4,096-d; FAISS's add gains nothing from more
 PLATEAU = 0.002  # recall gained by doubling nprobe below which calibration stops (2 of 10,000 neighbours)
-
-
-def import_faiss():
-    """FAISS, or one line saying how to get it (it is a dependency of embednv: faiss-cpu)."""
-    try:
-        import faiss
-    except ImportError as error:
-        raise IndexingError(f"FAISS is not installed here ({error}): pip install faiss-cpu") from None
-    return faiss
 
 
 def build_index(emb_dir: str, params: IndexParams | None = None, overwrite: bool = False) -> tuple[dict, bool]:
@@ -52,7 +44,7 @@ def build_index(emb_dir: str, params: IndexParams | None = None, overwrite: bool
     the settings it was built with unless others are given; a current one is replaced only with
     `overwrite`, and kept when the settings match.
     """
-    from embednv.mapping.reader import open_shards
+    from embednv.shards import open_shards
 
     faiss = import_faiss()
     params = params or IndexParams()
@@ -155,7 +147,7 @@ def _train(faiss, index, shards, p: IndexParams) -> tuple[bool, np.ndarray, np.n
 
 def _rows_at(shards, positions: np.ndarray) -> np.ndarray:
     """The unit vectors at sorted `positions` (in shard order), in one pass."""
-    from embednv.mapping.reader import iter_batches
+    from embednv.shards import iter_batches
 
     out, start = [], 0
     for _, vectors in iter_batches(shards, BATCH_ROWS):
@@ -167,7 +159,7 @@ def _rows_at(shards, positions: np.ndarray) -> np.ndarray:
 
 def _add(index, shards, queries, positions, k: int) -> tuple[list, np.ndarray | None]:
     """Every vector into `index` in shard order; returns the id chunks and, for the queries, the exact top k."""
-    from embednv.mapping.reader import iter_batches
+    from embednv.shards import iter_batches
 
     chunks, start, keep = [], 0, k + 1
     best_s = np.empty((0 if queries is None else len(queries), 0), np.float32)

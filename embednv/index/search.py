@@ -41,7 +41,7 @@ class IndexSearch:
     """The FAISS index of `_index/`, memory-mapped, with its ids in index order."""
 
     def __init__(self, index_dir: IndexDir, record: dict, shards):
-        from embednv.index.build import import_faiss
+        from embednv.runtime import import_faiss
 
         self.faiss = import_faiss()
         self.record, self.shards = record, shards

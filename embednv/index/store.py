@@ -22,13 +22,13 @@ import json
 import logging
 import uuid
 
-from embednv.directories import INDEX_DIR, MANIFEST, OutputDir
+from embednv.directories import INDEX_DIR, INDEX_RECORD, MANIFEST, OutputDir
 from embednv.errors import StaleIndex
 from embednv.io import atomic_write, filesystem_and_path
 
 log = logging.getLogger(__name__)
 
-RECORD = "index.json"
+RECORD = INDEX_RECORD.rpartition("/")[2]
 FORMAT = 1  # bumped when the layout changes; an index in another format is refused as stale
 
 
@@ -48,7 +48,7 @@ class IndexDir:
 
     def record(self) -> dict | None:
         """The record of the current build, or None when there is no index."""
-        return self.embeddings.read_json(f"{INDEX_DIR}/{RECORD}")
+        return self.embeddings.read_json(INDEX_RECORD)
 
     def new_build(self, kind: str) -> dict:
         """File names for a new build, unique so that it never overwrites the index being read."""

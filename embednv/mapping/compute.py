@@ -23,8 +23,8 @@ import pyarrow as pa
 from embednv.io import is_uri
 from embednv.mapping.backends import Backend
 from embednv.mapping.clusters import Clusters, Groups
-from embednv.mapping.reader import ShardSet
 from embednv.mapping.tsne_params import TSNEParams
+from embednv.shards import ShardSet
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def compute(request: HeavyRequest, backend: Backend, where: dict, shards: ShardS
     from embednv.mapping.checks import check_parameters
     from embednv.mapping.clusters import fit_clusters, fit_groups
     from embednv.mapping.pca import auto_batch_size, reduce
-    from embednv.mapping.reader import open_shards
+    from embednv.shards import open_shards
 
     shards = shards or open_shards(request.emb_dir)
     check_parameters(request.emb_dir, shards.n_rows, request.clusters, request.tsne)  # also on a GPU worker

@@ -30,7 +30,7 @@ class Neighbours:
     expected in all) is at most EXACT_MAX_PAIRS, else an IVF index trained once here."""
 
     def __init__(self, base: np.ndarray, n_queries: int, seed: int = 0) -> None:
-        from embednv.index.build import import_faiss  # the project's one way in: a missing FAISS is one line
+        from embednv.runtime import import_faiss  # the project's one way in: a missing FAISS is one line
 
         faiss = self._faiss = import_faiss()
         self.base = np.ascontiguousarray(base, dtype=np.float32)

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from embednv.mapping.backends import Backend
 from embednv.mapping.checks import RowCheck, check_spread
-from embednv.mapping.reader import ShardSet, iter_batches
+from embednv.shards import ShardSet, iter_batches
 
 log = logging.getLogger(__name__)
 

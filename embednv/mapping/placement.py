@@ -28,7 +28,7 @@ from embednv.errors import ConfigError, MapError
 
 if TYPE_CHECKING:
     from embednv.mapping.compute import Heavy, HeavyRequest
-    from embednv.mapping.reader import ShardSet
+    from embednv.shards import ShardSet
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ def run_map(config: MapConfig) -> MapResult:
     from embednv.mapping.out_dir import check_out, prepare
     from embednv.mapping.placement import Stage
     from embednv.mapping.publish import Notes, publish
-    from embednv.mapping.reader import open_shards
     from embednv.mapping.state import Basis, shard_hashes, write_basis, write_points
+    from embednv.shards import open_shards
 
     if config.update:
         from embednv.mapping.update import update_map

@@ -49,7 +49,6 @@ def update_map(config):
     from embednv.mapping.drawn import POINT_BUDGET
     from embednv.mapping.place import nearest_centroid, place, resolve_method
     from embednv.mapping.publish import Notes, kept_terms, publish, recorded_notes
-    from embednv.mapping.reader import iter_batches, open_shards
     from embednv.mapping.registry import register_map
     from embednv.mapping.state import (
         HASH_COLUMN,
@@ -60,6 +59,7 @@ def update_map(config):
         shard_hashes,
         write_points,
     )
+    from embednv.shards import iter_batches, open_shards
 
     started = time.perf_counter()
     from embednv.mapping.out_dir import check_out

@@ -20,6 +20,7 @@ from embednv.columns import TEXT_HASH
 from embednv.embed.config import EmbedConfig
 from embednv.embed.run import run_embed
 from embednv.errors import OutputConflict
+from embednv.index.build import build_index
 from embednv.sample_corpus import write_sample_corpus
 
 SETTINGS = dict(model="minilm", max_tokens=128, rows_per_shard=20, window_rows=32, executor="local")
@@ -73,6 +74,7 @@ def test_update_embeds_new_and_changed_notes_only_and_keeps_the_rest_bit_identic
     out = copy_of(emb, tmp_path)
     before_vectors, before_files = by_id(out), shard_files(out)
     path, current = updated_input(notes, tmp_path / "export-2.parquet")
+    build_index(str(out))  # a cohort index of the shards as they were
 
     with caplog.at_level(logging.INFO):
         summary = run_embed(EmbedConfig(inputs=(str(path),), out=str(out), update=True, **SETTINGS))
@@ -82,6 +84,7 @@ def test_update_embeds_new_and_changed_notes_only_and_keeps_the_rest_bit_identic
         == "update: 2 new, 2 changed, 58 unchanged notes (4 to embed); 2 rows cannot be embedded (0 of them replace a vector)"
     )
     assert any("model loaded" in line for line in lines[1:])
+    assert f"the cohort index in _index/ is now stale: run `embednv index {out}` to rebuild it" in lines
 
     after = by_id(out)
     assert sorted(after) == list(range(1, 61)) + [1001, 1002]

@@ -20,7 +20,7 @@ from embednv.index.params import IndexParams
 from embednv.index.search import ExactSearch, IndexSearch, open_search
 from embednv.index.store import RECORD
 from embednv.index_cli import index_command
-from embednv.mapping.reader import open_shards
+from embednv.shards import open_shards
 
 app = typer.Typer()
 app.command("index")(index_command)

@@ -10,9 +10,9 @@ from sklearn.neighbors import NearestNeighbors
 
 from embednv.errors import MapError
 from embednv.mapping.place import nearest_centroid
-from embednv.mapping.reader import unit_vectors
 from embednv.mapping.run import MapConfig, run_map
 from embednv.mapping.tsne_params import TSNEParams
+from embednv.shards import unit_vectors
 
 FAST = TSNEParams(early_exaggeration_iter=100, n_iter=150, n_jobs=1)
 

@@ -5,7 +5,7 @@ import pytest
 from embednv.mapping import pca as pca_module
 from embednv.mapping.backends import CpuBackend
 from embednv.mapping.pca import StreamingPCA, reduce
-from embednv.mapping.reader import open_shards
+from embednv.shards import open_shards
 
 
 def _full_pca(x, k):

@@ -1,4 +1,5 @@
-"""Stream the embedding shards written by the pipeline, one record batch at a time.
+"""Stream the embedding shards written by the pipeline, one record batch at a time: what the map,
+the cohort index and `embednv cohort` all read.
 
 An embedding directory (a local path or an `s3://`, `gs://` or `file://` URI) holds
 `part-*.parquet` shards with an id column, `embedding`

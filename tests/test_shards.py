@@ -1,11 +1,19 @@
+"""embednv/shards.py: the embedding shards streamed a batch at a time, as unit vectors."""
+
 import json
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from shard_files import write_shards
 
 from embednv.errors import MapError
-from embednv.mapping.reader import iter_batches, open_shards, unit_vectors
+from embednv.shards import iter_batches, open_shards, unit_vectors
+
+
+@pytest.fixture
+def shards():
+    return write_shards
 
 
 def test_id_column_from_manifest_or_first_other_column(tmp_path, shards):
