@@ -113,7 +113,7 @@ device-files: setup official-tokenizer device-wheels
 # EMBEDNV_REQUIRE_OFFICIAL_TOKENIZER: under make test a missing side venv fails those tests, not skips them.
 # EMBEDNV_REQUIRE_DEVICE_ENV: likewise for .venv-device, where the GPU script's dry run runs.
 # pytest-xdist workers, each taking whole test files (module fixtures such as a Ray head start once).
-# On 2 cores the suite is CPU-bound: three workers took 18 min 16 s where two took 16 min 54 s.
+# On 2 cores the suite is CPU-bound: three workers took 9 min 14 s where two took 8 min 50 s.
 TEST_WORKERS ?= 2
 
 # The side environments and Chromium install side by side (downloads and unpacking overlap: about two
