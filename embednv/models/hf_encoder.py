@@ -6,7 +6,8 @@ mean over every non-padding token, special tokens included, then unit length.
 
 from __future__ import annotations
 
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -21,7 +22,8 @@ class HFEncoder:
         config = AutoConfig.from_pretrained(path, local_files_only=True)
         self.pad_id = config.pad_token_id if config.pad_token_id is not None else 0
         self.device = torch.device(device)
-        self.model = AutoModel.from_pretrained(path, local_files_only=True, dtype=getattr(torch, dtype))
+        with _no_progress_bars():
+            self.model = AutoModel.from_pretrained(path, local_files_only=True, dtype=getattr(torch, dtype))
         self.model.to(self.device).eval()
         self.dim = int(config.hidden_size)
 
@@ -42,3 +44,18 @@ class HFEncoder:
             pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
             pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
         return pooled.cpu().numpy()
+
+
+@contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """transformers' "Loading weights" bar, hidden while the model loads: embednv logs its own line
+    (a Ray actor's bar would land in the driver's log), and a caller's setting is restored after."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
