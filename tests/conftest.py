@@ -20,7 +20,7 @@ MTSAMPLES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mt
 # subprocess (a CLI run, the official tokenizer's environment), a browser. A test is marked by what
 # it and its fixtures do, read from their source, so the marks cannot go stale as tests change.
 HEAVY_PARTS = {
-    "ray": re.compile(r"\bray_local\b|\bray\.init\(|run_embed\(.*executor=\"ray\""),
+    "ray": re.compile(r"\bray_local\b|\bray\.init\(|\bexecutor=\"ray\""),
     "subprocess": re.compile(r"\bsubprocess\.|\bPopen\b|\bofficial_(python|ids|files)\b|\bcli\(|EMBEDNV\b"),
     "browser": re.compile(r"\bchromium\b|\bbrowser\b|playwright"),
 }
