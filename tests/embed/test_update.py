@@ -75,6 +75,7 @@ def test_update_embeds_new_and_changed_notes_only_and_keeps_the_rest_bit_identic
     before_vectors, before_files = by_id(out), shard_files(out)
     path, current = updated_input(notes, tmp_path / "export-2.parquet")
     build_index(str(out))  # a cohort index of the shards as they were
+    caplog.clear()  # build_index's own lines reach the capture when an earlier test left embednv at INFO
 
     with caplog.at_level(logging.INFO):
         summary = run_embed(EmbedConfig(inputs=(str(path),), out=str(out), update=True, **SETTINGS))
