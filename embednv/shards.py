@@ -5,7 +5,8 @@ An embedding directory (a local path or an `s3://`, `gs://` or `file://` URI) ho
 `part-*.parquet` shards with an id column, `embedding`
 (`fixed_size_list<float32>[dim]`), `n_tokens` and `n_chunks`. The id column is named in
 `_manifest.json` (`"id_column"`); without a manifest it is the first other column. Shards are
-read in name order, so every pass over them yields the rows in the same order.
+read in name order, so every pass over them yields the rows in the same order. A directory that
+cannot be read this way raises InputError, whichever command read it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pyarrow as pa
 
 from embednv.columns import EMBEDDING, OUTPUT_VALUE_COLUMNS
 from embednv.directories import MANIFEST, SHARD_GLOB, OutputDir
-from embednv.errors import MapError
+from embednv.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +48,14 @@ def open_shards(emb_dir: str) -> ShardSet:
     """Find the shards, the id column and the embedding width; fail early if any is missing."""
     directory = OutputDir(str(emb_dir))
     if not directory.is_dir():
-        raise MapError(f"Embedding directory not found: {emb_dir}")
+        raise InputError(f"Embedding directory not found: {emb_dir}")
     paths = tuple(directory.full(name) for name in directory.shard_names())
     if not paths:
-        raise MapError(f"No {SHARD_GLOB} shards in {emb_dir}")
+        raise InputError(f"No {SHARD_GLOB} shards in {emb_dir}")
     shards = ShardSet(paths, "", 0, 0, directory.fs)
     schema = shards.open(paths[0]).schema_arrow
     if EMBEDDING not in schema.names:
-        raise MapError(f"{_name(paths[0])} has no {EMBEDDING!r} column; columns: {schema.names}")
+        raise InputError(f"{_name(paths[0])} has no {EMBEDDING!r} column; columns: {schema.names}")
     id_column = _id_column(emb_dir, schema.names, directory.manifest())
     emb_type = schema.field(EMBEDDING).type
     if pa.types.is_fixed_size_list(emb_type):
@@ -64,7 +65,7 @@ def open_shards(emb_dir: str) -> ShardSet:
         first = next(shards.open(paths[0]).iter_batches(batch_size=1, columns=[EMBEDDING]))
         dim = len(first.column(0)[0])
     else:
-        raise MapError(f"{EMBEDDING!r} must be a list of floats, got {emb_type}")
+        raise InputError(f"{EMBEDDING!r} must be a list of floats, got {emb_type}")
     n_rows = sum(shards.open(p).metadata.num_rows for p in paths)
     log.info("%d shards, %d rows, dim %d, id column %r", len(paths), n_rows, dim, id_column)
     return ShardSet(paths=paths, id_column=id_column, dim=dim, n_rows=n_rows, filesystem=directory.fs)
@@ -80,11 +81,11 @@ def _id_column(emb_dir: str, names: list[str], manifest: dict | None) -> str:
         name = manifest.get("id_column")
         if name is not None:
             if name not in names:
-                raise MapError(f"{MANIFEST} names id column {name!r}, shards have {names}")
+                raise InputError(f"{MANIFEST} names id column {name!r}, shards have {names}")
             return name
     candidates = [c for c in names if c not in OUTPUT_VALUE_COLUMNS]
     if not candidates:
-        raise MapError(f"No id column in shards of {emb_dir}: columns are {names}")
+        raise InputError(f"No id column in shards of {emb_dir}: columns are {names}")
     return candidates[0]
 
 
@@ -113,10 +114,10 @@ def iter_batches(
 def unit_vectors(column: pa.Array, dim: int, source: str = "?") -> np.ndarray:
     """L2-normalise a list<float> column into a `(b, dim)` float32 array."""
     if column.null_count:
-        raise MapError(f"{source}: {column.null_count} rows have a null {EMBEDDING!r}")
+        raise InputError(f"{source}: {column.null_count} rows have a null {EMBEDDING!r}")
     flat = column.flatten().to_numpy(zero_copy_only=False)  # flatten() honours slice offsets
     if flat.size != len(column) * dim:
-        raise MapError(f"{source}: embeddings are not all {dim}-dimensional")
+        raise InputError(f"{source}: embeddings are not all {dim}-dimensional")
     x = flat.astype(np.float32, copy=False).reshape(len(column), dim)
     # The pipeline already writes unit vectors; normalising again costs little and makes the map
     # depend on direction only (cosine geometry) whatever wrote the shards. Zero rows stay zero,

@@ -20,3 +20,15 @@ def rows_of(plan, id_column="note_id", text_column="text"):
         for table in read_shards(file, shards, id_column, text_column, duplicates, id_type):
             out.extend(table.to_pylist())
     return out
+
+
+# Seven notes on distinct topics: a query's nearest notes are clear whatever the model.
+TOPIC_NOTES = [
+    "Chest pain radiating to the left arm with diaphoresis.",
+    "Acute myocardial infarction treated with a coronary stent.",
+    "Displaced fracture of the left femur after a fall.",
+    "Knee effusion and torn meniscus on MRI.",
+    "Generalized tonic-clonic seizure, started on levetiracetam.",
+    "Colonoscopy showed two small polyps, removed.",
+    "Migraine with aura, photophobia and nausea.",
+]

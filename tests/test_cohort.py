@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 
 import numpy as np
@@ -11,11 +10,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import typer
+from cli_output import error_line, read_csv
+from note_files import TOPIC_NOTES
+from shard_files import brute_force, write_shards
 from typer.testing import CliRunner
 
 from embednv import cohort
 from embednv.cohort_cli import cohort_command
-from embednv.directories import MANIFEST, OutputDir, shard_name
+from embednv.directories import MANIFEST
 from embednv.io import csv_text, safe_cell
 from embednv.mapping.outputs import write_map
 from embednv.shards import open_shards
@@ -37,57 +39,9 @@ def invoke(*args, **kwargs):
     return runner.invoke(app, ["cohort", *map(str, args)], **kwargs)
 
 
-def error_line(result) -> str:
-    """The one line that is not progress logging (`embednv: ...`)."""
-    lines = [line for line in result.output.strip().splitlines() if not line.startswith("embednv: ")]
-    assert len(lines) == 1, result.output
-    assert "Traceback" not in result.output
-    return lines[0]
-
-
-def write_shards(emb_dir, ids, vectors, n_shards=3, id_column="note_id", manifest=None, row_group_size=None):
-    """Shards as the pipeline writes them (ShardAssembler's schema, OutputDir's atomic zstd writer)."""
-    ids = ids if isinstance(ids, pa.Array) else pa.array(ids)
-    n, dim = vectors.shape
-    schema = pa.schema(
-        [
-            pa.field(id_column, ids.type),
-            pa.field("embedding", pa.list_(pa.float32(), dim)),
-            pa.field("n_tokens", pa.int64()),
-            pa.field("n_chunks", pa.int32()),
-        ]
-    )
-    out = OutputDir(str(emb_dir))
-    emb_dir.mkdir(parents=True, exist_ok=True)
-    for s, rows in enumerate(np.array_split(np.arange(n), n_shards)):
-        flat = pa.array(vectors[rows].astype(np.float32).ravel(), pa.float32())
-        table = pa.table(
-            [
-                ids.take(pa.array(rows)),
-                pa.FixedSizeListArray.from_arrays(flat, dim),
-                pa.array(np.full(len(rows), 100), pa.int64()),
-                pa.array(np.ones(len(rows)), pa.int32()),
-            ],
-            schema=schema,
-        )
-        if row_group_size and s == 0:  # one shard in several row groups: offsets restart per group
-            pq.write_table(table, f"{emb_dir}/{shard_name(s)}", row_group_size=row_group_size)
-        else:
-            out.write_table(shard_name(s), table)
-    out.write_text(MANIFEST, json.dumps(manifest or {"id_column": id_column, "dim": dim}))
-    return emb_dir
-
-
 def unit_rows(n, dim=DIM, seed=0):
     x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def brute_force(ids, x, query, k, exclude=None):
-    """Every cosine at once, sorted: what the streaming top-k must equal."""
-    scores = (x / np.linalg.norm(x, axis=1, keepdims=True)) @ (query / np.linalg.norm(query))
-    order = [i for i in np.argsort(-scores, kind="stable") if ids[i] != exclude][:k]
-    return [ids[i] for i in order], scores[order]
 
 
 @pytest.fixture(params=["int", "string"])
@@ -165,10 +119,6 @@ def test_parse_id_follows_the_column_type():
 
 
 # ----------------------------------------------------------------------------- the command: --near
-
-
-def read_csv(text: str) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(text)))
 
 
 def test_near_writes_csv_and_parquet(tmp_path):
@@ -372,16 +322,6 @@ def test_csv_neutralises_formulas_and_quotes_text(tmp_path):
 
 # ----------------------------------------------------------------------------- the command: --query
 
-TEXTS = [
-    "Chest pain radiating to the left arm with diaphoresis.",
-    "Acute myocardial infarction treated with a coronary stent.",
-    "Displaced fracture of the left femur after a fall.",
-    "Knee effusion and torn meniscus on MRI.",
-    "Generalized tonic-clonic seizure, started on levetiracetam.",
-    "Colonoscopy showed two small polyps, removed.",
-    "Migraine with aura, photophobia and nausea.",
-]
-
 
 @pytest.fixture(scope="module")
 def minilm_embedder():
@@ -393,7 +333,7 @@ def minilm_embedder():
 @pytest.fixture
 def minilm_emb(tmp_path, minilm_embedder):
     ref = minilm_embedder.ref
-    x = minilm_embedder.encode(TEXTS)
+    x = minilm_embedder.encode(TOPIC_NOTES)
     manifest = {
         "model": {"name": "minilm", "kind": ref.kind, "path": ref.path, "revision": ref.revision},
         "dim": ref.dim,
@@ -401,13 +341,13 @@ def minilm_emb(tmp_path, minilm_embedder):
         "instruction": "",
         "id_column": "note_id",
     }
-    return write_shards(tmp_path / "emb", list(range(len(TEXTS))), x, n_shards=2, manifest=manifest), x
+    return write_shards(tmp_path / "emb", list(range(len(TOPIC_NOTES))), x, n_shards=2, manifest=manifest), x
 
 
 def test_query_matches_brute_force_with_embedders_own_vector(minilm_emb, minilm_embedder, tmp_path):
     emb, x = minilm_emb
     query = "crushing chest pain, possible heart attack"
-    want_ids, want_cos = brute_force(list(range(len(TEXTS))), x, minilm_embedder.encode([query])[0], 3)
+    want_ids, want_cos = brute_force(list(range(len(TOPIC_NOTES))), x, minilm_embedder.encode([query])[0], 3)
     result = invoke(emb, "--query", query, "--k", 3, "--out", tmp_path / "q.csv")
     assert result.exit_code == 0, result.output
     rows = read_csv((tmp_path / "q.csv").read_text())[1:]
@@ -453,7 +393,7 @@ def test_nvembed_query_gets_the_retrieval_instruction_by_default(tmp_path):
     emb = write_shards(
         tmp_path / "emb",
         list(range(3)),
-        documents.encode(TEXTS[:3]),
+        documents.encode(TOPIC_NOTES[:3]),
         n_shards=1,
         manifest={"model": {"name": documents.ref.name, "kind": "nvembed", "revision": documents.ref.revision}},
     )

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 from shard_files import write_shards
 
-from embednv.errors import MapError
+from embednv.errors import InputError
 from embednv.shards import iter_batches, open_shards, unit_vectors
 
 
@@ -44,18 +44,18 @@ def test_unit_vectors_honour_slices_and_reject_nulls():
     col = pa.FixedSizeListArray.from_arrays(flat, 3).slice(2, 2)  # rows 2 and 3
     v = unit_vectors(col, 3)
     assert np.allclose(v[0], np.array([7, 8, 9]) / np.linalg.norm([7, 8, 9]))
-    with pytest.raises(MapError, match="null"):
+    with pytest.raises(InputError, match="null"):
         unit_vectors(pa.array([[1.0, 2.0], None], pa.list_(pa.float32(), 2)), 2)
 
 
 def test_clear_errors_for_missing_inputs(tmp_path, shards):
-    with pytest.raises(MapError, match="not found"):
+    with pytest.raises(InputError, match="not found"):
         open_shards(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(MapError, match="No part-"):
+    with pytest.raises(InputError, match="No part-"):
         open_shards(tmp_path / "empty")
     x = np.ones((3, 2), np.float32)
     shards(tmp_path / "m", np.arange(3), x, n_shards=1)
     (tmp_path / "m" / "_manifest.json").write_text(json.dumps({"id_column": "wrong"}))
-    with pytest.raises(MapError, match="wrong"):
+    with pytest.raises(InputError, match="wrong"):
         open_shards(tmp_path / "m")

@@ -10,7 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import typer
-from test_cohort import TEXTS, brute_force, error_line, read_csv, write_shards
+from cli_output import error_line, read_csv
+from note_files import TOPIC_NOTES
+from shard_files import brute_force, write_shards
 from typer.testing import CliRunner
 
 from embednv import cohort
@@ -114,7 +116,9 @@ def test_query_with_the_index_equals_the_scan(tmp_path):
         "max_tokens": ref.max_tokens,
         "id_column": "note_id",
     }
-    directory = write_shards(tmp_path / "emb", list(range(len(TEXTS))), documents.encode(TEXTS), 2, manifest=manifest)
+    directory = write_shards(
+        tmp_path / "emb", list(range(len(TOPIC_NOTES))), documents.encode(TOPIC_NOTES), 2, manifest=manifest
+    )
     assert invoke("index", directory).exit_code == 0
     query = "crushing chest pain, possible heart attack"
     indexed = invoke("cohort", directory, "--query", query, "--k", 4)
@@ -228,17 +232,17 @@ def test_embed_with_index_builds_it_at_the_end(tmp_path):
     from embednv.cli import app as main_app
 
     notes = tmp_path / "notes.parquet"
-    pq.write_table(pa.table({"note_id": [f"n{i}" for i in range(len(TEXTS))], "text": TEXTS}), notes)
+    pq.write_table(pa.table({"note_id": [f"n{i}" for i in range(len(TOPIC_NOTES))], "text": TOPIC_NOTES}), notes)
     out = tmp_path / "emb"
     result = runner.invoke(
         main_app, ["embed", str(notes), "--out", str(out), "--executor", "local", "--model", "minilm", "--index"]
     )
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.strip().splitlines() if not line.startswith("embednv: ")]
-    assert lines[-2].startswith(f"embedded {len(TEXTS)} of {len(TEXTS)} notes")
-    assert lines[-1].startswith(f"built the flat index of {len(TEXTS)} vectors (384-d), exact, ")
+    assert lines[-2].startswith(f"embedded {len(TOPIC_NOTES)} of {len(TOPIC_NOTES)} notes")
+    assert lines[-1].startswith(f"built the flat index of {len(TOPIC_NOTES)} vectors (384-d), exact, ")
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["status"] == "complete" and manifest["kind"] == "embeddings"
-    assert manifest["index"]["built_from"]["rows"] == len(TEXTS) and manifest["index"]["kind"] == "flat"
+    assert manifest["index"]["built_from"]["rows"] == len(TOPIC_NOTES) and manifest["index"]["kind"] == "flat"
     near = invoke("cohort", out, "--near", "n1", "--k", 2)
     assert near.exit_code == 0 and "answering from the flat index" in near.output, near.output

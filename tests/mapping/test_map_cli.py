@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from embednv.errors import MapError
+from embednv.errors import InputError
 from embednv.mapping import run as run_module
 from embednv.mapping.cli import map_command
 
@@ -73,7 +73,7 @@ def test_backend_cuml_without_cuml(planted, tmp_path, monkeypatch):
 
 def test_debug_raises_with_traceback(tmp_path):
     result = runner.invoke(app, ["map", str(tmp_path / "nope"), "--out", str(tmp_path / "m"), "--debug"])
-    assert result.exit_code != 0 and isinstance(result.exception, MapError)
+    assert result.exit_code != 0 and isinstance(result.exception, InputError)  # no such embeddings directory
 
 
 def test_full_run_with_show_text(planted, tmp_path, monkeypatch):
