@@ -4,7 +4,6 @@ index and cohort."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -58,9 +57,7 @@ def write_shards(
         else:
             out.write_table(shard_name(s), table)
     if manifest:
-        out.write_text(
-            MANIFEST, json.dumps(manifest if isinstance(manifest, dict) else {"id_column": id_column, "dim": dim})
-        )
+        out.write_json(MANIFEST, manifest if isinstance(manifest, dict) else {"id_column": id_column, "dim": dim})
     return emb_dir
 
 
